@@ -1,0 +1,81 @@
+"""Single-image inference: the model card's ``inference.py``, as a library function."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import devices
+from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_call
+from .constants import DEFAULT_IMAGE
+from .errors import InputError
+from .images import load_image
+from .labels import class_name
+from .metrics import top_k
+from .model import build_model_with_info
+from .preprocess import make_batch
+from .targets import build_runner, parse_target
+from .weights import WeightsInfo
+
+
+@dataclass(frozen=True)
+class Inference:
+    """What one inference run found: where it ran, on what, how fast, and the top-k."""
+
+    image: str
+    target: str
+    device: str
+    device_name: str
+    dtype: str
+    precision_settings: dict[str, Any]
+    weights: WeightsInfo
+    latency_ms: Timing
+    top: list[tuple[int, str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image": self.image,
+            "target": self.target,
+            "device": self.device,
+            "device_name": self.device_name,
+            "dtype": self.dtype,
+            "precision_settings": self.precision_settings,
+            "weights": self.weights.to_dict(),
+            "latency_ms": self.latency_ms.to_dict(),
+            "top": [{"index": i, "name": n, "probability": p} for i, n, p in self.top],
+        }
+
+
+def infer(
+    image: str | Path = DEFAULT_IMAGE,
+    *,
+    device: str = "auto",
+    dtype: str = "fp32",
+    weights: str = "seeded",
+    topk: int = 5,
+    warmup: int = DEFAULT_WARMUP,
+    iters: int = DEFAULT_ITERS,
+) -> Inference:
+    """Classify one image on one device; latency is the median of ``iters`` synchronised runs."""
+    if not 1 <= topk <= 1000:
+        raise InputError(f"topk {topk!r}: must be between 1 and 1000")
+    spec = parse_target(f"{device}/{dtype}")
+    batch = make_batch([load_image(image)])
+    model, info = build_model_with_info(weights)
+    runner = build_runner(spec, model)
+    logits = runner(batch)
+    x = runner.prepare_input(batch)
+    timing = time_call(lambda: runner.forward(x), runner.device, warmup=warmup, iters=iters)
+    top = [(i, class_name(i), p) for i, p in top_k(logits, topk)[0]]
+    return Inference(
+        image=str(image),
+        target=runner.name,
+        device=str(runner.device),
+        device_name=devices.device_name(runner.device),
+        dtype=dtype,
+        precision_settings=runner.precision_settings,
+        weights=info,
+        latency_ms=timing,
+        top=top,
+    )

@@ -1,0 +1,208 @@
+"""Targets: what runs the model, named by one spec string and parsed once.
+
+A spec is ``DEVICE[/DTYPE][/MODE][/KNOB=VALUE...]``:
+
+* DEVICE: ``auto``, ``cpu``, ``npu[:N]``, ``cuda[:N]``, ``mps``, ``xpu[:N]``;
+* DTYPE: ``fp32`` (default); ``fp16`` / ``bf16`` cast the weights and the input;
+  ``fp16-autocast`` / ``bf16-autocast`` keep fp32 weights and run under ``torch.autocast``;
+* MODE: ``eager`` (default) or ``channels_last``;
+* KNOB: ``tf32=on|off`` (CUDA convolutions and matmuls), ``hf32=on|off`` (NPU convolutions
+  and matmuls), ``acl=MODE`` (the NPU's ACL precision mode, e.g. ``must_keep_origin_dtype``).
+  Unset knobs stay as the device has them; either way the settings in force are recorded.
+
+Examples: ``cpu``, ``cpu/bf16-autocast``, ``npu:1/fp16``, ``cuda/fp32/channels_last``,
+``cuda/fp32/tf32=off``, ``npu/fp32/acl=must_keep_origin_dtype``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+
+from . import devices
+from .errors import InputError
+
+DTYPES = {
+    "fp32": (torch.float32, False),
+    "fp16": (torch.float16, False),
+    "bf16": (torch.bfloat16, False),
+    "fp16-autocast": (torch.float16, True),
+    "bf16-autocast": (torch.bfloat16, True),
+}
+MODES = ("eager", "channels_last")
+KNOBS = {
+    "tf32": ("on", "off"),
+    "hf32": ("on", "off"),
+    "acl": ("allow_fp32_to_fp16", "must_keep_origin_dtype", "force_fp32", "force_fp16", "allow_mix_precision"),
+}
+_KNOB_DEVICE = {"tf32": "cuda", "hf32": "npu", "acl": "npu"}
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A parsed target spec; ``device`` is as written (``auto`` resolved later)."""
+
+    device: str
+    dtype: str = "fp32"
+    mode: str = "eager"
+    knobs: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def name(self) -> str:
+        parts = [self.device, self.dtype]
+        if self.mode != "eager":
+            parts.append(self.mode)
+        parts.extend(f"{k}={v}" for k, v in self.knobs)
+        return "/".join(parts)
+
+
+def parse_target(text: str) -> TargetSpec:
+    """Parse ``DEVICE[/DTYPE][/MODE][/KNOB=VALUE...]``; errors name the valid parts."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"target {text!r}: empty. Write DEVICE[/DTYPE][/MODE][/KNOB=VALUE], e.g. cuda/fp16")
+    device, *parts = text.strip().split("/")
+    devices.parse_device(device)
+    dtype, mode, knobs = None, None, {}
+    for part in parts:
+        if part in DTYPES and dtype is None:
+            dtype = part
+        elif part in MODES and mode is None:
+            mode = part
+        elif "=" in part:
+            key, _, value = part.partition("=")
+            if key not in KNOBS or key in knobs:
+                raise InputError(f"target {text!r}: unknown or repeated knob {key!r}. Choose from: {', '.join(KNOBS)}")
+            if value not in KNOBS[key]:
+                raise InputError(f"target {text!r}: {key}={value!r} is not valid. Choose one of: {', '.join(KNOBS[key])}")
+            kind = device.partition(":")[0]
+            if kind not in (_KNOB_DEVICE[key], "auto"):
+                raise InputError(f"target {text!r}: {key} applies to {_KNOB_DEVICE[key]} devices only")
+            knobs[key] = value
+        else:
+            raise InputError(
+                f"target {text!r}: unknown or repeated part {part!r}. Dtypes: {', '.join(DTYPES)}; "
+                f"modes: {', '.join(MODES)}; knobs: tf32=on|off, hf32=on|off, acl=MODE"
+            )
+    return TargetSpec(device, dtype or "fp32", mode or "eager", tuple(sorted(knobs.items())))
+
+
+@contextlib.contextmanager
+def _precision(device: torch.device, knobs: dict[str, str]) -> Iterator[None]:
+    """Apply a target's knobs around its forward passes and restore them afterwards, so
+    targets with different settings can share one process."""
+    saved: list[tuple[Any, str, Any]] = []
+
+    def set_attr(obj: Any, attr: str, value: Any) -> None:
+        saved.append((obj, attr, getattr(obj, attr)))
+        setattr(obj, attr, value)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if device.type == "cuda" and "tf32" in knobs:
+            set_attr(torch.backends.cudnn, "allow_tf32", knobs["tf32"] == "on")
+            set_attr(torch.backends.cuda.matmul, "allow_tf32", knobs["tf32"] == "on")
+        if device.type == "npu" and "hf32" in knobs:
+            set_attr(torch.npu.conv, "allow_hf32", knobs["hf32"] == "on")
+            set_attr(torch.npu.matmul, "allow_hf32", knobs["hf32"] == "on")
+    if device.type == "npu" and "acl" in knobs:
+        devices.set_acl_precision_mode(knobs["acl"])
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for obj, attr, value in reversed(saved):
+                setattr(obj, attr, value)
+
+
+def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]:
+    """The precision a target really computes in, and why: its dtype, lowered to ``tf32`` /
+    ``hf32`` / ``fp16`` when the device runs float32 convolutions in reduced precision."""
+    if dtype != "fp32":
+        kind = dtype.split("-")[0]
+        reason = f"{dtype}: weights and input cast to {kind}" if "autocast" not in dtype else f"{dtype}: convolutions and matmuls autocast to {kind}"
+        return kind, reason
+    if settings.get("cudnn.allow_tf32"):
+        return "tf32", "fp32 with torch.backends.cudnn.allow_tf32=True: convolutions run in TF32"
+    if settings.get("cuda.matmul.allow_tf32"):
+        return "tf32", "fp32 with torch.backends.cuda.matmul.allow_tf32=True: the fc layer runs in TF32"
+    acl = str(settings.get("ACL_PRECISION_MODE", ""))
+    if acl.startswith(("allow_fp32_to_fp16", "force_fp16", "allow_mix_precision")):
+        return "fp16", f"fp32 with ACL_PRECISION_MODE={acl}: matrix operators run in fp16"
+    if settings.get("npu.conv.allow_hf32"):
+        return "hf32", "fp32 with torch.npu.conv.allow_hf32=True: convolutions run in HF32"
+    if settings.get("npu.matmul.allow_hf32"):
+        return "hf32", "fp32 with torch.npu.matmul.allow_hf32=True: the fc layer runs in HF32"
+    if settings.get("float32_matmul_precision") in ("high", "medium"):
+        return "tf32", f"fp32 with float32_matmul_precision={settings['float32_matmul_precision']!r}"
+    return "fp32", "fp32 end to end"
+
+
+@dataclass
+class ModelRunner:
+    """A built-in target made real: the model copied to the device in the target's dtype and
+    memory format. Calling it maps a float32 CPU batch [N, 3, 224, 224] to float32 CPU logits."""
+
+    spec: TargetSpec
+    device: torch.device
+    module: torch.nn.Module
+    precision_settings: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
+    precision_reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name if self.spec.device != "auto" else TargetSpec(
+            str(self.device), self.spec.dtype, self.spec.mode, self.spec.knobs
+        ).name
+
+    @property
+    def knobs(self) -> dict[str, str]:
+        return dict(self.spec.knobs)
+
+    def prepare_input(self, batch: torch.Tensor) -> torch.Tensor:
+        dtype, autocast = DTYPES[self.spec.dtype]
+        x = batch.to(self.device, dtype=torch.float32 if autocast else dtype)
+        if self.spec.mode == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward pass on device-resident input, output left on the device."""
+        dtype, autocast = DTYPES[self.spec.dtype]
+        with torch.inference_mode(), _precision(self.device, self.knobs):
+            if autocast:
+                with torch.autocast(device_type=self.device.type, dtype=dtype):
+                    return self.module(x)
+            return self.module(x)
+
+    def synchronize(self) -> None:
+        devices.synchronize(self.device)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        out = self.forward(self.prepare_input(batch))
+        return out.float().cpu()
+
+
+def build_runner(spec: TargetSpec | str, model: torch.nn.Module) -> ModelRunner:
+    """Resolve the device (raising :class:`InputError` when it is not available) and copy
+    ``model`` there in the target's dtype and memory format. ``model`` is left untouched."""
+    if isinstance(spec, str):
+        spec = parse_target(spec)
+    device = devices.resolve_device(spec.device)
+    dtype, autocast = DTYPES[spec.dtype]
+    module = copy.deepcopy(model).eval().to(device)
+    if not autocast:
+        module = module.to(dtype)
+    if spec.mode == "channels_last":
+        module = module.to(memory_format=torch.channels_last)
+    knobs = dict(spec.knobs)
+    with _precision(device, knobs):
+        settings = devices.precision_settings(device)
+    precision, reason = effective_precision(spec.dtype, settings)
+    return ModelRunner(spec, device, module, settings, precision, reason)

@@ -1,0 +1,239 @@
+"""Weight specs: one parser and one loader, shared by the CLI, the library and the tests.
+
+``seeded`` / ``seeded:N``
+    ``torch.manual_seed(N)`` (N = 42 by default), then a fresh ResNet34, as the model card
+    does. Generated once into the cache folder (``$RESNET34_NPU_CACHE``, default
+    ``~/.cache/resnet34_npu``) with an atomic rename, loaded from there afterwards.
+``imagenet``
+    torchvision's IMAGENET1K_V1 checkpoint, from the local torch hub cache only.
+a path
+    A state-dict file, read with ``torch.load(..., weights_only=True)``.
+
+Nothing is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .constants import (
+    CACHE_ENV,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_SEED,
+    IMAGENET_CHECKPOINT,
+    SEEDED_TENSOR_SHA256,
+)
+from .errors import InputError
+
+StateDict = dict[str, torch.Tensor]
+
+#: How many offending keys an error message quotes.
+_SHOWN_KEYS = 3
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """A parsed weights spec: ``kind`` is ``seeded``, ``imagenet`` or ``file``."""
+
+    text: str
+    kind: str
+    seed: int | None = None
+    path: Path | None = None
+
+
+@dataclass(frozen=True)
+class WeightsInfo:
+    """Where a model's weights came from: the spec, the file and two digests.
+
+    ``sha256`` is the file's (what ``sha256sum`` prints); ``tensor_sha256`` covers only the
+    tensors, so it stays the same when torch changes its file format."""
+
+    spec: str
+    path: str
+    sha256: str
+    tensor_sha256: str
+
+    def to_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def parse_weights_spec(text: str) -> WeightsSpec:
+    """Parse ``seeded``, ``seeded:N``, ``imagenet`` or a file path."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"weights {text!r}: empty spec. Choose one of: seeded, seeded:N, imagenet, a path to a state-dict file")
+    if text == "seeded":
+        return WeightsSpec(text, "seeded", seed=DEFAULT_SEED)
+    if text.startswith("seeded:"):
+        number = text.partition(":")[2]
+        if not number.isdigit():
+            raise InputError(f"weights {text!r}: the seed must be a non-negative integer, as in 'seeded:42'")
+        return WeightsSpec(text, "seeded", seed=int(number))
+    if text == "imagenet":
+        return WeightsSpec(text, "imagenet", path=imagenet_checkpoint_path())
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise InputError(
+            f"weights {text!r}: no such file (and not a spec: choose one of seeded, seeded:N, imagenet, a path)"
+        )
+    return WeightsSpec(text, "file", path=path)
+
+
+def cache_dir() -> Path:
+    """The folder for generated weights: ``$RESNET34_NPU_CACHE`` or ``~/.cache/resnet34_npu``."""
+    return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR).expanduser()
+
+
+def seeded_path(seed: int) -> Path:
+    return cache_dir() / f"resnet34-seeded-{seed}.pth"
+
+
+def imagenet_checkpoint_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_CHECKPOINT
+
+
+def tensor_digest(state: StateDict) -> str:
+    """sha256 over each tensor's name, dtype, shape and bytes, in state-dict order."""
+    digest = hashlib.sha256()
+    for name, tensor in state.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{list(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def load_weights(text: str, factory: Callable[[], torch.nn.Module]) -> tuple[WeightsInfo, StateDict]:
+    """Resolve a weights spec into a checked state dict for the model ``factory`` builds.
+
+    Raises :class:`InputError` naming the spec or file and the reason for anything wrong."""
+    spec = parse_weights_spec(text)
+    if spec.kind == "seeded":
+        assert spec.seed is not None
+        path = seeded_path(spec.seed)
+        if not path.exists():
+            _generate_seeded(spec.seed, path, factory)
+    elif spec.kind == "imagenet":
+        assert spec.path is not None
+        path = spec.path
+        if not path.is_file():
+            raise InputError(
+                f"weights 'imagenet': {IMAGENET_CHECKPOINT} is not in the local torch hub cache; "
+                f"put torchvision's file (https://download.pytorch.org/models/{IMAGENET_CHECKPOINT}) at "
+                f"{path} (nothing is downloaded)"
+            )
+    else:
+        assert spec.path is not None
+        path = spec.path
+    data = _read_file(path)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if spec.kind == "imagenet" and not sha256.startswith(IMAGENET_CHECKPOINT.split("-")[1].split(".")[0]):
+        raise InputError(f"weights file '{path}': sha256 {sha256[:8]}... does not match torchvision's {IMAGENET_CHECKPOINT}")
+    state = _unpickle(path, data)
+    with torch.device("meta"):
+        expected = factory().state_dict()
+    _check_fits(path, state, expected)
+    digest = tensor_digest(state)
+    if spec.kind == "seeded":
+        known = SEEDED_TENSOR_SHA256.get(spec.seed)
+        if known is not None and digest != known:
+            raise InputError(
+                f"weights file '{path}': its tensors (sha256 {digest[:12]}...) are not seeded:{spec.seed} "
+                f"(expected {known[:12]}...); delete the file to regenerate it"
+            )
+    return WeightsInfo(spec=text, path=str(path), sha256=sha256, tensor_sha256=digest), state
+
+
+def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Module]) -> None:
+    """Build ``factory()`` after ``torch.manual_seed(seed)`` and save its state dict atomically:
+    a temporary file in the same folder, then a rename, so racing processes never see half a
+    file. The caller's RNG state is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        state = factory().state_dict()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"cache folder '{path.parent}': cannot write there ({exc.strerror}); set {CACHE_ENV}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_file(path: Path) -> bytes:
+    if path.is_dir():
+        raise InputError(f"weights file '{path}': is a directory, not a state-dict file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"weights file '{path}': cannot be read ({exc.strerror})") from None
+    if not data:
+        raise InputError(f"weights file '{path}': is empty (0 bytes)")
+    return data
+
+
+def _unpickle(path: Path, data: bytes) -> StateDict:
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+            raise InputError(
+                f"weights file '{path}': refused by torch.load(weights_only=True), it pickles more than tensors ({first})"
+            ) from None
+        raise InputError(f"weights file '{path}': not a PyTorch checkpoint ({first})") from None
+    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"weights file '{path}': not a readable PyTorch checkpoint, truncated or another format ({first})") from None
+    if isinstance(obj, dict) and len(obj) == 1 and next(iter(obj)) in ("state_dict", "model"):
+        obj = next(iter(obj.values()))
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise InputError(f"weights file '{path}': holds a {type(obj).__name__}, not a state dict of tensors")
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "[" + ", ".join(str(d) for d in tensor.shape) + "]"
+
+
+def _check_fits(path: Path, state: StateDict, expected: StateDict) -> None:
+    """One error listing the first missing, unexpected and wrongly shaped keys."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    not_float = [
+        k for k in expected
+        if k in state and expected[k].is_floating_point() and not state[k].is_floating_point()
+    ]
+    parts = []
+    if missing:
+        shown = ", ".join(f"{k} {_shape(expected[k])}" for k in missing[:_SHOWN_KEYS])
+        parts.append(f"{len(missing)} missing key(s): {shown}")
+    if unexpected:
+        shown = ", ".join(f"{k} {_shape(state[k])}" for k in unexpected[:_SHOWN_KEYS])
+        parts.append(f"{len(unexpected)} unexpected key(s): {shown}")
+    if wrong:
+        shown = ", ".join(
+            f"{k} expected {_shape(expected[k])} found {_shape(state[k])}" for k in wrong[:_SHOWN_KEYS]
+        )
+        parts.append(f"{len(wrong)} wrong shape(s): {shown}")
+    if not_float:
+        shown = ", ".join(f"{k} is {state[k].dtype}" for k in not_float[:_SHOWN_KEYS])
+        parts.append(f"{len(not_float)} non-float tensor(s): {shown}")
+    if parts:
+        raise InputError(f"weights file '{path}': does not fit ResNet34: " + "; ".join(parts))

@@ -1,0 +1,37 @@
+"""Shared fixtures: real bundled images, real seeded weights (cached outside the repo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet34_npu.constants import DEFAULT_IMAGE, IMAGES_DIR
+from resnet34_npu.model import build_model_with_info
+
+ALL_IMAGES = sorted(p for p in IMAGES_DIR.iterdir() if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def seeded():
+    """(model, WeightsInfo) for ``seeded``: built once per session from the cache."""
+    return build_model_with_info("seeded")
+
+
+@pytest.fixture(scope="session")
+def seeded_model(seeded) -> torch.nn.Module:
+    return seeded[0]
+
+
+@pytest.fixture
+def cat_path() -> Path:
+    return DEFAULT_IMAGE
+
+
+@pytest.fixture
+def tmp_cache(tmp_path, monkeypatch) -> Path:
+    """An empty weights cache, so generation itself is exercised."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET34_NPU_CACHE", str(cache))
+    return cache

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+
+from resnet34_npu import InputError, build_model_with_info, parse_weights_spec
+from resnet34_npu.constants import SEEDED_TENSOR_SHA256
+from resnet34_npu.model import resnet34
+from resnet34_npu.weights import load_weights, seeded_path, tensor_digest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_parse_specs(tmp_path):
+    assert parse_weights_spec("seeded").seed == 42
+    assert parse_weights_spec("seeded:7").seed == 7
+    assert parse_weights_spec("imagenet").kind == "imagenet"
+    f = tmp_path / "w.pth"
+    f.write_bytes(b"x")
+    assert parse_weights_spec(str(f)).path == f
+
+
+@pytest.mark.parametrize(
+    "spec, words",
+    [("", "empty"), ("seeded:x", "non-negative integer"), ("seeded:-1", "non-negative integer"), ("nope.pth", "no such file")],
+)
+def test_bad_specs_are_named(spec, words):
+    with pytest.raises(InputError) as err:
+        parse_weights_spec(spec)
+    assert words in str(err.value) and repr(spec) in str(err.value)
+
+
+def test_seeded_generated_once_atomically_and_matches_known_digest(tmp_cache):
+    rng_before = torch.get_rng_state()
+    info, state = load_weights("seeded", resnet34)
+    assert torch.equal(torch.get_rng_state(), rng_before), "generation must not disturb the caller's RNG"
+    path = seeded_path(42)
+    assert path.parent == tmp_cache and path.is_file()
+    assert [p.name for p in tmp_cache.iterdir()] == [path.name], "no temporary file may be left behind"
+    assert info.tensor_sha256 == SEEDED_TENSOR_SHA256[42] == tensor_digest(state)
+    mtime = path.stat().st_mtime_ns
+    again, _ = load_weights("seeded", resnet34)
+    assert path.stat().st_mtime_ns == mtime, "a second load must read the cache, not regenerate"
+    assert again == info
+
+
+def test_seeded_is_what_the_model_card_does(tmp_cache):
+    torch.manual_seed(42)
+    expected = torchvision.models.resnet34().state_dict()
+    _, state = load_weights("seeded", resnet34)
+    assert state.keys() == expected.keys()
+    assert all(torch.equal(state[k], expected[k]) for k in state)
+
+
+def test_other_seeds_differ(tmp_cache):
+    info7, _ = load_weights("seeded:7", resnet34)
+    assert info7.tensor_sha256 != SEEDED_TENSOR_SHA256[42]
+    assert seeded_path(7).is_file()
+
+
+def test_two_processes_racing_both_get_a_whole_file(tmp_cache):
+    code = "import resnet34_npu as r; print(r.build_model_with_info('seeded:3')[1].tensor_sha256)"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert outs[0] == outs[1] and len(outs[0]) == 64
+    assert [p.name for p in tmp_cache.iterdir()] == ["resnet34-seeded-3.pth"]
+
+
+def test_corrupted_cache_is_refused(tmp_cache):
+    load_weights("seeded", resnet34)
+    state = torch.load(seeded_path(42), weights_only=True)
+    state["fc.bias"] = state["fc.bias"] + 1
+    torch.save(state, seeded_path(42))
+    with pytest.raises(InputError, match="are not seeded:42.*delete the file"):
+        load_weights("seeded", resnet34)
+
+
+def test_state_dict_file_round_trip(tmp_path, seeded):
+    model, info = seeded
+    path = tmp_path / "copy.pth"
+    torch.save(model.state_dict(), path)
+    _, copy_info = build_model_with_info(str(path))
+    assert copy_info.tensor_sha256 == info.tensor_sha256
+
+
+@pytest.mark.parametrize("wrap", ["state_dict", "model", "module."])
+def test_common_wrappers_are_unwrapped(tmp_path, seeded, wrap):
+    model, info = seeded
+    state = model.state_dict()
+    obj = {f"module.{k}": v for k, v in state.items()} if wrap == "module." else {wrap: state}
+    path = tmp_path / "wrapped.pth"
+    torch.save(obj, path)
+    assert build_model_with_info(str(path))[1].tensor_sha256 == info.tensor_sha256
+
+
+class Custom:
+    pass
+
+
+def _write(path: Path, kind: str, seeded_state) -> None:
+    if kind == "text":
+        path.write_text("this is not a checkpoint\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        buffer = path.with_suffix(".full")
+        torch.save(seeded_state, buffer)
+        data = buffer.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif kind == "pickle":
+        torch.save({"object": Custom()}, path)
+    elif kind == "missing":
+        state = dict(seeded_state)
+        del state["fc.weight"], state["fc.bias"]
+        torch.save(state, path)
+    elif kind == "unexpected":
+        torch.save({**seeded_state, "head.weight": torch.zeros(10, 512)}, path)
+    elif kind == "shapes":
+        torch.save(torchvision.models.resnet34(num_classes=10).state_dict(), path)
+    elif kind == "not_a_dict":
+        torch.save([torch.zeros(1)], path)
+    elif kind == "int_tensor":
+        torch.save({**seeded_state, "conv1.weight": seeded_state["conv1.weight"].to(torch.int32)}, path)
+
+
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("text", "not a"),
+        ("empty", "is empty"),
+        ("truncated", "truncated"),
+        ("pickle", "weights_only=True"),
+        ("missing", "2 missing key(s): fc.weight [1000, 512], fc.bias [1000]"),
+        ("unexpected", "1 unexpected key(s): head.weight [10, 512]"),
+        ("shapes", "wrong shape(s): fc.weight expected [1000, 512] found [10, 512]"),
+        ("not_a_dict", "holds a list"),
+        ("int_tensor", "conv1.weight is torch.int32"),
+    ],
+)
+def test_wrong_files_get_one_clear_error(tmp_path, seeded_model, kind, words):
+    path = tmp_path / f"{kind}.pth"
+    _write(path, kind, seeded_model.state_dict())
+    with pytest.raises(InputError) as err:
+        build_model_with_info(str(path))
+    message = str(err.value)
+    assert f"'{path}'" in message and words in message and "\n" not in message
+
+
+def test_directory_is_refused(tmp_path):
+    with pytest.raises(InputError, match="is a directory"):
+        build_model_with_info(str(tmp_path))
+
+
+def test_imagenet_absent_says_which_file_where(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(InputError) as err:
+        build_model_with_info("imagenet")
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / "resnet34-b627a593.pth"
+    assert str(expected) in str(err.value) and "nothing is downloaded" in str(err.value)
+
+
+def test_imagenet_with_the_wrong_file_is_refused(tmp_path, monkeypatch, seeded_model):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    target = tmp_path / "torch" / "hub" / "checkpoints" / "resnet34-b627a593.pth"
+    target.parent.mkdir(parents=True)
+    torch.save(seeded_model.state_dict(), target)
+    with pytest.raises(InputError, match="does not match torchvision's resnet34-b627a593.pth"):
+        build_model_with_info("imagenet")
