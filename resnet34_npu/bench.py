@@ -101,3 +101,17 @@ def time_call(
             sync()
             samples.append((time.perf_counter() - begin) * 1000.0)
     return Timing.from_samples(samples, warmup, batch_size, "device events" if event is not None else "perf_counter")
+
+
+def time_runner(runner: Any, batch: torch.Tensor, *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
+    """Time a target on ``batch``. Built-in targets (with ``prepare_input`` / ``forward``) are
+    timed on the forward pass alone, input already on the device, as the model card does;
+    other callables are timed end to end. Either way the device is synchronised around each
+    timed call."""
+    if hasattr(runner, "prepare_input") and hasattr(runner, "forward"):
+        x = runner.prepare_input(batch)
+        return time_call(lambda: runner.forward(x), runner.device, warmup=warmup, iters=iters,
+                         batch_size=batch.shape[0])
+    device = getattr(runner, "device", torch.device("cpu"))
+    return time_call(lambda: runner(batch), device, warmup=warmup, iters=iters, batch_size=batch.shape[0],
+                     synchronize=runner.synchronize)

@@ -14,10 +14,15 @@ from typing import Sequence
 
 from . import __version__, devices
 from .bench import DEFAULT_ITERS, DEFAULT_WARMUP
-from .constants import DEFAULT_IMAGE
+from .compare import Session, TargetResult, describe_runner
+from .constants import DEFAULT_IMAGE, IMAGES_DIR, PHOTOS
+from .criteria import DEFAULT_PROFILE, PROFILES
 from .errors import InputError
+from .images import find_images, load_image
 from .infer import infer
-from .labels import describe
+from .labels import class_name, describe
+from .report import build_report, check_writable, write_json_atomic
+from .targets import CPU_DEFAULT_TARGETS, accelerator_targets, parse_target
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -62,6 +67,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=_cmd_infer)
 
+    p = sub.add_parser("compare", help="compare targets with the CPU reference: metrics, verdicts, latency, JSON report")
+    p.add_argument("--image", action="extend", nargs="+", metavar="PATH", help="images or folders (default: the bundled photos)")
+    p.add_argument("--reference", default="cpu", metavar="SPEC", help="the reference target (default: cpu, i.e. cpu/fp32)")
+    p.add_argument("--target", action="extend", nargs="+", metavar="SPEC", help="targets: DEVICE[/DTYPE][/MODE][/KNOB=VALUE], e.g. npu:0/fp16, cuda/fp32/tf32=off (default: every available accelerator at fp32 and its reduced precisions; on a CPU-only host cpu/fp32 and cpu/fp32/channels_last)")
+    p.add_argument("--weights", default="seeded", metavar="SPEC", help="the same weights on both sides: seeded, seeded:N, imagenet or a file (default: seeded)")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=tuple(PROFILES), help=f"verdict rules (default: {DEFAULT_PROFILE})")
+    p.add_argument("--fp64-truth", action="store_true", help="also run the model in float64 on the CPU and report each side's error against it")
+    p.add_argument("--warmup", default=DEFAULT_WARMUP, type=_non_negative, metavar="N", help=f"untimed runs before timing (default: {DEFAULT_WARMUP})")
+    p.add_argument("--iters", default=DEFAULT_ITERS, type=_non_negative, metavar="N", help=f"timed runs per target, 0 = no timing (default: {DEFAULT_ITERS})")
+    p.add_argument("--output", default="compare_results.json", metavar="PATH", help="JSON report, written atomically (default: compare_results.json)")
+    p.set_defaults(func=_cmd_compare)
+
     p = sub.add_parser("devices", help="list every device kind and index: available, why not, name, precision settings")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=_cmd_devices)
@@ -88,6 +105,83 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     for rank, (index, _, prob) in enumerate(result.top, 1):
         print(f"  {rank}. {describe(index, prob)}")
     return EXIT_OK
+
+
+def _default_targets() -> tuple[list[str], str]:
+    found = accelerator_targets()
+    if found:
+        return found, ""
+    reasons = "; ".join(f"{k}: {devices.probe(k).reason}" for k in ("npu", "cuda", "mps", "xpu"))
+    note = (f"No accelerator found ({reasons}). Comparing the CPU fp32 reference with the CPU targets "
+            f"{', '.join(CPU_DEFAULT_TARGETS)}; fp16/bf16 CPU targets run only when asked for (--target cpu/fp16).")
+    return list(CPU_DEFAULT_TARGETS), note
+
+
+def _top1(indices: list[int]) -> str:
+    return f"[{indices[0]}] {class_name(indices[0])}"
+
+
+def _print_compare_table(reference_name: str, results: list[TargetResult]) -> None:
+    header = ("target", "image", "verdict", f"top-1 {reference_name}", "top-1 target", "top-5", "rel L2",
+              "cosine", "max abs", "prob rel", "median ms", "speedup")
+    rows = []
+    for result in results:
+        median = "-" if result.latency is None else f"{result.latency.median:.2f}"
+        speedup = "-" if result.speedup_vs_reference is None else f"{result.speedup_vs_reference:.2f}x"
+        for case in result.cases:
+            m, sample = case.metrics(), case.comparison.samples[0]
+            rows.append((
+                result.name, case.image, case.verdict.status.upper(), _top1(list(sample.reference_top5)),
+                _top1(list(sample.target_top5)), f"{sample.top5_overlap}/5", f"{m['rel_l2_error']:.2e}",
+                f"{m['cosine_similarity']:.8f}", f"{m['max_abs_error']:.2e}", f"{m['prob_max_rel_error']:.2e}",
+                median, speedup,
+            ))
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    for result in results:
+        for case in result.cases:
+            for line in case.verdict.failures:
+                print(f"FAIL {result.name} {case.image}: {line}")
+            for line in case.verdict.warnings:
+                print(f"warn {result.name} {case.image}: {line}")
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    output = check_writable(args.output)
+    images = find_images(args.image) if args.image else [IMAGES_DIR / name for name in PHOTOS]
+    for image in images:
+        load_image(image)  # every bad image is refused before any model work
+    specs = args.target or []
+    for spec in [args.reference, *specs]:
+        parse_target(spec)
+    note = ""
+    if not specs:
+        specs, note = _default_targets()
+    session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
+    runners = [session.runner(spec) for spec in specs]  # an unavailable device stops here, exit 2
+    if note:
+        print(note)
+    print(f"reference: {session.reference.name} ({devices.device_name(session.reference.device)}); "
+          f"weights: {session.weights.spec} sha256 {session.weights.sha256[:16]}...; profile: {session.profile.name}"
+          + ("; float64 truth on" if args.fp64_truth else ""))
+    results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
+    _print_compare_table(session.reference.name, results)
+    reference = describe_runner(session.reference)
+    if args.iters:
+        reference["latency_ms"] = session.reference_timing(1, args.warmup, args.iters, images[0]).to_dict()
+    report = build_report(
+        profile=session.profile.name,
+        weights=session.weights.to_dict(),
+        reference=reference,
+        targets=[r.to_dict() for r in results],
+        extra={"fp64_truth": args.fp64_truth, "images": [str(i) for i in images]},
+    )
+    write_json_atomic(output, report)
+    failed = [r.name for r in results if r.verdict == "fail"]
+    print(f"verdict: {report['verdict'].upper()}" + (f" ({', '.join(failed)} failed)" if failed else "")
+          + f"; report written to {output}")
+    return EXIT_FAIL if failed else EXIT_OK
 
 
 def _settings(settings: dict) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import devices
-from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_call
+from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_runner
 from .constants import DEFAULT_IMAGE
 from .errors import InputError
 from .images import load_image
@@ -65,8 +65,7 @@ def infer(
     model, info = build_model_with_info(weights)
     runner = build_runner(spec, model)
     logits = runner(batch)
-    x = runner.prepare_input(batch)
-    timing = time_call(lambda: runner.forward(x), runner.device, warmup=warmup, iters=iters)
+    timing = time_runner(runner, batch, warmup=warmup, iters=iters)
     top = [(i, class_name(i), p) for i, p in top_k(logits, topk)[0]]
     return Inference(
         image=str(image),

@@ -20,7 +20,7 @@ import contextlib
 import copy
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol, runtime_checkable
 
 import torch
 
@@ -143,6 +143,20 @@ def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]
     return "fp32", "fp32 end to end"
 
 
+@runtime_checkable
+class Runner(Protocol):
+    """What the comparison engine needs of a target: a name, its effective precision, a
+    call mapping a float32 CPU batch [N, 3, 224, 224] to logits [N, 1000], and a way to wait
+    for the device. Built-in targets are :class:`ModelRunner`; custom backends adapt to this."""
+
+    name: str
+    precision: str
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor: ...
+
+    def synchronize(self) -> None: ...
+
+
 @dataclass
 class ModelRunner:
     """A built-in target made real: the model copied to the device in the target's dtype and
@@ -157,9 +171,10 @@ class ModelRunner:
 
     @property
     def name(self) -> str:
-        return self.spec.name if self.spec.device != "auto" else TargetSpec(
-            str(self.device), self.spec.dtype, self.spec.mode, self.spec.knobs
-        ).name
+        """The spec's name, with ``auto`` replaced by the device it resolved to."""
+        if self.spec.device != "auto":
+            return self.spec.name
+        return TargetSpec(str(self.device), self.spec.dtype, self.spec.mode, self.spec.knobs).name
 
     @property
     def knobs(self) -> dict[str, str]:
@@ -206,3 +221,36 @@ def build_runner(spec: TargetSpec | str, model: torch.nn.Module) -> ModelRunner:
         settings = devices.precision_settings(device)
     precision, reason = effective_precision(spec.dtype, settings)
     return ModelRunner(spec, device, module, settings, precision, reason)
+
+
+#: Reduced precisions worth testing per accelerator kind (bf16 only where supported).
+_REDUCED = {"npu": ("fp16", "bf16"), "cuda": ("fp16", "bf16"), "xpu": ("fp16", "bf16"), "mps": ("fp16",)}
+
+
+def _bf16_supported(kind: str) -> bool:
+    backend = getattr(torch, kind, None)
+    check = getattr(backend, "is_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else kind != "mps"
+    except Exception:
+        return False
+
+
+def accelerator_targets() -> list[str]:
+    """Every available accelerator kind and every visible index, at fp32 and at the reduced
+    precisions the device supports (npu:0/fp32, npu:0/fp16, npu:0/bf16, npu:1/fp32, ...)."""
+    specs = []
+    for kind in ("npu", "cuda", "mps", "xpu"):
+        status = devices.probe(kind)
+        if not status.available:
+            continue
+        dtypes = ["fp32"] + [d for d in _REDUCED[kind] if d != "bf16" or _bf16_supported(kind)]
+        for index in range(status.count):
+            device = kind if kind == "mps" else f"{kind}:{index}"
+            specs.extend(f"{device}/{dtype}" for dtype in dtypes)
+    return specs
+
+
+#: On a CPU-only host: the CPU targets worth running by default (fp16/bf16 CPU kernels can be
+#: tens of times slower, so they run only when asked for).
+CPU_DEFAULT_TARGETS = ("cpu/fp32", "cpu/fp32/channels_last")

@@ -118,3 +118,102 @@ def test_help_and_version_exit_0(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 0
+
+
+# --- compare --------------------------------------------------------------------------------
+
+REPORT_KEYS = {"schema_version", "created", "verdict", "profile", "machine", "weights", "reference", "targets"}
+TARGET_KEYS = {
+    "name", "device", "dtype", "effective_precision", "precision_settings", "verdict", "latency_ms",
+    "throughput_ips", "speedup_vs_reference", "images",
+}
+LATENCY_KEYS = {"mean", "std", "median", "p90", "min", "max", "warmup", "iterations"}
+METRIC_KEYS = {
+    "max_abs_error", "mean_abs_error", "l2_error", "rel_l2_error", "cosine_similarity", "rmse", "max_rel_error",
+    "mean_rel_error", "error_balance", "rel_err_ratio_1e-2", "rel_err_ratio_1e-3", "rel_err_ratio_1e-4",
+    "nonfinite_mismatch", "prob_max_abs_error", "prob_mean_abs_error", "prob_max_rel_error", "kl_divergence",
+    "top1_match", "top5_overlap", "top5_order_match",
+}
+
+
+def test_compare_with_no_options_passes_and_writes_every_key(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "compare", "--iters", "2", "--warmup", "1")
+    assert code == 0, out + err
+    if not any(probe(k).available for k in ("npu", "cuda", "mps", "xpu")):
+        assert out.startswith("No accelerator found")
+        assert "cpu/fp32/channels_last" in out
+    doc = json.loads((tmp_path / "compare_results.json").read_text())
+    assert REPORT_KEYS <= set(doc) and doc["verdict"] == "pass"
+    assert {"spec", "sha256"} <= set(doc["weights"]) and {"device", "dtype"} <= set(doc["reference"])
+    assert {"host", "cpu", "python", "torch", "torchvision", "devices"} <= set(doc["machine"])
+    for target in doc["targets"]:
+        assert TARGET_KEYS <= set(target)
+        assert LATENCY_KEYS <= set(target["latency_ms"]) and target["latency_ms"]["iterations"] == 2
+        assert [i["image"] for i in target["images"]] == ["cat.jpg", "coffee.jpg"]
+        for image in target["images"]:
+            assert {"image", "verdict", "failures", "metrics"} <= set(image)
+            assert METRIC_KEYS <= set(image["metrics"])
+    assert f"[134] {class_name(134)}" in out and "verdict: PASS" in out
+
+
+def test_compare_that_should_fail_exits_1_with_readable_lines(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    code, out, _ = run(capsys, "compare", "--profile", "strict", "--target", "cpu/bf16", "--iters", "0",
+                       "--image", str(IMAGES_DIR / "cat.jpg"), "--output", str(report))
+    assert code == 1
+    assert "FAIL cpu/bf16 cat.jpg: assert_close_ratio: " in out and "(allowed: <= 1 for bf16); worst element: sample 0, class" in out
+    doc = json.loads(report.read_text())
+    assert doc["verdict"] == "fail" and doc["targets"][0]["images"][0]["failures"]
+    assert doc["targets"][0]["latency_ms"] is None
+
+
+def test_compare_fp64_truth_reports_the_ratio(tmp_path, capsys):
+    report = tmp_path / "r.json"
+    code, _, _ = run(capsys, "compare", "--fp64-truth", "--target", "cpu/channels_last", "--iters", "0",
+                     "--image", str(IMAGES_DIR / "cat.jpg"), "--output", str(report))
+    metrics = json.loads(report.read_text())["targets"][0]["images"][0]["metrics"]
+    assert code == 0 and {"truth_rel_l2_error", "reference_truth_rel_l2_error", "error_ratio_vs_cpu"} <= set(metrics)
+
+
+def test_compare_takes_a_folder_of_images(tmp_path, capsys):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for name in ("cat.jpg", "gray.png"):
+        (folder / name).write_bytes((IMAGES_DIR / name).read_bytes())
+    code, out, _ = run(capsys, "compare", "--image", str(folder), "--target", "cpu", "--iters", "0", "--output", str(tmp_path / "r.json"))
+    assert code == 0 and "gray.png" in out
+
+
+@pytest.mark.parametrize(
+    "argv, words",
+    [
+        (["--target", "cpu/fp8"], "unknown or repeated part 'fp8'"),
+        (["--target", "tpu"], "Unknown device 'tpu'"),
+        (["--profile", "lenient"], "invalid choice: 'lenient'"),
+        (["--reference", "cpu/fp9"], "unknown or repeated part 'fp9'"),
+        (["--iters", "-1"], "must be >= 0"),
+        (["--image", "nope.jpg"], "image 'nope.jpg': no such file"),
+        (["--weights", "seeded:x"], "weights 'seeded:x'"),
+    ],
+)
+def test_compare_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, words):
+    report = tmp_path / "r.json"
+    try:
+        code = cli.main(["compare", "--iters", "0", "--output", str(report), *argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    assert not report.exists()
+
+
+def test_compare_unavailable_target_is_refused_before_any_work(tmp_path, capsys):
+    absent = next((k for k in ("npu", "cuda", "xpu") if not probe(k).available), None)
+    if absent is None:
+        pytest.skip("every accelerator kind is available here")
+    report = tmp_path / "r.json"
+    code, out, err = run(capsys, "compare", "--target", f"{absent}:0/fp16", "--output", str(report))
+    assert code == 2 and f"device '{absent}:0' is not available" in err and not report.exists()
+    code, _, err = run(capsys, "compare", "--output", str(tmp_path))
+    assert code == 2 and "is a directory" in err

@@ -1,0 +1,252 @@
+"""Verdicts: named profiles of pass / warn / fail rules, per effective precision.
+
+A profile holds one table of rules per precision row: ``fp32``, ``fp16`` and ``bf16``.
+Targets that compute fp32 tensors in TF32 or HF32 (10-bit mantissa, like fp16) are judged
+on the ``fp16`` row, and so are fp32 targets whose ACL precision mode runs matrix operators
+in fp16. Whatever the profile, a target that produces NaN or Inf anywhere fails, and a rule
+whose measured value is NaN fails: NaN never passes, whatever the arithmetic says.
+
+Failure lines read like ``torch.testing.assert_close``'s: the rule, the measured value, the
+allowed bound, the precision, and the worst element (sample, class index and class name,
+both values).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from .errors import InputError
+from .labels import class_name
+from .metrics import Comparison, Element
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+ROW_OF_PRECISION = {"fp64": "fp32", "fp32": "fp32", "tf32": "fp16", "hf32": "fp16", "fp16": "fp16", "bf16": "bf16"}
+ROWS = ("fp32", "fp16", "bf16")
+
+_OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
+_NEGATION = {"<": ">=", "<=": ">", ">=": "<", ">": "<=", "==": "!="}
+
+#: Metrics whose worst element is the largest relative error (the others: the largest absolute).
+_RELATIVE = {"max_rel_error", "mean_rel_error", "rel_err_ratio_1e-2", "rel_err_ratio_1e-3", "rel_err_ratio_1e-4"}
+_RANKING = {"top1_match", "top5_overlap", "top5_order_match"}
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``metric OP bound`` must hold; a ``warn`` rule only warns. ``when`` = (metric, op,
+    value): the rule applies only when that holds too (msprobe's "cosine < 0.99 *and* max abs
+    error > 0.001"). A rule on a metric the comparison does not have (the float64-truth ratio
+    without ``--fp64-truth``) does not apply."""
+
+    metric: str
+    op: str
+    bound: float
+    level: str = FAIL
+    when: tuple[str, str, float] | None = None
+
+    def applies(self, metrics: Mapping[str, float]) -> bool:
+        if self.metric not in metrics:
+            return False
+        if self.when is None:
+            return True
+        metric, op, value = self.when
+        measured = metrics.get(metric, math.nan)
+        return math.isnan(measured) or _OPS[op](measured, value)
+
+    def holds(self, value: float) -> bool:
+        return not math.isnan(value) and _OPS[self.op](value, self.bound)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    rows: Mapping[str, tuple[Rule, ...]]
+
+    def rules_for(self, precision: str) -> tuple[Rule, ...]:
+        return self.rows[ROW_OF_PRECISION[precision]]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    status: str
+    failures: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.status != FAIL
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.status, "failures": list(self.failures), "warnings": list(self.warnings)}
+
+
+def _same(rules: tuple[Rule, ...]) -> dict[str, tuple[Rule, ...]]:
+    return {row: rules for row in ROWS}
+
+
+_MSPROBE_COMMON = (
+    Rule("cosine_similarity", ">=", 0.99, when=("max_abs_error", ">", 0.001)),
+    Rule("cosine_similarity", ">=", 0.9),
+    Rule("max_abs_error", "<=", 1.0),
+    Rule("nonfinite_mismatch", "==", 0),
+    Rule("error_ratio_vs_cpu", "<=", 2.0),
+    Rule("error_ratio_vs_cpu", "<=", 1.0, level=WARN),
+)
+
+PROFILES: dict[str, Profile] = {
+    "default": Profile(
+        "default",
+        "relative L2 error of the logits bounded per effective precision, set 5-25x above healthy "
+        "runs and below every fault in the catalogue; top-1 must match (bf16: warns); top-5 overlap "
+        "below 5 warns; a target more than 2x the CPU's own error against float64 warns",
+        {
+            "fp32": (
+                Rule("rel_l2_error", "<=", 1e-5),
+                Rule("cosine_similarity", ">=", 0.999),
+                Rule("top1_match", ">=", 1.0),
+                Rule("top5_overlap", ">=", 5.0, level=WARN),
+                Rule("error_ratio_vs_cpu", "<=", 2.0, level=WARN),
+            ),
+            "fp16": (
+                Rule("rel_l2_error", "<=", 3e-3),
+                Rule("cosine_similarity", ">=", 0.999),
+                Rule("top1_match", ">=", 1.0),
+                Rule("top5_overlap", ">=", 5.0, level=WARN),
+            ),
+            "bf16": (
+                Rule("rel_l2_error", "<=", 2.5e-2),
+                Rule("cosine_similarity", ">=", 0.999),
+                Rule("top1_match", ">=", 1.0, level=WARN),
+                Rule("top5_overlap", ">=", 5.0, level=WARN),
+            ),
+        },
+    ),
+    "seed": Profile(
+        "seed",
+        "the model card's rules: top-1 match, top-5 overlap 5/5, probability max relative error < 1 %",
+        _same((
+            Rule("top1_match", ">=", 1.0),
+            Rule("top5_overlap", ">=", 5.0),
+            Rule("prob_max_rel_error", "<", 0.01),
+        )),
+    ),
+    "msprobe": Profile(
+        "msprobe",
+        "Ascend msprobe's rules: cosine / max abs error, the dual thousandth test per dtype "
+        "(fp32: share over 1e-3 fails, over 1e-4 warns; fp16/bf16: 1e-2 fails, 1e-3 warns), "
+        "ratio mode against the float64 truth when it is computed",
+        {
+            "fp32": _MSPROBE_COMMON + (
+                Rule("rel_err_ratio_1e-3", "<", 1e-3),
+                Rule("rel_err_ratio_1e-4", "<", 1e-4, level=WARN),
+            ),
+            "fp16": _MSPROBE_COMMON + (
+                Rule("rel_err_ratio_1e-2", "<", 1e-2),
+                Rule("rel_err_ratio_1e-3", "<", 1e-3, level=WARN),
+            ),
+            "bf16": _MSPROBE_COMMON + (
+                Rule("rel_err_ratio_1e-2", "<", 1e-2),
+                Rule("rel_err_ratio_1e-3", "<", 1e-3, level=WARN),
+            ),
+        },
+    ),
+    "strict": Profile(
+        "strict",
+        "torch.testing.assert_close with its default tolerances for the effective precision, on every logit",
+        _same((Rule("assert_close_ratio", "<=", 1.0), Rule("top1_match", ">=", 1.0))),
+    ),
+}
+DEFAULT_PROFILE = "default"
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise InputError(f"Unknown profile {name!r}. Choose one of: {', '.join(PROFILES)}")
+    return PROFILES[name]
+
+
+def _fmt(value: float) -> str:
+    if math.isfinite(value) and (value == 0 or 1e-2 <= abs(value) < 1e4):
+        return f"{value:.4g}"
+    return f"{value:.3e}"
+
+
+def _element_text(element: Element) -> str:
+    diff = element.target - element.reference
+    return (
+        f"sample {element.sample}, class {element.index} {class_name(element.index)!r}: "
+        f"reference {element.reference:.6g}, target {element.target:.6g}, diff {diff:.3e}"
+    )
+
+
+def _where(rule: Rule, comparison: Comparison) -> str:
+    if rule.metric in _RANKING:
+        bad = [
+            (i, s) for i, s in enumerate(comparison.samples)
+            if (rule.metric == "top1_match" and not s.top1_match)
+            or (rule.metric == "top5_overlap" and s.top5_overlap < 5)
+            or (rule.metric == "top5_order_match" and not s.top5_order_match)
+        ]
+        if not bad:
+            return ""
+        i, s = bad[0]
+        return (
+            f"first at sample {i}: reference top-5 {list(s.reference_top5)}, target top-5 "
+            f"{list(s.target_top5)}; reference top-1 [{s.reference_top5[0]}] {class_name(s.reference_top5[0])}, "
+            f"target top-1 [{s.target_top5[0]}] {class_name(s.target_top5[0])}"
+        )
+    if rule.metric.startswith("assert_close"):
+        element = comparison.worst_tolerance
+    elif rule.metric in _RELATIVE:
+        element = comparison.worst_rel
+    else:
+        element = comparison.worst_abs
+    return f"worst element: {_element_text(element)}"
+
+
+def failure_line(rule: Rule, value: float, precision: str, comparison: Comparison) -> str:
+    condition = "" if rule.when is None else f" (applies since {rule.when[0]} {rule.when[1]} {_fmt(rule.when[2])})"
+    where = _where(rule, comparison)
+    return (
+        f"{rule.metric}: {_fmt(value)} {_NEGATION[rule.op]} {_fmt(rule.bound)} "
+        f"(allowed: {rule.op} {_fmt(rule.bound)} for {precision}){condition}" + (f"; {where}" if where else "")
+    )
+
+
+def judge(
+    comparison: Comparison,
+    profile: Profile | str = DEFAULT_PROFILE,
+    extra_metrics: Mapping[str, float] | None = None,
+) -> Verdict:
+    """Apply ``profile``'s rules for the comparison's precision. ``extra_metrics`` adds the
+    float64-truth keys (``error_ratio_vs_cpu`` ...)."""
+    if isinstance(profile, str):
+        profile = get_profile(profile)
+    metrics = {**comparison.metrics(), **(extra_metrics or {})}
+    failures: list[str] = []
+    warnings: list[str] = []
+    if comparison.target_nonfinite or comparison.reference_nonfinite:
+        first = comparison.first_nonfinite
+        failures.append(
+            f"non-finite values: target has {comparison.target_nonfinite}, reference has "
+            f"{comparison.reference_nonfinite} NaN/Inf (allowed: none, in every profile)"
+            + (f"; first at {_element_text(first)}" if first is not None else "")
+        )
+    for rule in profile.rules_for(comparison.precision):
+        if not rule.applies(metrics):
+            continue
+        value = float(metrics[rule.metric])
+        if rule.holds(value):
+            continue
+        line = failure_line(rule, value, comparison.precision, comparison)
+        (failures if rule.level == FAIL else warnings).append(line)
+    status = FAIL if failures else WARN if warnings else PASS
+    return Verdict(status, tuple(failures), tuple(warnings))
+
+
+def worst_status(statuses: list[str]) -> str:
+    return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from resnet34_npu import InputError
+from resnet34_npu.compare import Session, run_checked
+from resnet34_npu.constants import IMAGES_DIR
+
+PHOTOS = [IMAGES_DIR / "cat.jpg", IMAGES_DIR / "coffee.jpg"]
+
+
+@pytest.fixture(scope="module")
+def session():
+    return Session("seeded", "cpu", fp64_truth=True)
+
+
+def test_reference_and_truth_are_computed_once(session):
+    first = session.reference_logits(PHOTOS[:1])
+    assert session.reference_logits(PHOTOS[:1]) is first
+    assert session.truth_logits(PHOTOS[:1]) is session.truth_logits(PHOTOS[:1])
+    assert session.truth_logits(PHOTOS[:1]).dtype == torch.float64
+
+
+def test_cpu_fp32_against_itself_is_exact_and_as_good_as_the_cpu(session):
+    case = session.compare(session.runner("cpu"), PHOTOS[:1])
+    assert case.verdict.status == "pass" and case.metrics()["max_abs_error"] == 0.0
+    assert case.truth["error_ratio_vs_cpu"] == 1.0
+    assert 0 < case.truth["reference_truth_rel_l2_error"] < 1e-6
+
+
+@pytest.mark.parametrize("spec", ["cpu/channels_last", "cpu/bf16-autocast"])
+def test_healthy_cpu_targets_pass_the_default_profile(session, spec):
+    result = session.evaluate(session.runner(spec), PHOTOS, iters=0)
+    assert result.verdict in ("pass", "warn"), [c.verdict.failures for c in result.cases]
+    assert [c.image for c in result.cases] == ["cat.jpg", "coffee.jpg"]
+    assert result.latency is None and result.speedup_vs_reference is None
+
+
+class Broken:
+    """A target whose one logit is off: the engine must fail it through the same path."""
+
+    name = "broken"
+    precision = "fp32"
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, batch):
+        with torch.no_grad():
+            out = self.model(batch)
+        out[:, 425] += 1.0
+        return out
+
+    def synchronize(self):
+        pass
+
+
+def test_a_wrong_target_fails_with_its_lines(session):
+    result = session.evaluate(Broken(session.model), PHOTOS[:1], warmup=0, iters=2)
+    assert result.verdict == "fail"
+    line = result.cases[0].verdict.failures[0]
+    assert line.startswith("rel_l2_error: ") and "class 425 'barn'" in line
+    assert result.latency.iterations == 2 and result.device == "custom"
+    ref = session.reference_timing(1, 0, 2, PHOTOS[0])
+    assert result.speedup_vs_reference == pytest.approx(ref.median / result.latency.median)
+
+
+def test_timing_fields(session):
+    result = session.evaluate(session.runner("cpu"), PHOTOS[:1], warmup=1, iters=3)
+    latency = result.to_dict()["latency_ms"]
+    assert latency["iterations"] == 3 and latency["warmup"] == 1
+    assert latency["min"] <= latency["median"] <= latency["max"]
+    assert result.to_dict()["throughput_ips"] == pytest.approx(1000 / latency["median"])
+
+
+class Returns:
+    name = "odd"
+    precision = "fp32"
+
+    def __init__(self, value):
+        self.value = value
+
+    def __call__(self, batch):
+        return self.value
+
+    def synchronize(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "value, words",
+    [([1, 2], "returned list"), (torch.zeros(1, 10), "shape [1, 10], expected [1, 1000]"), (torch.zeros(1, 1000, dtype=torch.int64), "torch.int64 logits")],
+)
+def test_targets_returning_the_wrong_thing_are_usage_errors(value, words):
+    with pytest.raises(InputError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        run_checked(Returns(value), torch.zeros(1, 3, 224, 224))
+
+
+def test_batches_compare_per_sample(session):
+    case = session.compare(session.runner("cpu/channels_last"), PHOTOS)
+    assert case.image == "cat.jpg+coffee.jpg" and len(case.comparison.samples) == 2
