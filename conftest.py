@@ -15,3 +15,5 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 # runs many more.
 settings.register_profile("ci", max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("thorough", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+pytest_plugins = ["resnet34_npu.pytest_plugin", "pytester"]

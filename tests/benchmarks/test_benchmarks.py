@@ -1,0 +1,50 @@
+"""pytest-benchmark timings (marker ``benchmark``; run with ``pytest -m benchmark``).
+
+Every forward benchmark synchronises the device inside the timed function (pytest-benchmark
+times on the host clock), after warm-up rounds. ``extra_info`` records what the number means:
+device name, dtype, precision settings, images per second and achieved GFLOP/s (ResNet34:
+3.66 GMAC = 7.33 GFLOP per 224 x 224 image). Save, compare and gate as the README shows.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from resnet34_npu import devices, load_image, preprocess
+from resnet34_npu.constants import DEFAULT_IMAGE, RESNET34_GMACS
+
+pytestmark = pytest.mark.benchmark
+
+ROUNDS = {1: 20, 8: 8}
+
+
+def test_preprocess_one_photo(benchmark):
+    image = load_image(DEFAULT_IMAGE)
+    out = benchmark.pedantic(preprocess, args=(image,), rounds=30, warmup_rounds=3, iterations=1)
+    assert out.shape == (3, 224, 224)
+    benchmark.extra_info.update({"image": DEFAULT_IMAGE.name, "size": list(image.size)})
+
+
+def test_forward(benchmark, r34, r34_target, r34_batch):
+    runner = r34.runner(r34_target)
+    x = runner.prepare_input(r34.session.batch(r34.batch_images(r34.images[0], r34_batch)))
+
+    def forward():
+        out = runner.forward(x)
+        runner.synchronize()
+        return out
+
+    out = benchmark.pedantic(forward, rounds=ROUNDS[r34_batch], warmup_rounds=3, iterations=1)
+    assert tuple(out.shape) == (r34_batch, 1000)
+    median_s = benchmark.stats.stats.median
+    benchmark.extra_info.update({
+        "target": runner.name,
+        "device": str(runner.device),
+        "device_name": devices.device_name(runner.device),
+        "dtype": runner.spec.dtype,
+        "effective_precision": runner.precision,
+        "precision_settings": runner.precision_settings,
+        "batch_size": r34_batch,
+        "images_per_second": r34_batch / median_s,
+        "gflops_per_second": 2 * RESNET34_GMACS * r34_batch / median_s,
+    })

@@ -1,0 +1,93 @@
+"""The conformance suite: what users run on their hardware to sign a machine off.
+
+Parametrised by the plugin over targets x images x batch sizes. The CPU fp32 reference and
+every target's logits are computed once per session and shared by these tests, so each check
+below costs only a comparison. On a CPU-only host the CPU targets (fp32, bf16 autocast,
+channels_last) make these real comparisons; absent accelerators are skips with the reason.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from resnet34_npu.compare import run_checked
+from resnet34_npu.criteria import judge
+from resnet34_npu.labels import describe
+from resnet34_npu.metrics import compare_logits
+from resnet34_npu.pytest_plugin import record_case
+
+
+class NonDeterminismWarning(UserWarning):
+    """Two runs of the same target on the same input differed."""
+
+
+def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
+    """The profile's verdict on this target, image and batch size."""
+    images = r34.batch_images(r34_image, r34_batch)
+    runner = r34.runner(r34_target)
+    case = r34.case(r34_target, images)
+    record_case(r34_record, "verdict", r34_target, runner, case, r34.latency(r34_target, r34_batch))
+    if not case.verdict.passed:
+        pytest.fail(f"{r34_target} on {case.image} fails profile {r34.profile!r}:\n" + "\n".join(case.verdict.failures), pytrace=False)
+
+
+def test_top1(r34, r34_target, r34_image, r34_batch):
+    """Top-1 agrees with the reference for every sample (reported on its own, so a user sees
+    which check broke)."""
+    images = r34.batch_images(r34_image, r34_batch)
+    for i, sample in enumerate(r34.case(r34_target, images).comparison.samples):
+        assert sample.top1_match, (
+            f"sample {i} ({images[i].name}): reference top-1 {describe(sample.reference_top5[0])}, "
+            f"target top-1 {describe(sample.target_top5[0])}"
+        )
+
+
+def test_top5(r34, r34_target, r34_image, r34_batch):
+    """Top-5 overlap is 5/5 for every sample (order may differ)."""
+    images = r34.batch_images(r34_image, r34_batch)
+    for i, sample in enumerate(r34.case(r34_target, images).comparison.samples):
+        assert sample.top5_overlap == 5, (
+            f"sample {i} ({images[i].name}): top-5 overlap {sample.top5_overlap}/5, reference "
+            f"{list(sample.reference_top5)}, target {list(sample.target_top5)}"
+        )
+
+
+def test_batch_invariance(r34, r34_target, r34_image, r34_record):
+    """A sample's logits inside a batch of 8 agree with the same sample run alone, on the same
+    target, within the profile's bounds for the target's precision."""
+    runner = r34.runner(r34_target)
+    alone = r34.logits(r34_target, (r34_image,))
+    in_batch = r34.logits(r34_target, r34.batch_images(r34_image, 8))[:1]
+    comparison = compare_logits(alone, in_batch, precision=runner.precision)
+    verdict = judge(comparison, r34.session.profile)
+    record_case(r34_record, "batch_invariance", r34_target, runner, _case(r34_image, verdict, comparison))
+    assert verdict.passed, f"{r34_image.name} in a batch of 8 vs alone on {r34_target}:\n" + "\n".join(verdict.failures)
+
+
+@pytest.mark.r34_reruns
+def test_repeatability(r34, r34_target, r34_image, r34_record):
+    """Two runs on the same input are bit-identical; otherwise the difference is the device's
+    non-determinism, reported as a warning and judged by the profile."""
+    runner = r34.runner(r34_target)
+    first = r34.logits(r34_target, (r34_image,))
+    second = run_checked(runner, r34.session.batch([r34_image]))
+    identical = torch.equal(first, second)
+    comparison = compare_logits(first, second, precision=runner.precision)
+    verdict = judge(comparison, r34.session.profile)
+    record_case(r34_record, "repeatability", r34_target, runner, _case(r34_image, verdict, comparison),
+                nondeterministic=not identical)
+    if not identical:
+        warnings.warn(NonDeterminismWarning(
+            f"{r34_target}: two runs on {r34_image.name} differ (max abs {comparison.max_abs_error:.3e}, "
+            f"rel L2 {comparison.rel_l2_error:.3e}): the device is not deterministic"
+        ))
+    assert verdict.passed, f"{r34_target} run twice on {r34_image.name}:\n" + "\n".join(verdict.failures)
+
+
+def _case(image, verdict, comparison):
+    from resnet34_npu.compare import CaseResult
+
+    return CaseResult((image.name,), verdict, comparison)

@@ -1,0 +1,122 @@
+"""The plugin, run for real with pytester in a subprocess: a healthy run, an impossible
+profile, bad options, skip reasons, selections, and the report under pytest-xdist."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from resnet34_npu.devices import NPU_NOT_INSTALLED, probe
+
+REPO = Path(__file__).resolve().parents[2]
+CONFORMANCE = REPO / "tests" / "conformance" / "test_conformance.py"
+
+
+@pytest.fixture
+def suite(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    for name in [k for k in __import__("os").environ if k.startswith("R34_")]:
+        monkeypatch.delenv(name)
+    pytester.makeconftest('pytest_plugins = ["resnet34_npu.pytest_plugin"]\n')
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider --strict-markers\n")
+    shutil.copy(CONFORMANCE, pytester.path / "test_conformance.py")
+    return pytester
+
+
+def run(pytester, *args):
+    return pytester.runpytest_subprocess("--r34-iters=0", "--r34-images=" + str(REPO / "fixtures/images/cat.jpg"), *args)
+
+
+def test_healthy_run_passes_and_writes_the_report(suite):
+    result = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "-k", "batch1 or invariance or repeat")
+    result.assert_outcomes(passed=10)
+    result.stdout.fnmatch_lines([
+        "resnet34-npu targets: cpu/fp32, cpu/fp32/channels_last",
+        "resnet34-npu weights: seeded sha256 *",
+        "*resnet34-npu comparisons*",
+        "cpu/fp32/channels_last  cat.jpg  1      PASS*",
+    ])
+    report = json.loads((suite.path / "acceptance_report.json").read_text())
+    assert report["verdict"] == "pass" and [t["name"] for t in report["targets"]] == ["cpu/fp32", "cpu/fp32/channels_last"]
+    assert all(t["effective_precision"] == "fp32" for t in report["targets"])
+    assert len(report["tests"]) == 10 and all(t["outcome"] == "passed" for t in report["tests"])
+
+
+def test_impossible_profile_fails_with_the_right_lines(suite):
+    result = run(suite, "--r34-target=cpu/bf16-autocast", "--r34-profile=strict", "-k", "test_verdict and batch1")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*cpu/bf16-autocast on cat.jpg fails profile 'strict':",
+        "*assert_close_ratio: * > 1 (allowed: <= 1 for bf16); worst element: sample 0, class *",
+    ])
+    report = json.loads((suite.path / "acceptance_report.json").read_text())
+    assert report["verdict"] == "fail" and report["targets"][0]["images"][0]["failures"]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--r34-target=tpu"], "Unknown device 'tpu'"),
+        (["--r34-target=cpu/fp8"], "unknown or repeated part 'fp8'"),
+        (["--r34-profile=lenient"], "Unknown profile 'lenient'. Choose one of: default, seed, msprobe, strict"),
+        (["--r34-weights=seeded:x"], "weights 'seeded:x'"),
+        (["--r34-images=/no/such.jpg"], "image '/no/such.jpg': no such file"),
+        (["--r34-iters=many"], "'many' is not a non-negative integer"),
+    ],
+)
+def test_bad_options_are_usage_errors(suite, args, words):
+    result = suite.runpytest_subprocess(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert words in result.stderr.str()
+    assert "Traceback" not in result.stderr.str()
+
+
+def test_bad_environment_values_are_usage_errors(suite, monkeypatch):
+    monkeypatch.setenv("R34_PROFILE", "lenient")
+    result = suite.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "R34_PROFILE='lenient'" in result.stderr.str()
+
+
+def test_environment_variables_choose_targets(suite, monkeypatch):
+    monkeypatch.setenv("R34_TARGETS", "cpu/channels_last")
+    result = run(suite, "-k", "test_verdict and batch1")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["resnet34-npu targets: cpu/fp32/channels_last"])
+
+
+@pytest.mark.skipif(probe("npu").available, reason="an NPU is available here")
+def test_skips_carry_their_reasons_and_markers_select(suite):
+    result = run(suite, "--r34-target=cpu", "--r34-target=npu:0/fp16", "-m", "npu", "-rs")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("skipped", 0) > 0 and "passed" not in outcomes
+    reason = "NPU: " + probe("npu").reason
+    result.stdout.fnmatch_lines([f"SKIPPED * {reason}"])
+    if probe("npu").reason == NPU_NOT_INSTALLED:
+        assert "pip install -r requirements-npu.txt" in result.stdout.str()
+    cpu_only = run(suite, "--r34-target=cpu", "--r34-target=npu:0/fp16", "-m", "not accelerator", "-k", "batch1")
+    assert "skipped" not in cpu_only.parseoutcomes() and cpu_only.parseoutcomes()["passed"] == 3
+
+
+def test_report_is_merged_under_xdist(suite):
+    plain = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=plain.json")
+    xdist = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=xdist.json", "-n", "2")
+    assert plain.parseoutcomes() == xdist.parseoutcomes()
+    a = json.loads((suite.path / "plain.json").read_text())
+    b = json.loads((suite.path / "xdist.json").read_text())
+    assert len(b["tests"]) == len(a["tests"]) == sum(plain.parseoutcomes().values())
+    for ta, tb in zip(a["targets"], b["targets"]):
+        assert ta["name"] == tb["name"]
+        assert sorted(i["image"] for i in ta["images"]) == sorted(i["image"] for i in tb["images"])
+        assert len(ta["checks"]) == len(tb["checks"])
+        assert {i["image"]: i["metrics"]["rel_l2_error"] for i in ta["images"]} == pytest.approx(
+            {i["image"]: i["metrics"]["rel_l2_error"] for i in tb["images"]}, rel=0.5)
+
+
+def test_junit_xml_works_as_usual(suite):
+    result = run(suite, "--r34-target=cpu", "-k", "test_verdict and batch1", "--junitxml", "j.xml")
+    result.assert_outcomes(passed=1)
+    text = (suite.path / "j.xml").read_text()
+    assert 'tests="1"' in text and "test_verdict" in text
