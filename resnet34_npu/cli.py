@@ -79,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="compare_results.json", metavar="PATH", help="JSON report, written atomically (default: compare_results.json)")
     p.set_defaults(func=_cmd_compare)
 
+    p = sub.add_parser("localize", help="compare every stage of ResNet34 on a target with the reference: where does it break?")
+    p.add_argument("--target", default="auto", metavar="SPEC", help="the target, built-in or module.path:factory (default: auto)")
+    p.add_argument("--image", default=str(DEFAULT_IMAGE), metavar="PATH", help="image file (default: the bundled cat photo)")
+    p.add_argument("--reference", default="cpu", metavar="SPEC", help="the reference target (default: cpu)")
+    p.add_argument("--weights", default="seeded", metavar="SPEC", help="weights spec (default: seeded)")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=tuple(PROFILES), help=f"rules a stage must keep (default: {DEFAULT_PROFILE})")
+    p.add_argument("--png", metavar="PATH", help="also write a chart of the relative L2 error per stage (needs matplotlib)")
+    p.add_argument("--json", action="store_true", help="print the per-stage results as JSON")
+    p.set_defaults(func=_cmd_localize)
+
+    p = sub.add_parser("controls", help="run the negative and positive controls: which profile catches which fault")
+    p.add_argument("--image", action="extend", nargs="+", metavar="PATH", help="images (default: the bundled photos)")
+    p.add_argument("--weights", default="seeded", metavar="SPEC", help="weights spec (default: seeded)")
+    p.set_defaults(func=_cmd_controls)
+
     p = sub.add_parser("devices", help="list every device kind and index: available, why not, name, precision settings")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=_cmd_devices)
@@ -182,6 +197,64 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     print(f"verdict: {report['verdict'].upper()}" + (f" ({', '.join(failed)} failed)" if failed else "")
           + f"; report written to {output}")
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _cmd_localize(args: argparse.Namespace) -> int:
+    load_image(args.image)
+    parse_target(args.target)
+    parse_target(args.reference)
+    session = Session(args.weights, args.reference, profile=args.profile)
+    runner = session.runner(args.target)
+    case = session.compare(runner, [args.image])
+    localisation = case.localisation or session.localise(runner, [args.image])
+    if not localisation.available:
+        raise InputError(f"target {runner.name!r}: {localisation.note}")
+    if args.json:
+        print(json.dumps({"target": runner.name, "verdict": case.verdict.status, **localisation.to_dict()}, indent=2))
+    else:
+        print(f"{runner.name} vs {session.reference.name} on {Path(args.image).name}, profile {session.profile.name}: "
+              f"logits {case.verdict.status.upper()}")
+        width = max(len(s.name) for s in localisation.stages)
+        print(f"{'stage':<{width}}  {'rel L2':>10}  {'cosine':>12}  {'max rel':>10}  {'max abs':>10}  verdict")
+        for stage in localisation.stages:
+            print(f"{stage.name:<{width}}  {stage.rel_l2_error:>10.3e}  {stage.cosine_similarity:>12.9f}  "
+                  f"{stage.max_rel_error:>10.3e}  {stage.max_abs_error:>10.3e}  {stage.status.upper()}")
+        print(localisation.line())
+    if args.png:
+        from .chart import write_stage_chart
+
+        print(f"chart written to {write_stage_chart(localisation, args.png, runner.name)}")
+    return EXIT_FAIL if localisation.first_failing or not case.verdict.passed else EXIT_OK
+
+
+def _cmd_controls(args: argparse.Namespace) -> int:
+    from .faults import run_controls
+
+    images = find_images(args.image) if args.image else None
+    for image in images or []:
+        load_image(image)
+    results = run_controls(args.weights, images)
+    profiles = list(results[0].verdicts)
+    print("| control | what | intended | rel L2 | " + " | ".join(profiles) + " | first diverging stage |")
+    print("| --- " * (len(profiles) + 5) + "|")
+    wrong = []
+    for r in results:
+        cells = []
+        for p in profiles:
+            verdict = r.verdicts[p]
+            caught = verdict == "fail"
+            if r.control.intended == "fail":
+                cells.append("caught" if caught else f"**missed** ({verdict})")
+            else:
+                cells.append(verdict if not caught else "**false alarm**")
+        stage = r.first_stage or ("(after the last stage)" if r.localisable else "-")
+        print(f"| `{r.control.factory}` | {r.control.description} | {r.control.intended} | {r.rel_l2_error:.2e} | "
+              + " | ".join(cells) + f" | {stage} |")
+        if (r.verdicts["default"] == "fail") != (r.control.intended == "fail"):
+            wrong.append(r.control.factory)
+    if wrong:
+        print(f"default profile got these controls wrong: {', '.join(wrong)}")
+    return EXIT_FAIL if wrong else EXIT_OK
 
 
 def _settings(settings: dict) -> str:

@@ -18,12 +18,12 @@ import torch
 from . import devices
 from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_runner
 from .criteria import DEFAULT_PROFILE, Profile, Verdict, get_profile, judge, worst_status
-from .errors import InputError
 from .images import load_image
+from .localize import Localisation, localise
 from .metrics import Comparison, _rel_l2, compare_logits
 from .model import build_model_with_info
 from .preprocess import preprocess
-from .targets import ModelRunner, Runner, build_runner
+from .targets import ModelRunner, Runner, build_runner, run_checked
 from .weights import WeightsInfo
 
 
@@ -35,6 +35,7 @@ class CaseResult:
     verdict: Verdict
     comparison: Comparison
     truth: dict[str, float] = field(default_factory=dict)
+    localisation: Localisation | None = None
 
     @property
     def image(self) -> str:
@@ -56,6 +57,7 @@ class CaseResult:
             "worst_rel": detail["worst_rel"],
             "first_nonfinite": detail["first_nonfinite"],
             "samples": detail["samples"],
+            "localisation": None if self.localisation is None else self.localisation.to_dict(),
         }
 
 
@@ -200,7 +202,18 @@ class Session:
         comparison = compare_logits(self.reference_logits(images), logits, precision=runner.precision)
         truth = self.truth_metrics(images, logits) if self.fp64_truth else {}
         verdict = judge(comparison, self.profile, truth)
-        return CaseResult(tuple(Path(i).name for i in images), verdict, comparison, truth)
+        localisation = None
+        if not verdict.passed:
+            # A failure says where: the first stage that breaks the profile, when a module exists.
+            localisation = self.localise(runner, images)
+            verdict = Verdict(verdict.status, verdict.failures + (localisation.line(),), verdict.warnings)
+        return CaseResult(tuple(Path(i).name for i in images), verdict, comparison, truth, localisation)
+
+    def localise(self, runner: Runner, images: Sequence[str | Path]) -> Localisation:
+        """Stage-by-stage comparison of ``runner`` with the reference on ``images``."""
+        batch = self.batch(images)
+        return localise(self.reference.module, lambda: self.reference(batch), getattr(runner, "module", None),
+                        lambda: runner(batch), runner.precision, self.profile)
 
     def reference_timing(self, batch_size: int, warmup: int, iters: int, image: str | Path) -> Timing:
         if batch_size not in self._reference_timing:
@@ -219,15 +232,3 @@ class Session:
             reference = self.reference_timing(1, warmup, iters, images[0])
             speedup = reference.median / latency.median if latency.median > 0 else None
         return TargetResult(**describe_runner(runner), cases=cases, latency=latency, speedup_vs_reference=speedup)
-
-
-def run_checked(runner: Runner, batch: torch.Tensor) -> torch.Tensor:
-    """Call a target and bring its logits back as float32 on the CPU, checking the shape."""
-    out = runner(batch)
-    if not isinstance(out, torch.Tensor):
-        raise InputError(f"target {runner.name!r}: returned {type(out).__name__}, expected a tensor of logits [N, 1000]")
-    if tuple(out.shape) != (batch.shape[0], 1000):
-        raise InputError(f"target {runner.name!r}: returned logits of shape {list(out.shape)}, expected [{batch.shape[0]}, 1000]")
-    if not (out.is_floating_point()):
-        raise InputError(f"target {runner.name!r}: returned {out.dtype} logits, expected a floating-point tensor")
-    return out.detach().float().cpu()

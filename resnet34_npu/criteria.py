@@ -32,6 +32,12 @@ _NEGATION = {"<": ">=", "<=": ">", ">=": "<", ">": "<=", "==": "!="}
 #: Metrics whose worst element is the largest relative error (the others: the largest absolute).
 _RELATIVE = {"max_rel_error", "mean_rel_error", "rel_err_ratio_1e-2", "rel_err_ratio_1e-3", "rel_err_ratio_1e-4"}
 _RANKING = {"top1_match", "top5_overlap", "top5_order_match"}
+#: Metrics that mean something for any tensor (feature maps, operator outputs), not only logits.
+TENSOR_METRICS = {
+    "max_abs_error", "mean_abs_error", "l2_error", "rel_l2_error", "cosine_similarity", "rmse", "max_rel_error",
+    "mean_rel_error", "error_balance", "rel_err_ratio_1e-2", "rel_err_ratio_1e-3", "rel_err_ratio_1e-4",
+    "nonfinite_mismatch", "assert_close_ratio", "assert_close_mismatches",
+}
 
 
 @dataclass(frozen=True)
@@ -162,6 +168,30 @@ PROFILES: dict[str, Profile] = {
 }
 DEFAULT_PROFILE = "default"
 
+#: Operator-level rules (anchors.md, Ascend's per-API standard) for an operator's output
+#: against a float64 CPU run on the same inputs: cosine > 0.99 unless max abs error < 0.001;
+#: fp32: at least 99.9 % of elements within 1e-3 relative error (conv2d's rule), more than
+#: 1e-4 of them over 1e-4 warns; fp16/bf16 (and TF32/HF32): the share over 1e-2 must stay
+#: below 1e-2, over 1e-3 warns; NaN/Inf in the same places.
+OPS_PROFILE = Profile(
+    "ops",
+    "Ascend's per-API precision standard",
+    {
+        "fp32": (
+            Rule("cosine_similarity", ">", 0.99, when=("max_abs_error", ">=", 0.001)),
+            Rule("rel_err_ratio_1e-3", "<=", 1e-3),
+            Rule("rel_err_ratio_1e-4", "<=", 1e-4, level=WARN),
+            Rule("nonfinite_mismatch", "==", 0),
+        ),
+        **{row: (
+            Rule("cosine_similarity", ">", 0.99, when=("max_abs_error", ">=", 0.001)),
+            Rule("rel_err_ratio_1e-2", "<", 1e-2),
+            Rule("rel_err_ratio_1e-3", "<", 1e-3, level=WARN),
+            Rule("nonfinite_mismatch", "==", 0),
+        ) for row in ("fp16", "bf16")},
+    },
+)
+
 
 def get_profile(name: str) -> Profile:
     if name not in PROFILES:
@@ -175,15 +205,16 @@ def _fmt(value: float) -> str:
     return f"{value:.3e}"
 
 
-def _element_text(element: Element) -> str:
+def _element_text(element: Element, logits: bool = True) -> str:
     diff = element.target - element.reference
+    where = f"class {element.index} {class_name(element.index)!r}" if logits else f"element {element.index}"
     return (
-        f"sample {element.sample}, class {element.index} {class_name(element.index)!r}: "
+        f"sample {element.sample}, {where}: "
         f"reference {element.reference:.6g}, target {element.target:.6g}, diff {diff:.3e}"
     )
 
 
-def _where(rule: Rule, comparison: Comparison) -> str:
+def _where(rule: Rule, comparison: Comparison, logits: bool = True) -> str:
     if rule.metric in _RANKING:
         bad = [
             (i, s) for i, s in enumerate(comparison.samples)
@@ -205,12 +236,12 @@ def _where(rule: Rule, comparison: Comparison) -> str:
         element = comparison.worst_rel
     else:
         element = comparison.worst_abs
-    return f"worst element: {_element_text(element)}"
+    return f"worst element: {_element_text(element, logits)}"
 
 
-def failure_line(rule: Rule, value: float, precision: str, comparison: Comparison) -> str:
+def failure_line(rule: Rule, value: float, precision: str, comparison: Comparison, logits: bool = True) -> str:
     condition = "" if rule.when is None else f" (applies since {rule.when[0]} {rule.when[1]} {_fmt(rule.when[2])})"
-    where = _where(rule, comparison)
+    where = _where(rule, comparison, logits)
     return (
         f"{rule.metric}: {_fmt(value)} {_NEGATION[rule.op]} {_fmt(rule.bound)} "
         f"(allowed: {rule.op} {_fmt(rule.bound)} for {precision}){condition}" + (f"; {where}" if where else "")
@@ -221,9 +252,12 @@ def judge(
     comparison: Comparison,
     profile: Profile | str = DEFAULT_PROFILE,
     extra_metrics: Mapping[str, float] | None = None,
+    *,
+    tensor_only: bool = False,
 ) -> Verdict:
     """Apply ``profile``'s rules for the comparison's precision. ``extra_metrics`` adds the
-    float64-truth keys (``error_ratio_vs_cpu`` ...)."""
+    float64-truth keys (``error_ratio_vs_cpu`` ...). ``tensor_only`` judges a plain tensor
+    (a stage's output, an operator's): only the rules on :data:`TENSOR_METRICS` apply."""
     if isinstance(profile, str):
         profile = get_profile(profile)
     metrics = {**comparison.metrics(), **(extra_metrics or {})}
@@ -234,15 +268,15 @@ def judge(
         failures.append(
             f"non-finite values: target has {comparison.target_nonfinite}, reference has "
             f"{comparison.reference_nonfinite} NaN/Inf (allowed: none, in every profile)"
-            + (f"; first at {_element_text(first)}" if first is not None else "")
+            + (f"; first at {_element_text(first, not tensor_only)}" if first is not None else "")
         )
     for rule in profile.rules_for(comparison.precision):
-        if not rule.applies(metrics):
+        if not rule.applies(metrics) or (tensor_only and rule.metric not in TENSOR_METRICS):
             continue
         value = float(metrics[rule.metric])
         if rule.holds(value):
             continue
-        line = failure_line(rule, value, comparison.precision, comparison)
+        line = failure_line(rule, value, comparison.precision, comparison, not tensor_only)
         (failures if rule.level == FAIL else warnings).append(line)
     status = FAIL if failures else WARN if warnings else PASS
     return Verdict(status, tuple(failures), tuple(warnings))

@@ -186,10 +186,13 @@ def _nonfinite_class(x: torch.Tensor) -> torch.Tensor:
     return cls
 
 
-def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32") -> Comparison:
+def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32",
+                   rankings: bool = True, small_value: float | None = None) -> Comparison:
     """Compare ``target`` logits with ``reference`` logits ([N, C] or [C]), in float64 on the
     CPU. ``precision`` (the target's effective precision) picks the small-value threshold and
-    the assert_close tolerances."""
+    the assert_close tolerances. ``rankings=False`` compares plain tensors (feature maps,
+    operator outputs): the probability and ranking metrics are then NaN and not computed.
+    ``small_value`` overrides the precision's small-value threshold."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     ref, out = _as_2d(reference), _as_2d(target)
@@ -200,7 +203,7 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
     absdiff = diff.abs()
     numel = ref.numel()
 
-    small = SMALL_VALUE[precision]
+    small = SMALL_VALUE[precision] if small_value is None else small_value
     rel = absdiff / ref.abs().clamp_min(small)
     rtol, atol = ASSERT_CLOSE_TOLERANCES[precision]
     tolerance_ratio = absdiff / (atol + rtol * ref.abs())
@@ -215,20 +218,22 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
         key = torch.where(torch.isnan(flat), torch.full_like(flat, math.inf), flat)
         return _element(ref, out, int(torch.argmax(key)))
 
-    p_ref, p_out = probabilities(ref), probabilities(out)
-    p_diff = (p_out - p_ref).abs()
-    log_ref = torch.log_softmax(ref, dim=-1)
-    log_out = torch.log_softmax(out, dim=-1)
-    kl = (p_ref * (log_ref - log_out)).sum(dim=-1)
+    if rankings:
+        p_ref, p_out = probabilities(ref), probabilities(out)
+        p_diff = (p_out - p_ref).abs()
+        kl = (p_ref * (torch.log_softmax(ref, dim=-1) - torch.log_softmax(out, dim=-1))).sum(dim=-1)
+        prob = (float(p_diff.max()), float(p_diff.mean()), float((p_diff / p_ref.clamp_min(PROB_FLOOR)).max()), float(kl.max()))
+    else:
+        prob = (math.nan,) * 4
 
     k = min(5, classes)
     samples = []
     for i in range(n):
-        ref_top = tuple(int(c) for c in torch.topk(ref[i], k).indices)
-        out_top = tuple(int(c) for c in torch.topk(out[i], k).indices)
+        ref_top = tuple(int(c) for c in torch.topk(ref[i], k).indices) if rankings else ()
+        out_top = tuple(int(c) for c in torch.topk(out[i], k).indices) if rankings else ()
         samples.append(
             SampleRanking(
-                top1_match=ref_top[0] == out_top[0] and bool(torch.isfinite(out[i]).all()),
+                top1_match=rankings and ref_top[0] == out_top[0] and bool(torch.isfinite(out[i]).all()),
                 top5_overlap=len(set(ref_top) & set(out_top)),
                 top5_order_match=ref_top == out_top,
                 reference_top5=ref_top,
@@ -259,13 +264,13 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
         reference_nonfinite=int((ref_cls != 0).sum()),
         assert_close_ratio=float(tolerance_ratio.max()),
         assert_close_mismatches=int((~(tolerance_ratio <= 1)).sum()),
-        prob_max_abs_error=float(p_diff.max()),
-        prob_mean_abs_error=float(p_diff.mean()),
-        prob_max_rel_error=float((p_diff / p_ref.clamp_min(PROB_FLOOR)).max()),
-        kl_divergence=float(kl.max()),
-        top1_match=sum(s.top1_match for s in samples) / n,
-        top5_overlap=sum(s.top5_overlap for s in samples) / n,
-        top5_order_match=sum(s.top5_order_match for s in samples) / n,
+        prob_max_abs_error=prob[0],
+        prob_mean_abs_error=prob[1],
+        prob_max_rel_error=prob[2],
+        kl_divergence=prob[3],
+        top1_match=sum(s.top1_match for s in samples) / n if rankings else math.nan,
+        top5_overlap=sum(s.top5_overlap for s in samples) / n if rankings else math.nan,
+        top5_order_match=sum(s.top5_order_match for s in samples) / n if rankings else math.nan,
         worst_abs=worst(absdiff),
         worst_rel=worst(rel),
         worst_tolerance=worst(tolerance_ratio),

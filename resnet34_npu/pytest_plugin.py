@@ -28,7 +28,7 @@ from .criteria import DEFAULT_PROFILE, PROFILES, worst_status
 from .errors import InputError
 from .images import find_images, load_image
 from .report import build_report, check_writable, write_json_atomic
-from .targets import ModelRunner, TargetSpec, accelerator_targets, parse_target
+from .targets import CustomSpec, Runner, TargetSpec, accelerator_targets, parse_target
 from .weights import parse_weights_spec
 
 GROUP = "resnet34-npu"
@@ -122,12 +122,12 @@ def _check_weights(text: str) -> None:
 class TargetChoice:
     """One target of the matrix: available, or why not (the skip reason)."""
 
-    spec: TargetSpec
+    spec: TargetSpec | CustomSpec
     reason: str = ""
 
     @property
     def kind(self) -> str:
-        return self.spec.device.partition(":")[0]
+        return "custom" if isinstance(self.spec, CustomSpec) else self.spec.device.partition(":")[0]
 
     @property
     def name(self) -> str:
@@ -140,7 +140,7 @@ class TargetChoice:
 
     def marks(self) -> list[pytest.MarkDecorator]:
         marks = []
-        if self.kind != "cpu":
+        if self.kind not in ("cpu", "custom"):
             marks.append(pytest.mark.accelerator)
             marks.append(getattr(pytest.mark, self.kind))
         return marks
@@ -160,6 +160,9 @@ def choose_targets(specs: list[str] | None) -> list[TargetChoice]:
         parsed += [TargetSpec(f"{kind}:0" if kind != "mps" else kind) for kind in SHOWN_KINDS if not devices.probe(kind).available]
     choices = []
     for spec in parsed:
+        if isinstance(spec, CustomSpec):
+            choices.append(TargetChoice(spec))
+            continue
         try:
             devices.resolve_device(spec.device)
             choices.append(TargetChoice(spec))
@@ -185,7 +188,7 @@ class R34:
     iters: int
     update_golden: bool
     _session: Session | None = None
-    _runners: dict[str, ModelRunner] = field(default_factory=dict)
+    _runners: dict[str, Runner] = field(default_factory=dict)
     _logits: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
     _latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
 
@@ -195,7 +198,7 @@ class R34:
             self._session = Session(self.weights, "cpu", fp64_truth=self.fp64_truth, profile=self.profile)
         return self._session
 
-    def runner(self, spec: str) -> ModelRunner:
+    def runner(self, spec: str) -> Runner:
         if spec not in self._runners:
             self._runners[spec] = self.session.runner(spec)
         return self._runners[spec]
@@ -287,6 +290,9 @@ def pytest_configure(config: pytest.Config) -> None:
             iters=DEFAULT_ITERS if _option(config, "r34_iters") is None else _option(config, "r34_iters"),
             update_golden=config.getoption("r34_update_golden"),
         )
+        for choice in state.targets:
+            if choice.kind == "custom":
+                state.runner(choice.name)  # import, build and check it now: a broken one is a usage error
     except InputError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[STATE] = state
@@ -387,15 +393,15 @@ def r34_record(request: pytest.FixtureRequest) -> Callable[[dict[str, Any]], Non
     return records.append
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    report = yield
+    outcome = yield
+    report = outcome.get_result()
     if report.when == "call" or (report.when == "setup" and not report.passed):
         records = item.stash.get(RECORDS, [])
         report.r34_records = [dict(r, test=item.nodeid) for r in records]
         params = getattr(item, "callspec", None)
         report.r34_params = {k: str(v) for k, v in params.params.items() if k.startswith("r34_")} if params else {}
-    return report
 
 
 class _Collector:

@@ -12,12 +12,22 @@ A spec is ``DEVICE[/DTYPE][/MODE][/KNOB=VALUE...]``:
 
 Examples: ``cpu``, ``cpu/bf16-autocast``, ``npu:1/fp16``, ``cuda/fp32/channels_last``,
 ``cuda/fp32/tf32=off``, ``npu/fp32/acl=must_keep_origin_dtype``.
+
+A custom target is ``module.path:factory``: a backend the suite does not know (an OM model
+through ACL, a TensorRT engine, a new device plugin). The factory receives the reference model
+(a copy: CPU, float32, eval mode) and returns a callable mapping a float32 CPU batch
+[N, 3, 224, 224] to logits [N, 1000], on any device and in any floating dtype. It may carry
+``name``, ``precision`` (its effective precision, default ``fp32``) and ``synchronize()``; an
+``nn.Module`` (or an object with a ``module`` attribute) whose submodules are named like
+ResNet34's stages can be localised layer by layer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
+import re
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Protocol, runtime_checkable
@@ -26,6 +36,7 @@ import torch
 
 from . import devices
 from .errors import InputError
+from .metrics import PRECISIONS
 
 DTYPES = {
     "fp32": (torch.float32, False),
@@ -61,10 +72,29 @@ class TargetSpec:
         return "/".join(parts)
 
 
-def parse_target(text: str) -> TargetSpec:
-    """Parse ``DEVICE[/DTYPE][/MODE][/KNOB=VALUE...]``; errors name the valid parts."""
+@dataclass(frozen=True)
+class CustomSpec:
+    """``module.path:factory``: a user-supplied backend."""
+
+    module: str
+    attr: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.module}:{self.attr}"
+
+
+_CUSTOM = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_]\w*)$")
+
+
+def parse_target(text: str) -> TargetSpec | CustomSpec:
+    """Parse ``DEVICE[/DTYPE][/MODE][/KNOB=VALUE...]`` or ``module.path:factory``; errors
+    name the valid parts."""
     if not isinstance(text, str) or not text.strip():
         raise InputError(f"target {text!r}: empty. Write DEVICE[/DTYPE][/MODE][/KNOB=VALUE], e.g. cuda/fp16")
+    custom = _CUSTOM.match(text.strip())
+    if custom and custom.group(1) not in devices.KINDS + ("auto",):
+        return CustomSpec(custom.group(1), custom.group(2))
     device, *parts = text.strip().split("/")
     devices.parse_device(device)
     dtype, mode, knobs = None, None, {}
@@ -92,7 +122,7 @@ def parse_target(text: str) -> TargetSpec:
 
 
 @contextlib.contextmanager
-def _precision(device: torch.device, knobs: dict[str, str]) -> Iterator[None]:
+def precision_context(device: torch.device, knobs: dict[str, str]) -> Iterator[None]:
     """Apply a target's knobs around its forward passes and restore them afterwards, so
     targets with different settings can share one process."""
     saved: list[tuple[Any, str, Any]] = []
@@ -190,7 +220,7 @@ class ModelRunner:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The forward pass on device-resident input, output left on the device."""
         dtype, autocast = DTYPES[self.spec.dtype]
-        with torch.inference_mode(), _precision(self.device, self.knobs):
+        with torch.inference_mode(), precision_context(self.device, self.knobs):
             if autocast:
                 with torch.autocast(device_type=self.device.type, dtype=dtype):
                     return self.module(x)
@@ -204,11 +234,72 @@ class ModelRunner:
         return out.float().cpu()
 
 
-def build_runner(spec: TargetSpec | str, model: torch.nn.Module) -> ModelRunner:
+def run_checked(runner: Runner, batch: torch.Tensor) -> torch.Tensor:
+    """Call a target and bring its logits back as float32 on the CPU, checking the shape."""
+    out = runner(batch)
+    if not isinstance(out, torch.Tensor):
+        raise InputError(f"target {runner.name!r}: returned {type(out).__name__}, expected a tensor of logits [N, 1000]")
+    if tuple(out.shape) != (batch.shape[0], 1000):
+        raise InputError(f"target {runner.name!r}: returned logits of shape {list(out.shape)}, expected [{batch.shape[0]}, 1000]")
+    if not (out.is_floating_point()):
+        raise InputError(f"target {runner.name!r}: returned {out.dtype} logits, expected a floating-point tensor")
+    return out.detach().float().cpu()
+
+
+@dataclass
+class CustomRunner:
+    """A custom target adapted to :class:`Runner`: the factory's callable and what it declares."""
+
+    spec: CustomSpec
+    fn: Any
+    name: str
+    precision: str
+    module: torch.nn.Module | None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.fn(batch)
+
+    def synchronize(self) -> None:
+        sync = getattr(self.fn, "synchronize", None)
+        if callable(sync):
+            sync()
+
+
+def build_custom(spec: CustomSpec, model: torch.nn.Module) -> CustomRunner:
+    """Import ``module.path``, call ``factory(copy of model)`` and check what it returns with
+    one call on a batch of two; every problem is an :class:`InputError` naming the target."""
+    label = f"target '{spec.name}'"
+    try:
+        module = importlib.import_module(spec.module)
+    except Exception as exc:
+        raise InputError(f"{label}: cannot import module {spec.module!r} ({type(exc).__name__}: {exc})") from None
+    factory = getattr(module, spec.attr, None)
+    if not callable(factory):
+        raise InputError(f"{label}: module {spec.module!r} has no callable {spec.attr!r}")
+    try:
+        fn = factory(copy.deepcopy(model).eval())
+    except Exception as exc:
+        raise InputError(f"{label}: the factory raised {type(exc).__name__}: {exc}") from None
+    if not callable(fn):
+        raise InputError(f"{label}: the factory returned {type(fn).__name__}, not a callable")
+    precision = getattr(fn, "precision", "fp32")
+    if precision not in PRECISIONS:
+        raise InputError(f"{label}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    inner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "module", None)
+    runner = CustomRunner(spec, fn, str(getattr(fn, "name", spec.name)), precision,
+                          inner if isinstance(inner, torch.nn.Module) else None)
+    run_checked(runner, torch.zeros(2, 3, 224, 224))
+    return runner
+
+
+def build_runner(spec: TargetSpec | CustomSpec | str, model: torch.nn.Module) -> ModelRunner | CustomRunner:
     """Resolve the device (raising :class:`InputError` when it is not available) and copy
-    ``model`` there in the target's dtype and memory format. ``model`` is left untouched."""
+    ``model`` there in the target's dtype and memory format. ``model`` is left untouched.
+    A custom spec builds the user's factory instead."""
     if isinstance(spec, str):
         spec = parse_target(spec)
+    if isinstance(spec, CustomSpec):
+        return build_custom(spec, model)
     device = devices.resolve_device(spec.device)
     dtype, autocast = DTYPES[spec.dtype]
     module = copy.deepcopy(model).eval().to(device)
@@ -216,11 +307,15 @@ def build_runner(spec: TargetSpec | str, model: torch.nn.Module) -> ModelRunner:
         module = module.to(dtype)
     if spec.mode == "channels_last":
         module = module.to(memory_format=torch.channels_last)
-    knobs = dict(spec.knobs)
-    with _precision(device, knobs):
-        settings = devices.precision_settings(device)
-    precision, reason = effective_precision(spec.dtype, settings)
+    settings, precision, reason = resolve_precision(spec, device)
     return ModelRunner(spec, device, module, settings, precision, reason)
+
+
+def resolve_precision(spec: TargetSpec, device: torch.device) -> tuple[dict[str, Any], str, str]:
+    """The precision settings in force under the target's knobs, its effective precision and why."""
+    with precision_context(device, dict(spec.knobs)):
+        settings = devices.precision_settings(device)
+    return (settings, *effective_precision(spec.dtype, settings))
 
 
 #: Reduced precisions worth testing per accelerator kind (bf16 only where supported).

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from resnet34_npu import devices, load_image, preprocess
+from resnet34_npu import load_image, preprocess
+from resnet34_npu.compare import describe_runner
 from resnet34_npu.constants import DEFAULT_IMAGE, RESNET34_GMACS
 
 pytestmark = pytest.mark.benchmark
@@ -27,23 +28,31 @@ def test_preprocess_one_photo(benchmark):
 
 def test_forward(benchmark, r34, r34_target, r34_batch):
     runner = r34.runner(r34_target)
-    x = runner.prepare_input(r34.session.batch(r34.batch_images(r34.images[0], r34_batch)))
+    batch = r34.session.batch(r34.batch_images(r34.images[0], r34_batch))
+    if hasattr(runner, "forward"):  # built-in targets: the forward pass on device-resident input
+        x = runner.prepare_input(batch)
 
-    def forward():
-        out = runner.forward(x)
-        runner.synchronize()
-        return out
+        def forward():
+            out = runner.forward(x)
+            runner.synchronize()
+            return out
+    else:  # custom targets: their whole call
+        def forward():
+            out = runner(batch)
+            runner.synchronize()
+            return out
 
     out = benchmark.pedantic(forward, rounds=ROUNDS[r34_batch], warmup_rounds=3, iterations=1)
     assert tuple(out.shape) == (r34_batch, 1000)
     median_s = benchmark.stats.stats.median
+    info = describe_runner(runner)
     benchmark.extra_info.update({
-        "target": runner.name,
-        "device": str(runner.device),
-        "device_name": devices.device_name(runner.device),
-        "dtype": runner.spec.dtype,
-        "effective_precision": runner.precision,
-        "precision_settings": runner.precision_settings,
+        "target": info["name"],
+        "device": info["device"],
+        "device_name": info["device_name"],
+        "dtype": info["dtype"],
+        "effective_precision": info["effective_precision"],
+        "precision_settings": info["precision_settings"],
         "batch_size": r34_batch,
         "images_per_second": r34_batch / median_s,
         "gflops_per_second": 2 * RESNET34_GMACS * r34_batch / median_s,

@@ -1,0 +1,250 @@
+"""Negative and positive controls: realistic ways a port goes wrong, and healthy variants.
+
+Each control is a custom target factory (``resnet34_npu.faults:NAME``), built and judged
+through exactly the path a real device takes (``build_runner`` then ``Session.compare``), so
+the suite's ability to fail is itself tested. Faults claim fp32, as a broken port would.
+Every fault keeps ResNet34's module names, so localisation can name the stage that broke.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+#: The convolution and BatchNorm the weight and statistics faults touch.
+CONV = "layer3.0.conv2"
+BN = "layer2.0.bn2"
+FP16_LAYER = "layer3"
+RESIDUAL_BLOCK = "layer2.1"
+SWAPPED = (0, 1)
+NAN_AT = (0, 500)
+
+
+def _named(module: Any, name: str, precision: str = "fp32") -> Any:
+    module.name = name
+    module.precision = precision
+    return module
+
+
+def _noisy_conv(model: torch.nn.Module, relative: float, seed: int = 0) -> None:
+    weight = model.get_submodule(CONV).weight
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        weight.mul_(1 + relative * torch.randn(weight.shape, generator=gen))
+
+
+def conv_weight_noise(model: torch.nn.Module) -> torch.nn.Module:
+    """Fault: one convolution's weights perturbed by 1e-3 relative noise (a bad weight copy)."""
+    _noisy_conv(model, 1e-3)
+    return _named(model, "fault:conv-weight-noise-1e-3")
+
+
+def layer_in_fp16(model: torch.nn.Module) -> torch.nn.Module:
+    """Fault: layer3 silently computed in fp16 (a kernel that ignores the requested dtype)."""
+    layer = model.get_submodule(FP16_LAYER).half()
+    layer.register_forward_pre_hook(lambda _m, args: tuple(a.half() for a in args))
+    layer.register_forward_hook(lambda _m, _args, out: out.float())
+    return _named(model, "fault:layer3-in-fp16")
+
+
+def residual_dropped(model: torch.nn.Module) -> torch.nn.Module:
+    """Fault: the residual add of one BasicBlock dropped (a fused kernel missing its skip)."""
+    block = model.get_submodule(RESIDUAL_BLOCK)
+
+    def forward(self: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)))
+
+    block.forward = types.MethodType(forward, block)
+    return _named(model, "fault:residual-dropped")
+
+
+def bn_stats_off(model: torch.nn.Module) -> torch.nn.Module:
+    """Fault: one BatchNorm's running mean and variance off by 2 % (stale statistics)."""
+    bn = model.get_submodule(BN)
+    with torch.no_grad():
+        bn.running_mean.mul_(1.02)
+        bn.running_var.mul_(1.02)
+    return _named(model, "fault:bn-stats-2pct")
+
+
+def logits_swapped(model: torch.nn.Module) -> torch.nn.Module:
+    """Fault: two logits swapped (an output layout or label-order bug)."""
+    a, b = SWAPPED
+
+    def swap(_module: Any, _args: Any, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[:, [a, b]] = out[:, [b, a]]
+        return out
+
+    model.fc.register_forward_hook(swap)
+    return _named(model, "fault:logits-swapped")
+
+
+def nan_output(model: torch.nn.Module) -> torch.nn.Module:
+    """Fault: one NaN in the output (an uninitialised buffer)."""
+
+    def poison(_module: Any, _args: Any, out: torch.Tensor) -> torch.Tensor:
+        out = out.clone()
+        out[NAN_AT] = float("nan")
+        return out
+
+    model.fc.register_forward_hook(poison)
+    return _named(model, "fault:nan-in-output")
+
+
+class _Stale:
+    """Returns the previous call's output whenever the batch shape repeats (a missed
+    synchronisation reading last batch's buffer)."""
+
+    name = "fault:stale-output"
+    precision = "fp32"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.module = model
+        self.previous: torch.Tensor | None = None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            fresh = self.module(batch)
+        out = self.previous if self.previous is not None and self.previous.shape == fresh.shape else fresh
+        self.previous = fresh
+        return out
+
+
+def stale_output(model: torch.nn.Module) -> _Stale:
+    """Fault: the previous batch's output returned (stale results)."""
+    return _Stale(model)
+
+
+def noise_1e7(model: torch.nn.Module) -> torch.nn.Module:
+    """Healthy control: the same convolution with 1e-7 relative noise (below fp32 rounding)."""
+    _noisy_conv(model, 1e-7)
+    return _named(model, "healthy:conv-noise-1e-7")
+
+
+def torchscript_frozen(model: torch.nn.Module) -> torch.nn.Module:
+    """Healthy control: TorchScript-frozen, BatchNorm folded into the convolutions."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 deprecates TorchScript; it still runs
+        frozen = torch.jit.freeze(torch.jit.script(model.eval()))
+    return _Named(frozen, "healthy:torchscript-frozen")
+
+
+class _Named:
+    """A callable with a name around a module that cannot take attributes (ScriptModule)."""
+
+    precision = "fp32"
+
+    def __init__(self, fn: Any, name: str) -> None:
+        self.fn, self.name = fn, name
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.fn(batch)
+
+
+class _OneThread:
+    name = "healthy:one-thread"
+    precision = "fp32"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.module = model
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.no_grad():
+                return self.module(batch)
+        finally:
+            torch.set_num_threads(threads)
+
+
+def one_thread(model: torch.nn.Module) -> _OneThread:
+    """Healthy control: the CPU with one thread (another reduction order)."""
+    return _OneThread(model)
+
+
+class _ChannelsLast:
+    name = "healthy:channels-last"
+    precision = "fp32"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.module = model.to(memory_format=torch.channels_last)
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.module(batch.contiguous(memory_format=torch.channels_last))
+
+
+def channels_last(model: torch.nn.Module) -> _ChannelsLast:
+    """Healthy control: channels_last memory format."""
+    return _ChannelsLast(model)
+
+
+@dataclass(frozen=True)
+class Control:
+    factory: str
+    intended: str
+    stage: str | None
+    description: str
+
+    @property
+    def spec(self) -> str:
+        return f"{__name__}:{self.factory}"
+
+
+#: The catalogue: factory, intended verdict under the default profile, the stage a fault
+#: should be localised to (None: it arises outside the module's stages), and what it is.
+CONTROLS: tuple[Control, ...] = (
+    Control("conv_weight_noise", "fail", CONV, f"{CONV} weights x (1 + 1e-3 N(0,1))"),
+    Control("layer_in_fp16", "fail", f"{FP16_LAYER}.0.conv1", f"{FP16_LAYER} silently in fp16"),
+    Control("residual_dropped", "fail", RESIDUAL_BLOCK, f"residual add of {RESIDUAL_BLOCK} dropped"),
+    Control("bn_stats_off", "fail", BN, f"{BN} running mean and var x 1.02"),
+    Control("logits_swapped", "fail", "fc", f"logits {SWAPPED[0]} and {SWAPPED[1]} swapped"),
+    Control("nan_output", "fail", "fc", f"one NaN at sample {NAN_AT[0]}, class {NAN_AT[1]}"),
+    Control("stale_output", "fail", None, "the previous batch's output returned"),
+    Control("noise_1e7", "pass", None, f"{CONV} weights x (1 + 1e-7 N(0,1))"),
+    Control("torchscript_frozen", "pass", None, "torch.jit.freeze(torch.jit.script(model)): BN folded"),
+    Control("one_thread", "pass", None, "torch.set_num_threads(1) around the forward"),
+    Control("channels_last", "pass", None, "channels_last weights and input"),
+)
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    control: Control
+    verdicts: dict[str, str]
+    rel_l2_error: float
+    first_stage: str | None
+    localisable: bool
+
+
+def run_controls(weights: str = "seeded", images: Sequence[str | Path] | None = None,
+                 profiles: Sequence[str] = ("default", "seed", "msprobe", "strict")) -> list[ControlResult]:
+    """Build every control, run it on ``images`` (each separately, in order, as ``compare``
+    does) and judge it under every profile; localise with the default profile."""
+    from .compare import Session
+    from .constants import IMAGES_DIR, PHOTOS
+    from .criteria import judge, worst_status
+    from .targets import build_runner
+
+    images = list(images or [IMAGES_DIR / p for p in PHOTOS])
+    session = Session(weights, "cpu")
+    results = []
+    for control in CONTROLS:
+        runner = build_runner(control.spec, session.model)
+        cases = [session.compare(runner, [image]) for image in images]
+        verdicts = {p: worst_status([judge(c.comparison, p).status for c in cases]) for p in profiles}
+        located = next((c.localisation for c in cases if c.localisation is not None), None)
+        results.append(ControlResult(
+            control, verdicts, max(c.comparison.rel_l2_error for c in cases),
+            located.first_failing if located else None, bool(located and located.available),
+        ))
+    return results

@@ -1,0 +1,49 @@
+"""The suite can fail, and says where: every fault in the catalogue runs through the same
+path as a real device (``build_runner`` + ``Session.compare``) and must fail the default
+profile with its first diverging stage named; every healthy control must pass."""
+
+from __future__ import annotations
+
+import pytest
+
+from resnet34_npu.compare import Session
+from resnet34_npu.constants import IMAGES_DIR, PHOTOS
+from resnet34_npu.criteria import judge
+from resnet34_npu.faults import CONTROLS
+
+IMAGES = [IMAGES_DIR / p for p in PHOTOS]
+
+
+@pytest.fixture(scope="module")
+def session():
+    return Session("seeded", "cpu")
+
+
+@pytest.mark.parametrize("control", CONTROLS, ids=lambda c: c.factory)
+def test_control_gets_its_intended_verdict(session, control):
+    runner = session.runner(control.spec)
+    result = session.evaluate(runner, IMAGES, iters=0)
+    lines = [line for case in result.cases for line in case.verdict.failures]
+    if control.intended == "pass":
+        assert result.verdict in ("pass", "warn"), lines
+        for profile in ("seed", "msprobe"):
+            assert all(judge(c.comparison, profile).passed for c in result.cases), profile
+        return
+    assert result.verdict == "fail"
+    failing = [case for case in result.cases if case.verdict.status == "fail"]
+    for case in failing:
+        if control.stage is not None:
+            assert f"first diverging stage: {control.stage}:" in case.verdict.failures[-1]
+            assert case.localisation.first_failing == control.stage
+        else:
+            assert case.verdict.failures[-1].startswith("localisation: no stage of the module breaks the profile")
+
+
+def test_a_fault_is_seen_at_the_stage_and_after_it_but_not_before(session):
+    runner = session.runner("resnet34_npu.faults:bn_stats_off")
+    localisation = session.localise(runner, IMAGES[:1])
+    names = [s.name for s in localisation.stages]
+    index = names.index("layer2.0.bn2")
+    assert all(s.status == "pass" and s.rel_l2_error == 0 for s in localisation.stages[:index])
+    assert all(s.status == "fail" for s in localisation.stages[index:] if s.name != "layer2.0.downsample.0"
+               and s.name != "layer2.0.downsample.1")
