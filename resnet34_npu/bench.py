@@ -106,12 +106,16 @@ def time_call(
 def time_runner(runner: Any, batch: torch.Tensor, *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
     """Time a target on ``batch``. Built-in targets (with ``prepare_input`` / ``forward``) are
     timed on the forward pass alone, input already on the device, as the model card does;
-    other callables are timed end to end. Either way the device is synchronised around each
-    timed call."""
+    custom targets end to end, from the CPU batch to float32 logits on the CPU. Either way
+    the device is synchronised around each timed call."""
     if hasattr(runner, "prepare_input") and hasattr(runner, "forward"):
         x = runner.prepare_input(batch)
         return time_call(lambda: runner.forward(x), runner.device, warmup=warmup, iters=iters,
                          batch_size=batch.shape[0])
+    # Custom targets: end to end, logits copied back to the CPU (which waits for a device that
+    # runs asynchronously even when the target has no synchronize()).
+    from .targets import run_checked
+
     device = getattr(runner, "device", torch.device("cpu"))
-    return time_call(lambda: runner(batch), device, warmup=warmup, iters=iters, batch_size=batch.shape[0],
-                     synchronize=runner.synchronize)
+    return time_call(lambda: run_checked(runner, batch), device, warmup=warmup, iters=iters,
+                     batch_size=batch.shape[0], synchronize=runner.synchronize)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +25,8 @@ from .labels import class_name, describe
 from .report import build_report, check_writable, write_json_atomic
 from .targets import CPU_DEFAULT_TARGETS, accelerator_targets, parse_target
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
+DEBUG_ENV = "RESNET34_NPU_DEBUG"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,7 +221,7 @@ def _cmd_localize(args: argparse.Namespace) -> int:
         for stage in localisation.stages:
             print(f"{stage.name:<{width}}  {stage.rel_l2_error:>10.3e}  {stage.cosine_similarity:>12.9f}  "
                   f"{stage.max_rel_error:>10.3e}  {stage.max_abs_error:>10.3e}  {stage.status.upper()}")
-        print(localisation.line())
+        print(localisation.line(logits_failed=not case.verdict.passed))
     if args.png:
         from .chart import write_stage_chart
 
@@ -285,3 +287,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet34-npu: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # A crash is not a verdict: exit 3, never 1 ("a target failed").
+        if os.environ.get(DEBUG_ENV):
+            raise
+        print(f"resnet34-npu {args.command}: internal error: {type(exc).__name__}: {exc} "
+              f"(set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+        return EXIT_CRASH

@@ -20,10 +20,11 @@ from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_runner
 from .criteria import DEFAULT_PROFILE, Profile, Verdict, get_profile, judge, worst_status
 from .images import load_image
 from .localize import Localisation, localise
-from .metrics import Comparison, _rel_l2, compare_logits
+from .metrics import Comparison, _rel_l2, compare_logits, worst_of
 from .model import build_model_with_info
 from .preprocess import preprocess
-from .targets import ModelRunner, Runner, build_runner, run_checked
+from .errors import InputError
+from .targets import CustomSpec, ModelRunner, Runner, build_runner, parse_target, run_checked
 from .weights import WeightsInfo
 
 
@@ -36,6 +37,7 @@ class CaseResult:
     comparison: Comparison
     truth: dict[str, float] = field(default_factory=dict)
     localisation: Localisation | None = None
+    paths: tuple[str, ...] = ()
 
     @property
     def image(self) -> str:
@@ -48,6 +50,7 @@ class CaseResult:
         detail = self.comparison.to_dict()
         return {
             "image": self.image,
+            "paths": list(self.paths),
             "batch_size": len(self.images),
             "verdict": self.verdict.status,
             "failures": list(self.verdict.failures),
@@ -131,6 +134,9 @@ class Session:
     def __init__(self, weights: str = "seeded", reference: str = "cpu", *, fp64_truth: bool = False,
                  profile: str | Profile = DEFAULT_PROFILE) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        if isinstance(parse_target(reference), CustomSpec):
+            raise InputError(f"reference {reference!r}: the reference must be a built-in target (e.g. cpu), "
+                             "not a custom one; compare custom targets against it with --target")
         self.model, self.weights_info = build_model_with_info(weights)
         self.reference = build_runner(reference, self.model)
         self.fp64_truth = fp64_truth
@@ -180,7 +186,7 @@ class Session:
 
         def worst_rel_l2(x: torch.Tensor) -> float:
             diff = x.double() - truth
-            return max(_rel_l2(diff[i], truth[i]) for i in range(truth.shape[0]))
+            return worst_of([_rel_l2(diff[i], truth[i]) for i in range(truth.shape[0])])
 
         target_error = worst_rel_l2(logits)
         reference_error = worst_rel_l2(reference)
@@ -207,7 +213,8 @@ class Session:
             # A failure says where: the first stage that breaks the profile, when a module exists.
             localisation = self.localise(runner, images)
             verdict = Verdict(verdict.status, verdict.failures + (localisation.line(),), verdict.warnings)
-        return CaseResult(tuple(Path(i).name for i in images), verdict, comparison, truth, localisation)
+        return CaseResult(tuple(Path(i).name for i in images), verdict, comparison, truth, localisation,
+                          tuple(map(str, images)))
 
     def localise(self, runner: Runner, images: Sequence[str | Path]) -> Localisation:
         """Stage-by-stage comparison of ``runner`` with the reference on ``images``."""

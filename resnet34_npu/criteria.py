@@ -75,6 +75,11 @@ class Profile:
     def rules_for(self, precision: str) -> tuple[Rule, ...]:
         return self.rows[ROW_OF_PRECISION[precision]]
 
+    def level_of(self, metric: str, precision: str) -> str | None:
+        """The strictest level of the rules on ``metric`` for ``precision`` (None: no rule)."""
+        levels = {rule.level for rule in self.rules_for(precision) if rule.metric == metric}
+        return FAIL if FAIL in levels else WARN if WARN in levels else None
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -270,12 +275,15 @@ def judge(
             f"{comparison.reference_nonfinite} NaN/Inf (allowed: none, in every profile)"
             + (f"; first at {_element_text(first, not tensor_only)}" if first is not None else "")
         )
-    for rule in profile.rules_for(comparison.precision):
+    failed_metrics: set[str] = set()
+    for rule in sorted(profile.rules_for(comparison.precision), key=lambda r: r.level != FAIL):
         if not rule.applies(metrics) or (tensor_only and rule.metric not in TENSOR_METRICS):
             continue
         value = float(metrics[rule.metric])
-        if rule.holds(value):
+        if rule.holds(value) or (rule.level == WARN and rule.metric in failed_metrics):
             continue
+        if rule.level == FAIL:
+            failed_metrics.add(rule.metric)
         line = failure_line(rule, value, comparison.precision, comparison, not tensor_only)
         (failures if rule.level == FAIL else warnings).append(line)
     status = FAIL if failures else WARN if warnings else PASS

@@ -129,7 +129,7 @@ def parse_device(spec: str) -> tuple[str, int | None]:
         raise InputError(f"Unknown device {spec!r}. Choose one of: auto, {', '.join(KINDS)} (with :N for an index, e.g. npu:3)")
     if not sep:
         return kind, None
-    if not index.isdigit() or kind in ("cpu", "mps") and index != "0":
+    if not (index.isascii() and index.isdigit()) or kind in ("cpu", "mps") and index != "0":
         raise InputError(f"device {spec!r}: the index must be a non-negative integer{' and cpu/mps have only :0' if kind in ('cpu', 'mps') else ''}")
     return kind, int(index)
 
@@ -193,24 +193,91 @@ def precision_settings(device: torch.device) -> dict[str, Any]:
             settings["num_threads"] = torch.get_num_threads()
             settings["mkldnn_enabled"] = bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
         elif device.type == "cuda":
-            settings["cudnn.allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
-            settings["cuda.matmul.allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+            settings.update(cuda_tf32_settings())
             settings["cudnn.deterministic"] = bool(torch.backends.cudnn.deterministic)
             settings["cudnn.benchmark"] = bool(torch.backends.cudnn.benchmark)
+            matmul = torch.backends.cuda.matmul
+            for attr in ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
+                if hasattr(matmul, attr):
+                    settings[f"cuda.matmul.{attr}"] = bool(getattr(matmul, attr))
         elif device.type == "npu":
             settings.update(npu_precision_settings())
     return settings
 
 
-#: The ACL precision mode this process set through :func:`set_acl_precision_mode`; torch_npu
-#: has no public getter, so an unset mode is reported as the device default.
-_acl_precision_mode: str | None = None
+def _new_tf32_api() -> tuple[Any, Any] | None:
+    """torch >= 2.9's ``fp32_precision`` switches (cuDNN convolutions, CUDA matmuls), if present."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    matmul = torch.backends.cuda.matmul
+    if conv is not None and hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
+        return conv, matmul
+    return None
 
 
-def set_acl_precision_mode(mode: str) -> None:
-    global _acl_precision_mode
-    torch.npu.set_option({"ACL_PRECISION_MODE": mode})
-    _acl_precision_mode = mode
+def cuda_tf32_settings() -> dict[str, Any]:
+    """Whether CUDA convolutions and matmuls run fp32 in TF32, through whichever API is in
+    use: torch >= 2.9 refuses to read the legacy ``allow_tf32`` flags once the new
+    ``fp32_precision`` ones were set."""
+    settings: dict[str, Any] = {}
+    new = _new_tf32_api()
+    if new is not None:
+        settings["cudnn.conv.fp32_precision"] = new[0].fp32_precision
+        settings["cuda.matmul.fp32_precision"] = new[1].fp32_precision
+    try:
+        settings["cudnn.allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+        settings["cuda.matmul.allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    except RuntimeError:
+        assert new is not None
+        settings["cudnn.allow_tf32"] = new[0].fp32_precision == "tf32"
+        settings["cuda.matmul.allow_tf32"] = new[1].fp32_precision == "tf32"
+    return settings
+
+
+def set_cuda_tf32(enabled: bool) -> dict[str, Any]:
+    """Turn TF32 on or off for CUDA convolutions and matmuls; returns what to pass to
+    :func:`restore_cuda_tf32`."""
+    new = _new_tf32_api()
+    if new is not None:
+        saved = {"new": (new[0].fp32_precision, new[1].fp32_precision)}
+        value = "tf32" if enabled else "ieee"
+        new[0].fp32_precision, new[1].fp32_precision = value, value
+        return saved
+    saved = {"legacy": (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)}
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+    return saved
+
+
+def restore_cuda_tf32(saved: dict[str, Any]) -> None:
+    if "new" in saved:
+        conv, matmul = _new_tf32_api()  # type: ignore[misc]
+        conv.fp32_precision, matmul.fp32_precision = saved["new"]
+    else:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved["legacy"]
+
+
+#: ACL precision modes torch_npu's ``set_option`` accepts.
+ACL_PRECISION_MODES = ("allow_fp32_to_fp16", "must_keep_origin_dtype")
+
+
+def get_acl_precision_mode() -> str | None:
+    """The ACL precision mode set in this process, read back from torch_npu (None: never set,
+    so the device default applies)."""
+    try:
+        import torch_npu
+
+        value = torch_npu._C._npu_getOption("ACL_PRECISION_MODE")
+    except Exception:
+        return None
+    text = value.decode() if isinstance(value, bytes) else (value or "")
+    return text or None
+
+
+def set_acl_precision_mode(mode: str | None) -> None:
+    """Set the ACL precision mode (None: the device default, since torch_npu cannot unset it)."""
+    if mode is None:
+        mode = default_acl_precision_mode(str(torch.npu.get_device_name(0)))
+    if get_acl_precision_mode() != mode:
+        torch.npu.set_option({"ACL_PRECISION_MODE": mode})
 
 
 def default_acl_precision_mode(soc: str) -> str:
@@ -230,7 +297,7 @@ def npu_precision_settings() -> dict[str, Any]:
         soc = str(npu.get_device_name(0))
     except Exception:
         pass
-    mode = _acl_precision_mode
+    mode = get_acl_precision_mode()
     return {
         "npu.conv.allow_hf32": bool(npu.conv.allow_hf32),
         "npu.matmul.allow_hf32": bool(npu.matmul.allow_hf32),

@@ -233,6 +233,7 @@ def run_controls(weights: str = "seeded", images: Sequence[str | Path] | None = 
     from .compare import Session
     from .constants import IMAGES_DIR, PHOTOS
     from .criteria import judge, worst_status
+    from .metrics import worst_of
     from .targets import build_runner
 
     images = list(images or [IMAGES_DIR / p for p in PHOTOS])
@@ -244,7 +245,7 @@ def run_controls(weights: str = "seeded", images: Sequence[str | Path] | None = 
         verdicts = {p: worst_status([judge(c.comparison, p).status for c in cases]) for p in profiles}
         located = next((c.localisation for c in cases if c.localisation is not None), None)
         results.append(ControlResult(
-            control, verdicts, max(c.comparison.rel_l2_error for c in cases),
+            control, verdicts, worst_of([c.comparison.rel_l2_error for c in cases]),
             located.first_failing if located else None, bool(located and located.available),
         ))
     return results

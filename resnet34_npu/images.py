@@ -12,7 +12,7 @@ The one conversion rule, per Pillow mode:
 * 16- and 32-bit integer grayscale (``I;16``, ``I;16B``, ``I;16L``, ``I``): the 0..65535 range
   is scaled to 0..255 (divided by 257 and rounded; values outside are clipped), then gray to RGB.
   Pillow's own conversion would clip everything above 255 to white.
-* ``F`` (32-bit float grayscale): clipped to 0..255, then gray to RGB.
+* ``F`` (32-bit float grayscale): clipped to 0..255 (NaN as 0), then gray to RGB.
 
 The EXIF orientation is applied first, and of an animation only the first frame is read.
 Images over Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) are refused
@@ -81,7 +81,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         scaled = np.clip(np.rint(values / 257.0), 0, 255).astype(np.uint8)
         return Image.fromarray(scaled).convert("RGB")
     elif image.mode == "F":
-        values = np.clip(np.asarray(image, dtype=np.float64), 0, 255)
+        values = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64), nan=0.0), 0, 255)
         return Image.fromarray(np.rint(values).astype(np.uint8)).convert("RGB")
     if image.mode in _ALPHA_MODES:
         rgba = image.convert("RGBA")

@@ -67,13 +67,14 @@ class Localisation:
     def available(self) -> bool:
         return bool(self.stages)
 
-    def line(self) -> str:
-        """One line for a failure message."""
+    def line(self, logits_failed: bool = True) -> str:
+        """One line for a failure message (or, with ``logits_failed=False``, a report)."""
         if not self.available:
             return f"localisation: {self.note}"
         if self.first_failing is None:
-            return ("localisation: no stage of the module breaks the profile; the difference arises after "
-                    "the last stage (in the target's output handling) or outside its module")
+            return "localisation: no stage of the module breaks the profile" + (
+                "; the difference arises after the last stage (in the target's output handling) or outside its module"
+                if logits_failed else "")
         stage = next(s for s in self.stages if s.name == self.first_failing)
         return (f"first diverging stage: {stage.name}: rel L2 {stage.rel_l2_error:.3e}, cosine "
                 f"{stage.cosine_similarity:.8f}, max rel {stage.max_rel_error:.3e} ({stage.failure})")

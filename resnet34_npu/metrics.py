@@ -151,6 +151,13 @@ class Comparison:
         }
 
 
+def worst_of(values: list[float], largest: bool = True) -> float:
+    """max (or min) that returns NaN when any value is NaN (Python's max skips it by position)."""
+    if any(math.isnan(v) for v in values):
+        return math.nan
+    return max(values) if largest else min(values)
+
+
 def _as_2d(x: torch.Tensor) -> torch.Tensor:
     x = x.detach().cpu().to(torch.float64)
     return x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
@@ -250,8 +257,8 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
         max_abs_error=float(absdiff.max()),
         mean_abs_error=float(absdiff.mean()),
         l2_error=float(diff.norm()),
-        rel_l2_error=max(s.rel_l2_error for s in samples) if not torch.isnan(diff).any() else math.nan,
-        cosine_similarity=min(s.cosine_similarity for s in samples) if not torch.isnan(diff).any() else math.nan,
+        rel_l2_error=worst_of([s.rel_l2_error for s in samples]) if not nonfinite.any() else math.nan,
+        cosine_similarity=worst_of([s.cosine_similarity for s in samples], largest=False) if not nonfinite.any() else math.nan,
         rmse=float(diff.pow(2).mean().sqrt()),
         max_rel_error=float(rel.max()),
         mean_rel_error=float(rel.mean()),

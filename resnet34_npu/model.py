@@ -26,8 +26,13 @@ def build_model_with_info(weights: str = "seeded") -> tuple[torch.nn.Module, Wei
     # that the state dict would overwrite anyway.
     with torch.device("meta"):
         model = resnet34()
+    for name, buffer in model.named_buffers():
+        if name.endswith("num_batches_tracked") and name not in state:
+            state[name] = torch.zeros((), dtype=buffer.dtype)
     model.load_state_dict(state, assign=True)
-    return model.eval(), info
+    # A checkpoint saved in fp16, bf16 or fp64 still gives the float32 model every target
+    # and custom factory is promised.
+    return model.float().eval(), info
 
 
 def count_parameters(model: torch.nn.Module) -> int:

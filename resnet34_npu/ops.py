@@ -1,8 +1,9 @@
 """Operator-level conformance: each operator ResNet34 uses, run on a target and judged against
 a float64 CPU run on the same inputs by Ascend's per-API standard (``criteria.OPS_PROFILE``).
 
-Inputs are drawn on the CPU from a seed, rounded to the target's compute dtype (so both sides
-see exactly the same values and only the operator's own error is measured), then moved.
+Inputs are drawn on the CPU from a seed, rounded to what the target computes with (its dtype,
+or TF32/HF32/fp16 when its effective precision says the device lowers fp32), so both sides see
+exactly the same values and only the operator's own error is measured, then moved.
 """
 
 from __future__ import annotations
@@ -52,6 +53,23 @@ class OpResult:
 CANCELLATION = 1e-2
 
 
+def round_to(x: torch.Tensor, precision: str) -> torch.Tensor:
+    """Round float32 values to what a device computing in ``precision`` reads: fp16 and bf16
+    by casting; TF32 and HF32 (10-bit mantissa) to nearest, ties to even. Values already
+    representable pass through any rounding mode unchanged, so the device's own input
+    conversion becomes exact and only the operator's error is measured."""
+    if precision in ("fp16", "bf16"):
+        return x.to(torch.float16 if precision == "fp16" else torch.bfloat16).to(torch.float32)
+    if precision not in ("tf32", "hf32"):
+        return x
+    shift = 23 - 10
+    bits = x.contiguous().view(torch.int32)
+    lsb = (bits >> shift) & 1
+    rounded = (bits + (1 << (shift - 1)) - 1 + lsb) & ~((1 << shift) - 1)
+    finite = torch.isfinite(x)
+    return torch.where(finite, rounded.view(torch.float32), x)
+
+
 def small_value(reference: torch.Tensor, precision: str) -> float:
     rms = float(reference.double().pow(2).mean().sqrt()) if reference.numel() else 0.0
     return max(SMALL_VALUE[precision], CANCELLATION * rms)
@@ -64,7 +82,8 @@ def check_op(op: str, spec: TargetSpec, tensors: dict[str, torch.Tensor], *,
     ``implementation`` replaces the target side's kernel (how the tests feed it a wrong one)."""
     device = devices.resolve_device(spec.device)
     dtype, autocast = DTYPES[spec.dtype]
-    rounded = {k: v.to(dtype).to(torch.float32) for k, v in tensors.items()}
+    _, precision, _ = resolve_precision(spec, device)
+    rounded = {k: round_to(v.to(dtype).to(torch.float32), precision) for k, v in tensors.items()}
     reference = OPS[op](**{k: v.double() for k, v in rounded.items()}, **params)
 
     def place(t: torch.Tensor) -> torch.Tensor:
@@ -82,7 +101,6 @@ def check_op(op: str, spec: TargetSpec, tensors: dict[str, torch.Tensor], *,
         else:
             out = kernel(**moved, **params)
     devices.synchronize(device)
-    _, precision, _ = resolve_precision(spec, device)
     n = reference.shape[0]
     comparison = compare_logits(reference.reshape(n, -1), out.double().cpu().reshape(n, -1), precision=precision,
                                 rankings=False, small_value=small_value(reference, precision))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -29,7 +28,7 @@ from .errors import InputError
 from .images import find_images, load_image
 from .report import build_report, check_writable, write_json_atomic
 from .targets import CustomSpec, Runner, TargetSpec, accelerator_targets, parse_target
-from .weights import parse_weights_spec
+from .weights import parse_weights_spec, weights_digest
 
 GROUP = "resnet34-npu"
 BATCH_SIZES = (1, 8)
@@ -48,7 +47,8 @@ MARKERS = {
     "ops": "operator-level conformance tests (Hypothesis)",
     "benchmark": "pytest-benchmark timings; run with `pytest -m benchmark`",
     "slow": "long-running (reduced-precision CPU targets at batch 8, ...); deselect with -m 'not slow'",
-    "r34_reruns": "internal: the test runs its target again (so it is slow on reduced-precision CPU targets)",
+    "custom": "runs a custom target (module.path:factory), which may run on any device",
+    "r34_heavy": "internal: runs a batch of 8 or runs its target again (slow on reduced-precision CPU targets)",
     "npu_install": "installs the real torch-npu wheel from PyPI into a temporary folder (skipped when it cannot be had)",
 }
 
@@ -87,7 +87,7 @@ def _profile(text: str) -> str:
 
 
 def _iters(text: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a non-negative integer")
     return int(text)
 
@@ -139,11 +139,11 @@ class TargetChoice:
         return self.kind == "cpu" and self.spec.dtype != "fp32"
 
     def marks(self) -> list[pytest.MarkDecorator]:
-        marks = []
-        if self.kind not in ("cpu", "custom"):
-            marks.append(pytest.mark.accelerator)
-            marks.append(getattr(pytest.mark, self.kind))
-        return marks
+        if self.kind == "custom":
+            return [pytest.mark.custom]
+        if self.kind == "cpu":
+            return []
+        return [pytest.mark.accelerator, getattr(pytest.mark, self.kind)]
 
 
 def skip_reason(kind: str, reason: str) -> str:
@@ -158,20 +158,22 @@ def choose_targets(specs: list[str] | None) -> list[TargetChoice]:
     else:
         parsed = [parse_target(s) for s in CPU_TARGETS + tuple(accelerator_targets())]
         parsed += [TargetSpec(f"{kind}:0" if kind != "mps" else kind) for kind in SHOWN_KINDS if not devices.probe(kind).available]
-    choices = []
+    choices: dict[str, TargetChoice] = {}
     for spec in parsed:
         if isinstance(spec, CustomSpec):
-            choices.append(TargetChoice(spec))
+            choices.setdefault(spec.name, TargetChoice(spec))
             continue
         try:
-            devices.resolve_device(spec.device)
-            choices.append(TargetChoice(spec))
+            device = devices.resolve_device(spec.device)
+            if spec.device == "auto":  # name, mark and judge it as the device it is
+                spec = TargetSpec("cpu" if device.type == "cpu" else str(device), spec.dtype, spec.mode, spec.knobs)
+            choices.setdefault(spec.name, TargetChoice(spec))
         except InputError as exc:
             kind = spec.device.partition(":")[0]
             status = devices.probe(kind) if kind in devices.KINDS and kind != "auto" else None
             reason = status.reason if status is not None and not status.available else str(exc)
-            choices.append(TargetChoice(spec, skip_reason(kind, reason)))
-    return choices
+            choices.setdefault(spec.name, TargetChoice(spec, skip_reason(kind, reason)))
+    return list(choices.values())
 
 
 @dataclass
@@ -191,6 +193,7 @@ class R34:
     _runners: dict[str, Runner] = field(default_factory=dict)
     _logits: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
     _latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
+    _cases: dict[tuple[str, tuple[str, ...]], CaseResult] = field(default_factory=dict)
 
     @property
     def session(self) -> Session:
@@ -216,7 +219,11 @@ class R34:
         return self._logits[key]
 
     def case(self, spec: str, images: tuple[Path, ...]) -> CaseResult:
-        return self.session.compare(self.runner(spec), images, logits=self.logits(spec, images))
+        """The comparison (and, when it fails, the localisation), computed once per session."""
+        key = (spec, tuple(map(str, images)))
+        if key not in self._cases:
+            self._cases[key] = self.session.compare(self.runner(spec), images, logits=self.logits(spec, images))
+        return self._cases[key]
 
     def latency(self, spec: str, batch: int) -> Timing | None:
         if self.iters == 0:
@@ -225,8 +232,12 @@ class R34:
         if key not in self._latency:
             images = self.batch_images(self.images[0], batch)
             self._latency[key] = time_runner(self.runner(spec), self.session.batch(images), warmup=1, iters=self.iters)
-            self.session.reference_timing(batch, 1, self.iters, self.images[0])
         return self._latency[key]
+
+    def reference_latency(self, batch: int) -> Timing | None:
+        if self.iters == 0:
+            return None
+        return self.session.reference_timing(batch, 1, self.iters, self.images[0])
 
 
 STATE = pytest.StashKey[R34]()
@@ -274,9 +285,11 @@ def _share_cores_between_xdist_workers(config: pytest.Config) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for name, description in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {description}")
+    if config.option.help or config.option.version:
+        return
     _share_cores_between_xdist_workers(config)
     try:
-        images = find_images(_option(config, "r34_images") or [IMAGES_DIR / p for p in PHOTOS])
+        images = list(dict.fromkeys(p.resolve() for p in find_images(_option(config, "r34_images") or [IMAGES_DIR / p for p in PHOTOS])))
         for image in images:
             load_image(image)
         report = _option(config, "r34_report") or DEFAULT_REPORT
@@ -304,7 +317,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """pytest-benchmark refuses --benchmark-compare-fail after all the benchmarks ran when no
     baseline exists yet; say so at once and run without the gate instead."""
     bench = getattr(session.config, "_benchmarksession", None)
-    if bench is not None and getattr(bench, "compare_fail", None) and not bench.compared_mapping:
+    if bench is not None and bench.compare and getattr(bench, "compare_fail", None) and not bench.compared_mapping:
         bench.compare_fail = []
         session.config.stash[NO_BASELINE] = (
             f"no benchmark baseline in {bench.storage} yet: --benchmark-compare-fail was not applied. "
@@ -329,11 +342,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     run = [t.name for t in state.targets if not t.reason]
     skipped = [t.name for t in state.targets if t.reason]
     lines.append(f"resnet34-npu targets: {', '.join(run) or 'none'}" + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
-    try:
-        info = state.session.weights_info
-        lines.append(f"resnet34-npu weights: {info.spec} sha256 {info.sha256} (tensors {info.tensor_sha256[:16]}...)")
-    except InputError as exc:
-        raise pytest.UsageError(str(exc)) from None
+    lines.append(f"resnet34-npu weights: {state.weights} {weights_digest(state.weights)}")
     lines.append(f"resnet34-npu profile: {state.profile}; images: {', '.join(p.name for p in state.images)}; "
                  f"float64 truth: {'on' if state.fp64_truth else 'off'}; batch sizes: {', '.join(map(str, BATCH_SIZES))}")
     return lines
@@ -363,10 +372,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if target is not None:
             if target.reason:
                 item.add_marker(pytest.mark.skip(reason=target.reason))
-            elif target.slow and (callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_reruns")):
+            elif target.slow and (callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_heavy")):
                 item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("benchmark") and not run_benchmarks:
             item.add_marker(pytest.mark.skip(reason="benchmarks run only when asked for: pytest -m benchmark"))
+    if any("r34" in getattr(item, "fixturenames", ()) for item in items):
+        try:  # bad weights are a usage error before any test runs, whatever the verbosity
+            state.session  # noqa: B018 - builds the comparison session
+        except InputError as exc:
+            raise pytest.UsageError(str(exc)) from None
     markexpr = config.getoption("markexpr") or ""
     if "slow" not in markexpr and not config.getoption("r34_targets") and not os.environ.get("R34_TARGETS"):
         # The default selection leaves the slow reduced-precision CPU cases out; ask for them
@@ -399,6 +413,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = outcome.get_result()
     if report.when == "call" or (report.when == "setup" and not report.passed):
         records = item.stash.get(RECORDS, [])
+        if report.when == "call" and report.passed:
+            for record in records:
+                if record.get("kind") == "verdict" and record["case"]["verdict"] == "warn":
+                    # a warning verdict passes, but says so
+                    item.warn(pytest.PytestWarning(f"{record['target']} on {record['case']['image']}: "
+                                                   + "; ".join(record["case"]["warnings"])))
         report.r34_records = [dict(r, test=item.nodeid) for r in records]
         params = getattr(item, "callspec", None)
         report.r34_params = {k: str(v) for k, v in params.params.items() if k.startswith("r34_")} if params else {}
@@ -426,24 +446,32 @@ class _Collector:
 
 
 def _message(report: pytest.TestReport) -> str:
-    """The skip reason, or the failure's ``E`` lines."""
+    """The skip reason, or the failure's ``E`` lines (all of a ``pytest.fail`` message)."""
     if report.skipped and isinstance(report.longrepr, tuple):
-        return str(report.longrepr[2])
-    text = str(report.longrepr or "")
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    text = report.longreprtext or ""
     errors = [line[1:].strip() for line in text.splitlines() if line.startswith("E ")]
-    return "\n".join(errors) if errors else (text.strip().splitlines() or [""])[-1]
+    return "\n".join(errors) if errors else text.strip()
 
 
-def record_case(record: Callable[[dict[str, Any]], None], kind: str, target: str, runner: Any, case: CaseResult,
-                latency: Timing | None = None, **extra: Any) -> None:
-    """The shape of a record: what the terminal table and the acceptance report read.
-    ``target`` is the matrix name (the test id), ``runner`` what ran it."""
+def record_case(record: Callable[[dict[str, Any]], None], r34: R34, kind: str, target: str, case: CaseResult,
+                batch: int | None = None, **extra: Any) -> None:
+    """The shape of a record: what the terminal table and the acceptance report read, made
+    where the test ran (an xdist worker), so the controller needs nothing but the records.
+    ``target`` is the matrix name (the test id); ``batch`` asks for the latencies of the
+    target and the reference at that batch size."""
+    session = r34.session
+    latency = r34.latency(target, batch) if batch else None
+    reference_latency = r34.reference_latency(batch) if batch else None
     record({
         "kind": kind,
         "target": target,
-        "target_info": describe_runner(runner),
+        "target_info": describe_runner(r34.runner(target)),
+        "reference": describe_runner(session.reference),
+        "weights": session.weights_info.to_dict(),
         "case": case.to_dict(),
         "latency_ms": None if latency is None else latency.to_dict(),
+        "reference_latency_ms": None if reference_latency is None else reference_latency.to_dict(),
         **extra,
     })
 
@@ -474,7 +502,7 @@ def _comparison_rows(entries: list[dict[str, Any]]) -> list[tuple[str, ...]]:
                 continue
             case, m = record["case"], record["case"]["metrics"]
             latency = record.get("latency_ms")
-            rows[(record["target"], case["image"], case["batch_size"])] = (
+            rows[(record["target"], tuple(case["paths"]), case["batch_size"])] = (
                 record["target"], case["image"].split("+")[0], str(case["batch_size"]), case["verdict"].upper(),
                 f"{m['rel_l2_error']:.2e}" if isinstance(m["rel_l2_error"], float) else str(m["rel_l2_error"]),
                 f"{m['cosine_similarity']:.8f}" if isinstance(m["cosine_similarity"], float) else str(m["cosine_similarity"]),
@@ -491,52 +519,64 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     state = config.stash[STATE]
     entries = config.stash[RECORDS]
-    if state.report is None or not any(entry["records"] for entry in entries):
-        return  # no comparison ran (unit tests or benchmarks only): leave the last report alone
+    if state.report is None or not any(entry["params"].get("r34_target") for entry in entries):
+        return  # no conformance test ran or was skipped (unit tests only, ...): leave the last report alone
     write_json_atomic(state.report, acceptance_report(state, entries))
+
+
+NOT_RUN = "not run"
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return numerator / denominator if denominator > 0 else None
 
 
 def acceptance_report(state: R34, entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The compare report's schema, built from the records of every test (from every xdist
-    worker), plus each test's outcome."""
-    targets: dict[str, dict[str, Any]] = {}
-    for choice in state.targets:
-        targets[choice.name] = {"name": choice.name, "skipped": choice.reason or None, "images": [], "checks": []}
+    worker), plus each test's outcome. A target nothing was compared on is "not run" (or
+    "skipped", with the reason); a run that compared nothing is "not run" as a whole."""
+    targets: dict[str, dict[str, Any]] = {
+        choice.name: {"name": choice.name, "skipped": choice.reason or None, "images": [], "checks": []}
+        for choice in state.targets
+    }
+    reference: dict[str, Any] = {}
+    weights: dict[str, Any] = {"spec": state.weights}
+    reference_latency: dict[str, Any] | None = None
     for entry in entries:
         for record in entry["records"]:
-            target = targets.setdefault(record["target"], {"name": record["target"], "images": [], "checks": []})
-            target.update({k: v for k, v in record.get("target_info", {}).items() if k not in target})
-            if record.get("kind") == "verdict":
+            target = targets.setdefault(record["target"], {"name": record["target"], "skipped": None, "images": [], "checks": []})
+            for key, value in record["target_info"].items():
+                target.setdefault(key, value)
+            reference = reference or record["reference"]
+            weights = record["weights"]
+            if record["kind"] == "verdict":
                 target["images"].append(record["case"])
-                if record["case"]["batch_size"] == 1 and record.get("latency_ms") and "latency_ms" not in target:
+                if record["case"]["batch_size"] == 1 and record["latency_ms"] and "latency_ms" not in target:
                     target["latency_ms"] = record["latency_ms"]
+                    reference_latency = reference_latency or record["reference_latency_ms"]
             else:
                 target["checks"].append({"kind": record["kind"], "test": entry["test"], **record["case"],
-                                         **{k: v for k, v in record.items() if k in ("nondeterministic",)}})
+                                         **({"nondeterministic": record["nondeterministic"]} if "nondeterministic" in record else {})})
     for target in targets.values():
         statuses = [c["verdict"] for c in target["images"] + target["checks"]]
-        target["verdict"] = "skipped" if target.get("skipped") and not statuses else worst_status(statuses)
-        latency = target.get("latency_ms")
-        target.setdefault("latency_ms", None)
-        target["throughput_ips"] = None if not latency else latency["batch_size"] * 1000.0 / latency["median"]
-        target.setdefault("speedup_vs_reference", None)
-    session = state.session
-    reference = describe_runner(session.reference)
-    ref_latency = session._reference_timing.get(1)
-    if ref_latency is not None:
-        reference["latency_ms"] = ref_latency.to_dict()
-        for target in targets.values():
-            if target["latency_ms"]:
-                target["speedup_vs_reference"] = ref_latency.median / target["latency_ms"]["median"]
+        target["verdict"] = worst_status(statuses) if statuses else ("skipped" if target["skipped"] else NOT_RUN)
+        latency = target.setdefault("latency_ms", None)
+        target["throughput_ips"] = None if not latency else _ratio(latency["batch_size"] * 1000.0, latency["median"])
+        target["speedup_vs_reference"] = (
+            _ratio(reference_latency["median"], latency["median"]) if latency and reference_latency else None
+        )
+    if reference_latency is not None:
+        reference["latency_ms"] = reference_latency
     tests = [{k: v for k, v in e.items() if k != "records"} for e in entries]
-    failed_tests = [t for t in tests if t["outcome"] == "failed"]
     document = build_report(
         profile=state.profile,
-        weights=session.weights_info.to_dict(),
+        weights=weights,
         reference=reference,
         targets=list(targets.values()),
         extra={"fp64_truth": state.fp64_truth, "images": [str(p) for p in state.images], "tests": tests},
     )
-    if failed_tests:
+    if any(t["outcome"] == "failed" for t in tests):
         document["verdict"] = "fail"
+    elif not any(t["images"] or t["checks"] for t in targets.values()):
+        document["verdict"] = NOT_RUN
     return document

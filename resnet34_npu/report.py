@@ -100,15 +100,19 @@ def write_json_atomic(path: str | Path, document: dict[str, Any]) -> Path:
 
 
 def check_writable(path: str | Path) -> Path:
-    """Fail early (before any work) when the report cannot be written there."""
+    """Fail early, before any work, when the report cannot be written at ``path``: its folder
+    is created if missing, then a probe file is created and removed there."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"report '{path}': is a directory")
-    parent = path.parent if str(path.parent) else Path(".")
-    if parent.exists() and not parent.is_dir():
-        raise InputError(f"report '{path}': '{parent}' is not a directory")
-    if parent.exists() and not os.access(parent, os.W_OK):
-        raise InputError(f"report '{path}': folder '{parent}' is not writable")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise InputError(f"report '{path}': cannot write in '{parent}' ({exc.strerror or exc})") from None
     return path
 
 

@@ -6,7 +6,8 @@ A spec is ``DEVICE[/DTYPE][/MODE][/KNOB=VALUE...]``:
 * DTYPE: ``fp32`` (default); ``fp16`` / ``bf16`` cast the weights and the input;
   ``fp16-autocast`` / ``bf16-autocast`` keep fp32 weights and run under ``torch.autocast``;
 * MODE: ``eager`` (default) or ``channels_last``;
-* KNOB: ``tf32=on|off`` (CUDA convolutions and matmuls), ``hf32=on|off`` (NPU convolutions
+* KNOB: ``tf32=on|off`` (CUDA convolutions and matmuls), ``reduced_reduction=on|off`` (CUDA
+  fp16/bf16 matmuls may reduce in reduced precision), ``hf32=on|off`` (NPU convolutions
   and matmuls), ``acl=MODE`` (the NPU's ACL precision mode, e.g. ``must_keep_origin_dtype``).
   Unset knobs stay as the device has them; either way the settings in force are recorded.
 
@@ -30,7 +31,7 @@ import importlib
 import re
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 import torch
 
@@ -48,10 +49,11 @@ DTYPES = {
 MODES = ("eager", "channels_last")
 KNOBS = {
     "tf32": ("on", "off"),
+    "reduced_reduction": ("on", "off"),
     "hf32": ("on", "off"),
-    "acl": ("allow_fp32_to_fp16", "must_keep_origin_dtype", "force_fp32", "force_fp16", "allow_mix_precision"),
+    "acl": devices.ACL_PRECISION_MODES,
 }
-_KNOB_DEVICE = {"tf32": "cuda", "hf32": "npu", "acl": "npu"}
+_KNOB_DEVICE = {"tf32": "cuda", "reduced_reduction": "cuda", "hf32": "npu", "acl": "npu"}
 
 
 @dataclass(frozen=True)
@@ -116,38 +118,63 @@ def parse_target(text: str) -> TargetSpec | CustomSpec:
         else:
             raise InputError(
                 f"target {text!r}: unknown or repeated part {part!r}. Dtypes: {', '.join(DTYPES)}; "
-                f"modes: {', '.join(MODES)}; knobs: tf32=on|off, hf32=on|off, acl=MODE"
+                f"modes: {', '.join(MODES)}; knobs: tf32=on|off, reduced_reduction=on|off, hf32=on|off, acl=MODE"
             )
     return TargetSpec(device, dtype or "fp32", mode or "eager", tuple(sorted(knobs.items())))
 
 
 @contextlib.contextmanager
 def precision_context(device: torch.device, knobs: dict[str, str]) -> Iterator[None]:
-    """Apply a target's knobs around its forward passes and restore them afterwards, so
+    """Apply a target's knobs around its own runs and restore the previous settings after, so
     targets with different settings can share one process."""
-    saved: list[tuple[Any, str, Any]] = []
-
-    def set_attr(obj: Any, attr: str, value: Any) -> None:
-        saved.append((obj, attr, getattr(obj, attr)))
-        setattr(obj, attr, value)
-
+    restore: list[Callable[[], None]] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if device.type == "cuda" and "tf32" in knobs:
-            set_attr(torch.backends.cudnn, "allow_tf32", knobs["tf32"] == "on")
-            set_attr(torch.backends.cuda.matmul, "allow_tf32", knobs["tf32"] == "on")
+            saved_tf32 = devices.set_cuda_tf32(knobs["tf32"] == "on")
+            restore.append(lambda: devices.restore_cuda_tf32(saved_tf32))
+        if device.type == "cuda" and "reduced_reduction" in knobs:
+            matmul = torch.backends.cuda.matmul
+            for attr in ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
+                previous = getattr(matmul, attr)
+                setattr(matmul, attr, knobs["reduced_reduction"] == "on")
+                restore.append(lambda attr=attr, previous=previous: setattr(matmul, attr, previous))
         if device.type == "npu" and "hf32" in knobs:
-            set_attr(torch.npu.conv, "allow_hf32", knobs["hf32"] == "on")
-            set_attr(torch.npu.matmul, "allow_hf32", knobs["hf32"] == "on")
-    if device.type == "npu" and "acl" in knobs:
-        devices.set_acl_precision_mode(knobs["acl"])
+            for backend in (torch.npu.conv, torch.npu.matmul):
+                previous = bool(backend.allow_hf32)
+                backend.allow_hf32 = knobs["hf32"] == "on"
+                restore.append(lambda backend=backend, previous=previous: setattr(backend, "allow_hf32", previous))
+        if device.type == "npu" and "acl" in knobs:
+            previous_mode = devices.get_acl_precision_mode()
+            devices.set_acl_precision_mode(knobs["acl"])
+            restore.append(lambda: devices.set_acl_precision_mode(previous_mode))
     try:
         yield
     finally:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for obj, attr, value in reversed(saved):
-                setattr(obj, attr, value)
+            for undo in reversed(restore):
+                undo()
+
+
+def knob_settings(device: torch.device, knobs: dict[str, str]) -> dict[str, Any]:
+    """The precision settings a target runs with: the device's, overridden by its knobs,
+    worked out without touching the process-wide switches."""
+    settings = devices.precision_settings(device)
+    if device.type == "cuda" and "tf32" in knobs:
+        on = knobs["tf32"] == "on"
+        settings.update({"cudnn.allow_tf32": on, "cuda.matmul.allow_tf32": on})
+        for key in ("cudnn.conv.fp32_precision", "cuda.matmul.fp32_precision"):
+            if key in settings:
+                settings[key] = "tf32" if on else "ieee"
+    if device.type == "cuda" and "reduced_reduction" in knobs:
+        for attr in ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
+            settings[f"cuda.matmul.{attr}"] = knobs["reduced_reduction"] == "on"
+    if device.type == "npu" and "hf32" in knobs:
+        settings.update({"npu.conv.allow_hf32": knobs["hf32"] == "on", "npu.matmul.allow_hf32": knobs["hf32"] == "on"})
+    if device.type == "npu" and "acl" in knobs:
+        settings["ACL_PRECISION_MODE"] = knobs["acl"]
+    return settings
 
 
 def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]:
@@ -288,7 +315,12 @@ def build_custom(spec: CustomSpec, model: torch.nn.Module) -> CustomRunner:
     inner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "module", None)
     runner = CustomRunner(spec, fn, str(getattr(fn, "name", spec.name)), precision,
                           inner if isinstance(inner, torch.nn.Module) else None)
-    run_checked(runner, torch.zeros(2, 3, 224, 224))
+    try:
+        run_checked(runner, torch.zeros(2, 3, 224, 224))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{label}: calling it on a batch of two raised {type(exc).__name__}: {exc}") from None
     return runner
 
 
@@ -312,9 +344,12 @@ def build_runner(spec: TargetSpec | CustomSpec | str, model: torch.nn.Module) ->
 
 
 def resolve_precision(spec: TargetSpec, device: torch.device) -> tuple[dict[str, Any], str, str]:
-    """The precision settings in force under the target's knobs, its effective precision and why."""
-    with precision_context(device, dict(spec.knobs)):
-        settings = devices.precision_settings(device)
+    """The precision settings under the target's knobs, its effective precision and why."""
+    for key in dict(spec.knobs):
+        if _KNOB_DEVICE[key] != device.type:
+            raise InputError(f"target {spec.name!r}: {key} applies to {_KNOB_DEVICE[key]} devices only, "
+                             f"and it resolved to {device}")
+    settings = knob_settings(device, dict(spec.knobs))
     return (settings, *effective_precision(spec.dtype, settings))
 
 

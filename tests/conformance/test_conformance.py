@@ -13,7 +13,7 @@ import warnings
 import pytest
 import torch
 
-from resnet34_npu.compare import run_checked
+from resnet34_npu.compare import CaseResult, run_checked
 from resnet34_npu.criteria import judge
 from resnet34_npu.labels import describe
 from resnet34_npu.metrics import compare_logits
@@ -25,36 +25,54 @@ class NonDeterminismWarning(UserWarning):
 
 
 def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
-    """The profile's verdict on this target, image and batch size."""
+    """The profile's verdict on this target, image and batch size (a warning verdict passes
+    with a pytest warning)."""
     images = r34.batch_images(r34_image, r34_batch)
-    runner = r34.runner(r34_target)
     case = r34.case(r34_target, images)
-    record_case(r34_record, "verdict", r34_target, runner, case, r34.latency(r34_target, r34_batch))
+    record_case(r34_record, r34, "verdict", r34_target, case, batch=r34_batch)
     if not case.verdict.passed:
         pytest.fail(f"{r34_target} on {case.image} fails profile {r34.profile!r}:\n" + "\n".join(case.verdict.failures), pytrace=False)
+
+
+class RankingWarning(UserWarning):
+    """A ranking differs where the profile only warns about it."""
+
+
+def _ranking_check(r34, r34_target, problems: list[str], metric: str) -> None:
+    """Fail when the profile fails on ``metric`` for this target's precision; warn when it
+    only warns (or has no rule on it), so these tests agree with the verdict."""
+    if not problems:
+        return
+    level = r34.session.profile.level_of(metric, r34.runner(r34_target).precision)
+    message = f"{metric} on {r34_target}:\n" + "\n".join(problems)
+    if level == "fail":
+        pytest.fail(message, pytrace=False)
+    warnings.warn(RankingWarning(f"{message}\n(profile {r34.profile!r} does not fail on {metric} at this precision)"))
 
 
 def test_top1(r34, r34_target, r34_image, r34_batch):
     """Top-1 agrees with the reference for every sample (reported on its own, so a user sees
     which check broke)."""
     images = r34.batch_images(r34_image, r34_batch)
-    for i, sample in enumerate(r34.case(r34_target, images).comparison.samples):
-        assert sample.top1_match, (
-            f"sample {i} ({images[i].name}): reference top-1 {describe(sample.reference_top5[0])}, "
-            f"target top-1 {describe(sample.target_top5[0])}"
-        )
+    problems = [
+        f"sample {i} ({images[i].name}): reference top-1 {describe(s.reference_top5[0])}, target top-1 {describe(s.target_top5[0])}"
+        for i, s in enumerate(r34.case(r34_target, images).comparison.samples) if not s.top1_match
+    ]
+    _ranking_check(r34, r34_target, problems, "top1_match")
 
 
 def test_top5(r34, r34_target, r34_image, r34_batch):
     """Top-5 overlap is 5/5 for every sample (order may differ)."""
     images = r34.batch_images(r34_image, r34_batch)
-    for i, sample in enumerate(r34.case(r34_target, images).comparison.samples):
-        assert sample.top5_overlap == 5, (
-            f"sample {i} ({images[i].name}): top-5 overlap {sample.top5_overlap}/5, reference "
-            f"{list(sample.reference_top5)}, target {list(sample.target_top5)}"
-        )
+    problems = [
+        f"sample {i} ({images[i].name}): top-5 overlap {s.top5_overlap}/5, reference {list(s.reference_top5)}, "
+        f"target {list(s.target_top5)}"
+        for i, s in enumerate(r34.case(r34_target, images).comparison.samples) if s.top5_overlap < 5
+    ]
+    _ranking_check(r34, r34_target, problems, "top5_overlap")
 
 
+@pytest.mark.r34_heavy
 def test_batch_invariance(r34, r34_target, r34_image, r34_record):
     """A sample's logits inside a batch of 8 agree with the same sample run alone, on the same
     target, within the profile's bounds for the target's precision."""
@@ -63,11 +81,11 @@ def test_batch_invariance(r34, r34_target, r34_image, r34_record):
     in_batch = r34.logits(r34_target, r34.batch_images(r34_image, 8))[:1]
     comparison = compare_logits(alone, in_batch, precision=runner.precision)
     verdict = judge(comparison, r34.session.profile)
-    record_case(r34_record, "batch_invariance", r34_target, runner, _case(r34_image, verdict, comparison))
+    record_case(r34_record, r34, "batch_invariance", r34_target, _case(r34_image, verdict, comparison))
     assert verdict.passed, f"{r34_image.name} in a batch of 8 vs alone on {r34_target}:\n" + "\n".join(verdict.failures)
 
 
-@pytest.mark.r34_reruns
+@pytest.mark.r34_heavy
 def test_repeatability(r34, r34_target, r34_image, r34_record):
     """Two runs on the same input are bit-identical; otherwise the difference is the device's
     non-determinism, reported as a warning and judged by the profile."""
@@ -77,7 +95,7 @@ def test_repeatability(r34, r34_target, r34_image, r34_record):
     identical = torch.equal(first, second)
     comparison = compare_logits(first, second, precision=runner.precision)
     verdict = judge(comparison, r34.session.profile)
-    record_case(r34_record, "repeatability", r34_target, runner, _case(r34_image, verdict, comparison),
+    record_case(r34_record, r34, "repeatability", r34_target, _case(r34_image, verdict, comparison),
                 nondeterministic=not identical)
     if not identical:
         warnings.warn(NonDeterminismWarning(
@@ -88,6 +106,4 @@ def test_repeatability(r34, r34_target, r34_image, r34_record):
 
 
 def _case(image, verdict, comparison):
-    from resnet34_npu.compare import CaseResult
-
-    return CaseResult((image.name,), verdict, comparison)
+    return CaseResult((image.name,), verdict, comparison, paths=(str(image),))

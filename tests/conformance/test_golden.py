@@ -10,26 +10,31 @@ from __future__ import annotations
 
 import pytest
 
+from resnet34_npu.constants import DEFAULT_SEED, IMAGES_DIR, PHOTOS
 from resnet34_npu.criteria import judge
-from resnet34_npu.golden import golden_path, read_golden, write_golden
+from resnet34_npu.golden import REGENERATE, golden_path, read_golden, write_golden
 from resnet34_npu.metrics import compare_logits, top_k
+from resnet34_npu.weights import parse_weights_spec
 
 pytestmark = pytest.mark.golden
 
 
-def test_golden(r34, r34_image):
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_golden(r34, photo):
+    """Only the bundled photos under seeded weights (seed 42) have golden outputs."""
     session = r34.session
-    path = golden_path(r34_image, session.weights_info)
-    if path is None:
-        pytest.skip(f"golden outputs exist only for seeded weights, not {session.weights_info.spec!r}")
-    today = session.reference_logits([r34_image])
+    spec = parse_weights_spec(session.weights_info.spec)
+    if spec.kind != "seeded" or spec.seed != DEFAULT_SEED:
+        pytest.skip(f"golden outputs are stored for seeded weights (seed {DEFAULT_SEED}) only, not {spec.text!r}")
+    image = IMAGES_DIR / photo
+    path = golden_path(image, session.weights_info)
+    today = session.reference_logits([image])
     if r34.update_golden:
-        write_golden(path, r34_image, session.weights_info, today)
+        write_golden(path, image, session.weights_info, today)
         return
-    try:
-        golden, top5, document = read_golden(path)
-    except FileNotFoundError as exc:
-        pytest.fail(str(exc), pytrace=False)
+    if not path.is_file():
+        pytest.fail(f"golden file {path} is missing; create it with: {REGENERATE}", pytrace=False)
+    golden, top5, document = read_golden(path)
     assert document["weights"]["tensor_sha256"] == session.weights_info.tensor_sha256, (
         f"{path} was made with other weights; regenerate it"
     )

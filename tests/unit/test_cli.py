@@ -217,3 +217,24 @@ def test_compare_unavailable_target_is_refused_before_any_work(tmp_path, capsys)
     assert code == 2 and f"device '{absent}:0' is not available" in err and not report.exists()
     code, _, err = run(capsys, "compare", "--output", str(tmp_path))
     assert code == 2 and "is a directory" in err
+
+
+def test_an_internal_error_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys):
+    (tmp_path / "crash_engine.py").write_text(
+        "import torch\n"
+        "class E:\n"
+        "    calls = 0\n"
+        "    def __call__(self, batch):\n"
+        "        E.calls += 1\n"
+        "        if E.calls > 1:\n"
+        "            raise ZeroDivisionError('kernel bug')\n"
+        "        return torch.zeros(batch.shape[0], 1000)\n"
+        "def build(model):\n"
+        "    return E()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("RESNET34_NPU_DEBUG", raising=False)
+    code = cli.main(["compare", "--target", "crash_engine:build", "--iters", "0", "--output", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 3 and err.strip() == (
+        "resnet34-npu compare: internal error: ZeroDivisionError: kernel bug (set RESNET34_NPU_DEBUG=1 for the traceback)")

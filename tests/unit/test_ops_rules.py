@@ -51,3 +51,17 @@ def test_nan_in_an_operator_fails():
 def test_bf16_output_rounding_passes_bf16_rules_but_would_fail_fp32_ones():
     result = check_op("conv2d", parse_target("cpu/bf16"), inputs(), stride=1, padding=1)
     assert result.precision == "bf16" and result.verdict.passed
+
+
+def test_round_to_tf32_keeps_ten_mantissa_bits_to_nearest_even():
+    from resnet34_npu.ops import round_to
+
+    one_ulp = 2.0 ** -10
+    x = torch.tensor([1.0 + one_ulp / 2, 1.0 + 3 * one_ulp / 2, 1.0 + one_ulp * 0.49, -2.5, float("inf"), float("nan")])
+    out = round_to(x, "tf32")
+    assert out[0] == 1.0 and out[1] == 1.0 + 2 * one_ulp and out[2] == 1.0  # ties to even, then nearest
+    assert out[3] == -2.5 and out[4] == float("inf") and torch.isnan(out[5])
+    assert torch.equal(round_to(out[:5], "tf32"), out[:5]), "representable values pass unchanged"
+    assert round_to(torch.tensor([-(1.0 + 3 * one_ulp / 2)]), "tf32") == -(1.0 + 2 * one_ulp)
+    assert torch.equal(round_to(x[:4], "fp32"), x[:4])
+    assert round_to(torch.tensor([1.0 + 2.0 ** -12]), "fp16") == 1.0

@@ -10,14 +10,18 @@ from pathlib import Path
 import pytest
 
 from resnet34_npu.devices import NPU_NOT_INSTALLED, probe
+from resnet34_npu.weights import cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CONFORMANCE = REPO / "tests" / "conformance" / "test_conformance.py"
+CACHE = cache_dir()  # read at import, before pytester points HOME at a temporary folder
 
 
 @pytest.fixture
 def suite(pytester, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", str(REPO))
+    # pytester points HOME at a temporary folder: keep using the real weights cache
+    monkeypatch.setenv("RESNET34_NPU_CACHE", str(CACHE))
     for name in [k for k in __import__("os").environ if k.startswith("R34_")]:
         monkeypatch.delenv(name)
     pytester.makeconftest('pytest_plugins = ["resnet34_npu.pytest_plugin"]\n')
@@ -101,8 +105,8 @@ def test_skips_carry_their_reasons_and_markers_select(suite):
 
 
 def test_report_is_merged_under_xdist(suite):
-    plain = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=plain.json")
-    xdist = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=xdist.json", "-n", "2")
+    plain = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=plain.json", "--r34-iters=2")
+    xdist = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=xdist.json", "--r34-iters=2", "-n", "2")
     assert plain.parseoutcomes() == xdist.parseoutcomes()
     a = json.loads((suite.path / "plain.json").read_text())
     b = json.loads((suite.path / "xdist.json").read_text())
@@ -113,6 +117,47 @@ def test_report_is_merged_under_xdist(suite):
         assert len(ta["checks"]) == len(tb["checks"])
         assert {i["image"]: i["metrics"]["rel_l2_error"] for i in ta["images"]} == pytest.approx(
             {i["image"]: i["metrics"]["rel_l2_error"] for i in tb["images"]}, rel=0.5)
+        assert tb["speedup_vs_reference"] is not None and tb["latency_ms"]["iterations"] == 2
+    assert b["reference"]["latency_ms"]["iterations"] == 2
+    assert b["reference"]["precision_settings"]["num_threads"] == 1, "what the workers really ran with"
+
+
+def test_a_run_that_compares_nothing_replaces_an_old_report(suite):
+    (suite.path / "r.json").write_text('{"verdict": "pass", "stale": true}')
+    result = run(suite, "--r34-target=npu:0/fp16", "--r34-report=r.json") if not probe("npu").available else None
+    if result is None:
+        pytest.skip("an NPU is available here")
+    assert result.ret == 0
+    report = json.loads((suite.path / "r.json").read_text())
+    assert "stale" not in report and report["verdict"] == "not run"
+    assert report["targets"][0]["verdict"] == "skipped" and report["targets"][0]["skipped"].startswith("NPU: ")
+
+
+def test_targets_selected_away_are_not_run_not_pass(suite):
+    run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "-k", "cpu/fp32-cat.jpg-batch1 and verdict",
+        "--r34-report=r.json")
+    report = json.loads((suite.path / "r.json").read_text())
+    assert [t["verdict"] for t in report["targets"]] == ["pass", "not run"]
+
+
+def test_custom_target_problems_are_usage_errors_in_pytest(suite):
+    suite.makepyfile(broken_engine="""
+        import torch
+        def build(model):
+            def run(batch):
+                raise RuntimeError("engine not loaded")
+            return run
+    """)
+    result = suite.runpytest_subprocess("--r34-target=broken_engine:build", "--r34-iters=0")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert ("target 'broken_engine:build': calling it on a batch of two raised RuntimeError: engine not loaded"
+            in result.stderr.str())
+
+
+def test_report_none_writes_nothing(suite):
+    result = run(suite, "--r34-target=cpu", "-k", "test_verdict and batch1", "--r34-report=none")
+    result.assert_outcomes(passed=1)
+    assert not (suite.path / "acceptance_report.json").exists()
 
 
 def test_junit_xml_works_as_usual(suite):

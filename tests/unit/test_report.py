@@ -34,8 +34,10 @@ def test_unwritable_destinations_are_usage_errors(tmp_path):
     with pytest.raises(InputError, match="is a directory"):
         check_writable(tmp_path)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(InputError, match="is not a directory"):
+    with pytest.raises(InputError, match="cannot write in '.*file'"):
         check_writable(tmp_path / "file" / "r.json")
+    created = check_writable(tmp_path / "new" / "folder" / "r.json")
+    assert created.parent.is_dir() and list(created.parent.iterdir()) == [], "the folder is made, the probe removed"
     if os.geteuid() != 0:
         locked = tmp_path / "locked"
         locked.mkdir(mode=0o500)

@@ -16,6 +16,7 @@ from resnet34_npu.targets import TargetSpec, build_runner, effective_precision, 
         ("npu:1/fp16", TargetSpec("npu:1", "fp16")),
         ("cuda/fp32/channels_last", TargetSpec("cuda", "fp32", "channels_last")),
         ("cuda/tf32=off", TargetSpec("cuda", "fp32", "eager", (("tf32", "off"),))),
+        ("cuda:1/bf16/reduced_reduction=off", TargetSpec("cuda:1", "bf16", "eager", (("reduced_reduction", "off"),))),
         ("npu/fp32/hf32=off/acl=must_keep_origin_dtype", TargetSpec("npu", "fp32", "eager", (("acl", "must_keep_origin_dtype"), ("hf32", "off")))),
     ],
 )
@@ -31,8 +32,10 @@ def test_parse(text, spec):
         ("cpu/fp8", "unknown or repeated part 'fp8'. Dtypes: fp32, fp16, bf16, fp16-autocast, bf16-autocast"),
         ("cpu/fp16/bf16", "unknown or repeated part 'bf16'"),
         ("cpu/tf32=on", "tf32 applies to cuda devices only"),
+        ("cpu/bf16/reduced_reduction=off", "reduced_reduction applies to cuda devices only"),
         ("cuda/tf32=maybe", "tf32='maybe' is not valid. Choose one of: on, off"),
         ("npu/speed=fast", "unknown or repeated knob 'speed'"),
+        ("npu/acl=force_fp16", "acl='force_fp16' is not valid. Choose one of: allow_fp32_to_fp16, must_keep_origin_dtype"),
     ],
 )
 def test_bad_targets_name_the_valid_parts(text, words):
@@ -43,7 +46,7 @@ def test_bad_targets_name_the_valid_parts(text, words):
 
 def test_name_is_canonical():
     assert parse_target("cuda/channels_last").name == "cuda/fp32/channels_last"
-    assert parse_target("npu:2/acl=force_fp32/hf32=on").name == "npu:2/fp32/acl=force_fp32/hf32=on"
+    assert parse_target("npu:2/acl=must_keep_origin_dtype/hf32=on").name == "npu:2/fp32/acl=must_keep_origin_dtype/hf32=on"
 
 
 @pytest.mark.parametrize(

@@ -174,3 +174,23 @@ def test_imagenet_with_the_wrong_file_is_refused(tmp_path, monkeypatch, seeded_m
     torch.save(seeded_model.state_dict(), target)
     with pytest.raises(InputError, match="does not match torchvision's resnet34-b627a593.pth"):
         build_model_with_info("imagenet")
+
+
+def test_half_precision_old_and_wrapped_checkpoints_load_as_float32(tmp_path, seeded):
+    model, info = seeded
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()
+             if not k.endswith("num_batches_tracked")}
+    path = tmp_path / "old_half.pth"
+    torch.save({"state_dict": state, "epoch": 90, "arch": "resnet34"}, path)
+    loaded, _ = build_model_with_info(str(path))
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    assert torch.allclose(loaded.fc.weight, model.fc.weight, rtol=1e-3, atol=1e-4)
+
+
+def test_non_string_keys_and_huge_seeds_are_refused(tmp_path):
+    path = tmp_path / "intkeys.pth"
+    torch.save({1: torch.zeros(1)}, path)
+    with pytest.raises(InputError, match="key 1 is not a parameter name"):
+        build_model_with_info(str(path))
+    with pytest.raises(InputError, match="below 2\\*\\*63"):
+        parse_weights_spec("seeded:99999999999999999999999")
