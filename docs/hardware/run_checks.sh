@@ -30,6 +30,14 @@ step() { echo; echo "=== $*"; }
   step "pytest: conformance, golden, operators, controls"
   timeout 300 $py -m pytest tests/conformance tests/ops tests/controls -q -p no:cacheprovider -rs \
       --r34-report="$OUT/acceptance_report.json" --junitxml="$OUT/junit.xml"
+  step "localize a healthy target (table tail)"
+  $py -m resnet34_npu localize --target "$kind" | tail -3
+  if [[ $kind == cuda ]]; then
+    step "operators, Hypothesis 'thorough' (300 examples), precision knobs on and off"
+    timeout 300 $py -m pytest tests/ops -q -p no:cacheprovider --hypothesis-profile=thorough --r34-report=none \
+        --r34-target=cuda:0/fp32 --r34-target=cuda:0/fp32/tf32=off --r34-target=cuda:0/fp16 \
+        --r34-target=cuda:0/bf16 --r34-target=cuda:0/bf16/reduced_reduction=off
+  fi
   step "pytest -m benchmark"
   timeout 200 $py -m pytest -m benchmark -q -p no:cacheprovider --benchmark-json="$OUT/benchmarks.json" \
       --benchmark-columns=min,median,mean,max,rounds
