@@ -279,7 +279,8 @@ def _share_cores_between_xdist_workers(config: pytest.Config) -> None:
     if workers > 1:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        torch.set_num_threads(max(1, cores // workers))
 
 
 def pytest_configure(config: pytest.Config) -> None:

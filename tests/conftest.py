@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet34_npu.constants import DEFAULT_IMAGE, IMAGES_DIR
+from resnet34_npu.constants import IMAGES_DIR
 from resnet34_npu.model import build_model_with_info
 
 ALL_IMAGES = sorted(p for p in IMAGES_DIR.iterdir() if p.is_file())
@@ -22,11 +22,6 @@ def seeded():
 @pytest.fixture(scope="session")
 def seeded_model(seeded) -> torch.nn.Module:
     return seeded[0]
-
-
-@pytest.fixture
-def cat_path() -> Path:
-    return DEFAULT_IMAGE
 
 
 @pytest.fixture
