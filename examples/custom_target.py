@@ -61,3 +61,22 @@ class BF16Module(torch.nn.Module):
 
 def bf16_module(model: torch.nn.Module) -> BF16Module:
     return BF16Module(model)
+
+
+class Float64:
+    """The model in float64 on the CPU, returning float64 logits: a target may answer in any
+    floating dtype (the suite converts). Judged as fp32: it should be at least that good."""
+
+    name = "example:float64"
+    precision = "fp32"
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.module = model.double()
+
+    @torch.no_grad()
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.module(batch.double())
+
+
+def float64(model: torch.nn.Module) -> Float64:
+    return Float64(model)

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Sequence
 
@@ -287,10 +288,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet34-npu: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of a pipe (`| head`) stopped reading: stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
     except Exception as exc:
         # A crash is not a verdict: exit 3, never 1 ("a target failed").
         if os.environ.get(DEBUG_ENV):
-            raise
+            traceback.print_exc()
         print(f"resnet34-npu {args.command}: internal error: {type(exc).__name__}: {exc} "
-              f"(set {DEBUG_ENV}=1 for the traceback)", file=sys.stderr)
+              + ("" if os.environ.get(DEBUG_ENV) else f"(set {DEBUG_ENV}=1 for the traceback)"), file=sys.stderr)
         return EXIT_CRASH

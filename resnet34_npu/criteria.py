@@ -173,7 +173,7 @@ PROFILES: dict[str, Profile] = {
 }
 DEFAULT_PROFILE = "default"
 
-#: Operator-level rules (anchors.md, Ascend's per-API standard) for an operator's output
+#: Operator-level rules (Ascend's per-API precision standard, as msprobe applies it) for an operator's output
 #: against a float64 CPU run on the same inputs: cosine > 0.99 unless max abs error < 0.001;
 #: fp32: at least 99.9 % of elements within 1e-3 relative error (conv2d's rule), more than
 #: 1e-4 of them over 1e-4 warns; fp16/bf16 (and TF32/HF32): the share over 1e-2 must stay

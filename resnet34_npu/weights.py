@@ -202,15 +202,20 @@ def _unpickle(path: Path, data: bytes) -> StateDict:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        unsupported = next((line.strip() for line in str(exc).splitlines() if "Unsupported global" in line), None)
+        if unsupported:
+            # a real pickle of more than tensors, which weights_only refuses to run
+            reason = unsupported.split("WeightsUnpickler error:")[-1].strip().split(" was not")[0]
             raise InputError(
-                f"weights file '{path}': refused by torch.load(weights_only=True), it pickles more than tensors ({first})"
+                f"weights file '{path}': refused by torch.load(weights_only=True), it pickles more than tensors ({reason})"
             ) from None
-        raise InputError(f"weights file '{path}': not a PyTorch checkpoint ({first})") from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError, IndexError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"weights file '{path}': not a readable PyTorch checkpoint, truncated or another format ({first})") from None
+        raise InputError(f"weights file '{path}': not a PyTorch checkpoint (torch.load cannot unpickle it)") from None
+    except Exception as exc:  # torch.load raises RuntimeError, KeyError, EOFError... on arbitrary bytes
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InputError(
+            f"weights file '{path}': not a readable PyTorch checkpoint, truncated or another format "
+            f"({type(exc).__name__}{': ' + first if first else ''})"
+        ) from None
     for wrapper in ("state_dict", "model"):
         # Training checkpoints: {"state_dict": ..., "epoch": ..., "optimizer": ...}
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict) and not isinstance(obj.get(wrapper), torch.Tensor):

@@ -238,3 +238,8 @@ def test_an_internal_error_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys)
     err = capsys.readouterr().err
     assert code == 3 and err.strip() == (
         "resnet34-npu compare: internal error: ZeroDivisionError: kernel bug (set RESNET34_NPU_DEBUG=1 for the traceback)")
+    monkeypatch.setenv("RESNET34_NPU_DEBUG", "1")
+    sys.modules.pop("crash_engine", None)
+    code = cli.main(["compare", "--target", "crash_engine:build", "--iters", "0", "--output", str(tmp_path / "r.json")])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback (most recent call last)" in err and "ZeroDivisionError: kernel bug" in err

@@ -81,7 +81,7 @@ def test_top1_mismatch_names_both_classes():
 
 
 def test_seed_profile_passes_a_fault_the_default_catches():
-    """The anchors' finding: a 1e-3-sized error keeps top-1 and probabilities; only the
+    """Seeded weights saturate the softmax: a 1e-4-sized error keeps top-1 and probabilities; only the
     default profile's relative L2 catches it."""
     ref = logits()
     out = noisy(ref, 1e-4)

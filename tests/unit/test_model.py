@@ -23,7 +23,7 @@ def test_reproduces_the_model_cards_top5_on_the_cat(seeded_model):
 
 
 def test_seeded_weights_barely_depend_on_the_input(seeded_model):
-    """Why the suite cannot rely on top-1 alone (anchors.md): every photo gets class 134."""
+    """Why the suite cannot rely on top-1 alone: with seeded weights every photo gets class 134."""
     batch = make_batch([load_image(IMAGES_DIR / name) for name in ("cat.jpg", "coffee.jpg")])
     with torch.inference_mode():
         logits = seeded_model(batch)

@@ -108,6 +108,10 @@ class Custom:
 def _write(path: Path, kind: str, seeded_state) -> None:
     if kind == "text":
         path.write_text("this is not a checkpoint\n")
+    elif kind == "junk":
+        path.write_text("junk\n")
+    elif kind == "random":
+        path.write_bytes(bytes(range(256)) * 20)
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind == "truncated":
@@ -135,9 +139,11 @@ def _write(path: Path, kind: str, seeded_state) -> None:
     "kind, words",
     [
         ("text", "not a"),
+        ("junk", "not a readable PyTorch checkpoint"),
+        ("random", "not a PyTorch checkpoint (torch.load cannot unpickle it)"),
         ("empty", "is empty"),
         ("truncated", "truncated"),
-        ("pickle", "weights_only=True"),
+        ("pickle", "refused by torch.load(weights_only=True), it pickles more than tensors (Unsupported global: GLOBAL"),
         ("missing", "2 missing key(s): fc.weight [1000, 512], fc.bias [1000]"),
         ("unexpected", "1 unexpected key(s): head.weight [10, 512]"),
         ("shapes", "wrong shape(s): fc.weight expected [1000, 512] found [10, 512]"),
