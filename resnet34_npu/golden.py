@@ -5,6 +5,7 @@ changes CPU numerics shows up. One flag regenerates them."""
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,6 @@ def golden_path(image: Path, weights: WeightsInfo) -> Path | None:
 
 
 def write_golden(path: Path, image: Path, weights: WeightsInfo, logits: torch.Tensor) -> None:
-    import platform
-
     row = logits.reshape(-1).float()
     document: dict[str, Any] = {
         "image": Path(image).name,
