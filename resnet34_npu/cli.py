@@ -111,9 +111,9 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return EXIT_OK
-    t = result.latency_ms
-    print(f"device:    {result.device} ({result.device_name}), {result.dtype}")
-    print(f"precision: {_settings(result.precision_settings)}")
+    t, target = result.latency_ms, result.target
+    print(f"device:    {target['device']} ({target['device_name']}), {target['dtype']}")
+    print(f"precision: {_settings(target['precision_settings'])}")
     print(f"image:     {result.image}")
     print(f"weights:   {result.weights.spec} ({result.weights.path})")
     print(f"sha256:    {result.weights.sha256}")

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import devices
 from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_runner
+from .compare import describe_runner
 from .constants import DEFAULT_IMAGE
 from .errors import InputError
 from .images import load_image
@@ -21,14 +21,11 @@ from .weights import WeightsInfo
 
 @dataclass(frozen=True)
 class Inference:
-    """What one inference run found: where it ran, on what, how fast, and the top-k."""
+    """What one inference run found: where it ran (``target``: ``describe_runner``'s name,
+    device, device name, dtype, precision settings...), on what, how fast, and the top-k."""
 
     image: str
-    target: str
-    device: str
-    device_name: str
-    dtype: str
-    precision_settings: dict[str, Any]
+    target: dict[str, Any]
     weights: WeightsInfo
     latency_ms: Timing
     top: list[tuple[int, str, float]] = field(default_factory=list)
@@ -36,11 +33,8 @@ class Inference:
     def to_dict(self) -> dict[str, Any]:
         return {
             "image": self.image,
-            "target": self.target,
-            "device": self.device,
-            "device_name": self.device_name,
-            "dtype": self.dtype,
-            "precision_settings": self.precision_settings,
+            "target": self.target["name"],
+            **{k: self.target[k] for k in ("device", "device_name", "dtype", "precision_settings")},
             "weights": self.weights.to_dict(),
             "latency_ms": self.latency_ms.to_dict(),
             "top": [{"index": i, "name": n, "probability": p} for i, n, p in self.top],
@@ -69,11 +63,7 @@ def infer(
     top = [(i, class_name(i), p) for i, p in top_k(logits, topk)[0]]
     return Inference(
         image=str(image),
-        target=runner.name,
-        device=str(runner.device),
-        device_name=devices.device_name(runner.device),
-        dtype=dtype,
-        precision_settings=runner.precision_settings,
+        target=describe_runner(runner),
         weights=info,
         latency_ms=timing,
         top=top,
