@@ -9,7 +9,7 @@ floating dtype (the suite brings them back). Optional attributes: ``name``, ``pr
 effective precision the verdict uses: fp32, tf32, hf32, fp16, bf16; default fp32) and
 ``synchronize()`` (called around every timed run). Return an ``nn.Module``, or give the
 callable a ``module`` attribute, whose submodules keep ResNet34's names, and a failing
-comparison is localised to the first stage that breaks.
+comparison is localized to the first stage that breaks.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def torchscript_frozen(model: torch.nn.Module) -> TorchScriptFrozen:
 
 class BF16Module(torch.nn.Module):
     """An ``nn.Module`` target: the model in bfloat16 behind float32 inputs and outputs. Its
-    submodules are ``model.conv1`` ... ``model.fc``, so a failure can be localised."""
+    submodules are ``model.conv1`` ... ``model.fc``, so a failure can be localized."""
 
     name = "example:bf16-module"
     precision = "bf16"

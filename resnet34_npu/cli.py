@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__, devices
-from .bench import DEFAULT_ITERS, DEFAULT_WARMUP
-from .compare import Session, TargetResult, describe_runner
+from .compare import Session, TargetResult
 from .constants import DEFAULT_IMAGE, IMAGES_DIR, PHOTOS
-from .criteria import DEFAULT_PROFILE, PROFILES
+from .criteria import DEFAULT_PROFILE, PROFILES, Status
 from .errors import InputError
 from .images import find_images, load_image
 from .infer import infer
 from .labels import class_name, describe
-from .report import build_report, check_writable, write_json_atomic
-from .targets import CPU_DEFAULT_TARGETS, accelerator_targets, parse_target
+from .matrix import compare_defaults
+from .report import build_report, check_writable, format_table, write_json_atomic
+from .targets import parse_target
+from .timing import DEFAULT_ITERS, DEFAULT_WARMUP
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 DEBUG_ENV = "RESNET34_NPU_DEBUG"
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("infer", help="classify one image on one device (the model card's inference.py)")
     p.add_argument("--image", default=str(DEFAULT_IMAGE), metavar="PATH", help="image file (default: the bundled cat photo)")
-    p.add_argument("--device", default="auto", metavar="DEVICE", help="auto, cpu, npu[:N], cuda[:N], mps or xpu[:N] (default: auto = npu, cuda, mps, then cpu)")
+    p.add_argument("--device", default="auto", metavar="DEVICE", help=f"auto, {', '.join(k.name + ('[:N]' if k.indexed else '') for k in devices.KINDS.values())} (default: auto = {', then '.join(devices.AUTO_ORDER)})")
     p.add_argument("--weights", default="seeded", metavar="SPEC", help="seeded, seeded:N, imagenet or a state-dict file (default: seeded)")
     p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="weights and input dtype (default: fp32)")
     p.add_argument("--topk", default=5, type=_positive, metavar="K", help="classes to print (default: 5)")
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", help="compare targets with the CPU reference: metrics, verdicts, latency, JSON report")
     p.add_argument("--image", action="extend", nargs="+", metavar="PATH", help="images or folders (default: the bundled photos)")
     p.add_argument("--reference", default="cpu", metavar="SPEC", help="the reference target (default: cpu, i.e. cpu/fp32)")
-    p.add_argument("--target", action="extend", nargs="+", metavar="SPEC", help="targets: DEVICE[/DTYPE][/MODE][/KNOB=VALUE], e.g. npu:0/fp16, cuda/fp32/tf32=off (default: every available accelerator at fp32 and its reduced precisions; on a CPU-only host cpu/fp32 and cpu/fp32/channels_last)")
+    p.add_argument("--target", action="extend", nargs="+", metavar="SPEC", help="targets: DEVICE[/DTYPE][/MODE...][/KNOB=VALUE...] or module.path:factory, e.g. npu:0/fp16, cuda/fp32/tf32=off (default: every available accelerator at fp32 and its reduced precisions; on a host without one, the CPU targets of the suite's matrix)")
     p.add_argument("--weights", default="seeded", metavar="SPEC", help="the same weights on both sides: seeded, seeded:N, imagenet or a file (default: seeded)")
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=tuple(PROFILES), help=f"verdict rules (default: {DEFAULT_PROFILE})")
     p.add_argument("--fp64-truth", action="store_true", help="also run the model in float64 on the CPU and report each side's error against it")
@@ -125,16 +126,6 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _default_targets() -> tuple[list[str], str]:
-    found = accelerator_targets()
-    if found:
-        return found, ""
-    reasons = "; ".join(f"{k}: {devices.probe(k).reason}" for k in ("npu", "cuda", "mps", "xpu"))
-    note = (f"No accelerator found ({reasons}). Comparing the CPU fp32 reference with the CPU targets "
-            f"{', '.join(CPU_DEFAULT_TARGETS)}; fp16/bf16 CPU targets run only when asked for (--target cpu/fp16).")
-    return list(CPU_DEFAULT_TARGETS), note
-
-
 def _top1(indices: list[int]) -> str:
     return f"[{indices[0]}] {class_name(indices[0])}"
 
@@ -154,9 +145,8 @@ def _print_compare_table(reference_name: str, results: list[TargetResult]) -> No
                 f"{m['cosine_similarity']:.8f}", f"{m['max_abs_error']:.2e}", f"{m['prob_max_rel_error']:.2e}",
                 median, speedup,
             ))
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    for line in format_table(header, rows):
+        print(line)
     for result in results:
         for case in result.cases:
             for line in case.verdict.failures:
@@ -175,7 +165,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         parse_target(spec)
     note = ""
     if not specs:
-        specs, note = _default_targets()
+        choices, note = compare_defaults()
+        specs = [c.name for c in choices]
     session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
     runners = [session.runner(spec) for spec in specs]  # an unavailable device stops here, exit 2
     if note:
@@ -185,7 +176,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
           + ("; float64 truth on" if args.fp64_truth else ""))
     results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
     _print_compare_table(session.reference.name, results)
-    reference = describe_runner(session.reference)
+    reference = session.reference.describe()
     if args.iters:
         reference["latency_ms"] = session.reference_timing(1, args.warmup, args.iters, images[0]).to_dict()
     report = build_report(
@@ -196,7 +187,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         extra={"fp64_truth": args.fp64_truth, "images": [str(i) for i in images]},
     )
     write_json_atomic(output, report)
-    failed = [r.name for r in results if r.verdict == "fail"]
+    failed = [r.name for r in results if r.verdict == Status.FAIL]
     print(f"verdict: {report['verdict'].upper()}" + (f" ({', '.join(failed)} failed)" if failed else "")
           + f"; report written to {output}")
     return EXIT_FAIL if failed else EXIT_OK
@@ -209,25 +200,25 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     session = Session(args.weights, args.reference, profile=args.profile)
     runner = session.runner(args.target)
     case = session.compare(runner, [args.image])
-    localisation = case.localisation or session.localise(runner, [args.image])
-    if not localisation.available:
-        raise InputError(f"target {runner.name!r}: {localisation.note}")
+    localization = case.localization or session.localize(runner, [args.image])
+    if not localization.available:
+        raise InputError(f"target {runner.name!r}: {localization.note}")
     if args.json:
-        print(json.dumps({"target": runner.name, "verdict": case.verdict.status, **localisation.to_dict()}, indent=2))
+        print(json.dumps({"target": runner.name, "verdict": case.verdict.status, **localization.to_dict()}, indent=2))
     else:
         print(f"{runner.name} vs {session.reference.name} on {Path(args.image).name}, profile {session.profile.name}: "
               f"logits {case.verdict.status.upper()}")
-        width = max(len(s.name) for s in localisation.stages)
+        width = max(len(s.name) for s in localization.stages)
         print(f"{'stage':<{width}}  {'rel L2':>10}  {'cosine':>12}  {'max rel':>10}  {'max abs':>10}  verdict")
-        for stage in localisation.stages:
+        for stage in localization.stages:
             print(f"{stage.name:<{width}}  {stage.rel_l2_error:>10.3e}  {stage.cosine_similarity:>12.9f}  "
                   f"{stage.max_rel_error:>10.3e}  {stage.max_abs_error:>10.3e}  {stage.status.upper()}")
-        print(localisation.line(logits_failed=not case.verdict.passed))
+        print(localization.line(logits_failed=not case.verdict.passed))
     if args.png:
         from .chart import write_stage_chart
 
-        print(f"chart written to {write_stage_chart(localisation, args.png, runner.name)}")
-    return EXIT_FAIL if localisation.first_failing or not case.verdict.passed else EXIT_OK
+        print(f"chart written to {write_stage_chart(localization, args.png, runner.name)}")
+    return EXIT_FAIL if localization.first_failing or not case.verdict.passed else EXIT_OK
 
 
 def _cmd_controls(args: argparse.Namespace) -> int:
@@ -245,15 +236,15 @@ def _cmd_controls(args: argparse.Namespace) -> int:
         cells = []
         for p in profiles:
             verdict = r.verdicts[p]
-            caught = verdict == "fail"
-            if r.control.intended == "fail":
+            caught = verdict == Status.FAIL
+            if r.control.intended == Status.FAIL:
                 cells.append("caught" if caught else f"**missed** ({verdict})")
             else:
                 cells.append(verdict if not caught else "**false alarm**")
-        stage = r.first_stage or ("(after the last stage)" if r.localisable else "-")
+        stage = r.first_stage or ("(after the last stage)" if r.localizable else "-")
         print(f"| `{r.control.factory}` | {r.control.description} | {r.control.intended} | {r.rel_l2_error:.2e} | "
               + " | ".join(cells) + f" | {stage} |")
-        if (r.verdicts["default"] == "fail") != (r.control.intended == "fail"):
+        if (r.verdicts["default"] == Status.FAIL) != (r.control.intended == Status.FAIL):
             wrong.append(r.control.factory)
     if wrong:
         print(f"default profile got these controls wrong: {', '.join(wrong)}")

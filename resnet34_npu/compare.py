@@ -9,22 +9,23 @@ own forward passes. ``compare`` and the pytest plugin both go through it.
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 
-from . import devices
-from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_runner
-from .criteria import DEFAULT_PROFILE, Profile, Verdict, get_profile, judge, worst_status
+from .criteria import DEFAULT_PROFILE, Profile, Status, Verdict, get_profile, judge, worst_status
+from .errors import InputError
 from .images import load_image
-from .localize import Localisation, localise
-from .metrics import Comparison, _rel_l2, compare_logits, worst_of
+from .localize import Localization, localize
+from .metrics import Comparison, compare_logits, rel_l2, worst_of
 from .model import build_model_with_info
 from .preprocess import preprocess
-from .errors import InputError
-from .targets import CustomSpec, ModelRunner, Runner, build_runner, parse_target, run_checked
+from .runners import Runner, build_runner
+from .targets import CustomSpec, parse_target
+from .timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, speedup
 from .weights import WeightsInfo
 
 
@@ -36,7 +37,7 @@ class CaseResult:
     verdict: Verdict
     comparison: Comparison
     truth: dict[str, float] = field(default_factory=dict)
-    localisation: Localisation | None = None
+    localization: Localization | None = None
     paths: tuple[str, ...] = ()
 
     @property
@@ -52,7 +53,7 @@ class CaseResult:
             "image": self.image,
             "paths": list(self.paths),
             "batch_size": len(self.images),
-            "verdict": self.verdict.status,
+            "verdict": self.verdict.status.value,
             "failures": list(self.verdict.failures),
             "warnings": list(self.verdict.warnings),
             "metrics": self.metrics(),
@@ -60,7 +61,7 @@ class CaseResult:
             "worst_rel": detail["worst_rel"],
             "first_nonfinite": detail["first_nonfinite"],
             "samples": detail["samples"],
-            "localisation": None if self.localisation is None else self.localisation.to_dict(),
+            "localization": None if self.localization is None else self.localization.to_dict(),
         }
 
 
@@ -81,7 +82,7 @@ class TargetResult:
     speedup_vs_reference: float | None
 
     @property
-    def verdict(self) -> str:
+    def verdict(self) -> Status:
         return worst_status([c.verdict.status for c in self.cases])
 
     def to_dict(self) -> dict[str, Any]:
@@ -94,7 +95,7 @@ class TargetResult:
             "effective_precision": self.effective_precision,
             "precision_reason": self.precision_reason,
             "precision_settings": self.precision_settings,
-            "verdict": self.verdict,
+            "verdict": self.verdict.value,
             "latency_ms": None if self.latency is None else self.latency.to_dict(),
             "throughput_ips": None if self.latency is None else self.latency.throughput_ips,
             "speedup_vs_reference": self.speedup_vs_reference,
@@ -102,30 +103,18 @@ class TargetResult:
         }
 
 
-def describe_runner(runner: Runner) -> dict[str, Any]:
-    """Identity and precision of a target, built-in or custom."""
-    if isinstance(runner, ModelRunner):
-        return {
-            "name": runner.name,
-            "device": str(runner.device),
-            "device_name": devices.device_name(runner.device),
-            "dtype": runner.spec.dtype,
-            "mode": runner.spec.mode,
-            "effective_precision": runner.precision,
-            "precision_reason": runner.precision_reason,
-            "precision_settings": runner.precision_settings,
-        }
-    device = getattr(runner, "device", None)
-    return {
-        "name": runner.name,
-        "device": str(device) if device is not None else "custom",
-        "device_name": devices.device_name(device) if isinstance(device, torch.device) else "custom",
-        "dtype": getattr(runner, "dtype", runner.precision),
-        "mode": getattr(runner, "mode", "custom"),
-        "effective_precision": runner.precision,
-        "precision_reason": getattr(runner, "precision_reason", "declared by the custom target"),
-        "precision_settings": getattr(runner, "precision_settings", {}),
-    }
+#: What every Session of this process shares (tests build many): preprocessed images, and the
+#: reference's and the float64 truth's logits, keyed by everything that decides them (the
+#: weights' tensor digest, the reference target, CPU threads, each image file's identity).
+_SHARED: dict[tuple[Any, ...], torch.Tensor] = {}
+
+
+def _image_key(image: str | Path) -> tuple[Any, ...]:
+    try:
+        stat = os.stat(image)
+    except OSError:
+        return (str(image),)
+    return (str(image), stat.st_mtime_ns, stat.st_size, stat.st_ino)
 
 
 class Session:
@@ -141,44 +130,46 @@ class Session:
         self.reference = build_runner(reference, self.model)
         self.fp64_truth = fp64_truth
         self._truth_model: torch.nn.Module | None = None
-        self._inputs: dict[str, torch.Tensor] = {}
-        self._reference_logits: dict[tuple[str, ...], torch.Tensor] = {}
-        self._truth_logits: dict[tuple[str, ...], torch.Tensor] = {}
         self._reference_timing: dict[int, Timing] = {}
 
     @property
     def weights(self) -> WeightsInfo:
         return self.weights_info
 
-    def runner(self, spec: str) -> ModelRunner:
-        """A built-in target running this session's model."""
+    def runner(self, spec: str) -> Runner:
+        """A target (built-in or custom) running this session's model."""
         return build_runner(spec, self.model)
 
     def input(self, image: str | Path) -> torch.Tensor:
-        """The preprocessed image [3, 224, 224], loaded once."""
-        key = str(image)
-        if key not in self._inputs:
-            self._inputs[key] = preprocess(load_image(image))
-        return self._inputs[key]
+        """The preprocessed image [3, 224, 224], loaded once per process."""
+        key = ("input", *_image_key(image))
+        if key not in _SHARED:
+            _SHARED[key] = preprocess(load_image(image))
+        return _SHARED[key]
 
     def batch(self, images: Sequence[str | Path]) -> torch.Tensor:
         return torch.stack([self.input(i) for i in images])
 
+    def _key(self, what: str, images: Sequence[str | Path]) -> tuple[Any, ...]:
+        return (what, self.weights_info.tensor_sha256, self.reference.name, torch.get_num_threads(),
+                *(_image_key(i) for i in images))
+
     def reference_logits(self, images: Sequence[str | Path]) -> torch.Tensor:
-        key = tuple(map(str, images))
-        if key not in self._reference_logits:
-            self._reference_logits[key] = self.reference(self.batch(images))
-        return self._reference_logits[key]
+        """The reference's logits for the batch of ``images``, computed once per process."""
+        key = self._key("reference", images)
+        if key not in _SHARED:
+            _SHARED[key] = self.reference.run(self.batch(images))
+        return _SHARED[key]
 
     def truth_logits(self, images: Sequence[str | Path]) -> torch.Tensor:
         """The same model in float64 on the CPU: the truth both sides are measured against."""
-        key = tuple(map(str, images))
-        if key not in self._truth_logits:
+        key = self._key("truth", images)
+        if key not in _SHARED:
             if self._truth_model is None:
                 self._truth_model = copy.deepcopy(self.model).double().eval()
             with torch.inference_mode():
-                self._truth_logits[key] = self._truth_model(self.batch(images).double())
-        return self._truth_logits[key]
+                _SHARED[key] = self._truth_model(self.batch(images).double())
+        return _SHARED[key]
 
     def truth_metrics(self, images: Sequence[str | Path], logits: torch.Tensor) -> dict[str, float]:
         truth = self.truth_logits(images)
@@ -186,7 +177,7 @@ class Session:
 
         def worst_rel_l2(x: torch.Tensor) -> float:
             diff = x.double() - truth
-            return worst_of([_rel_l2(diff[i], truth[i]) for i in range(truth.shape[0])])
+            return worst_of([rel_l2(diff[i], truth[i]) for i in range(truth.shape[0])])
 
         target_error = worst_rel_l2(logits)
         reference_error = worst_rel_l2(reference)
@@ -204,28 +195,28 @@ class Session:
         """Run ``runner`` on the batch of ``images`` (unless ``logits`` are given) and judge it
         against the reference with the session's profile."""
         if logits is None:
-            logits = run_checked(runner, self.batch(images))
+            logits = runner.run(self.batch(images))
         comparison = compare_logits(self.reference_logits(images), logits, precision=runner.precision)
         truth = self.truth_metrics(images, logits) if self.fp64_truth else {}
         verdict = judge(comparison, self.profile, truth)
-        localisation = None
+        localization = None
         if not verdict.passed:
             # A failure says where: the first stage that breaks the profile, when a module exists.
-            localisation = self.localise(runner, images)
-            verdict = Verdict(verdict.status, verdict.failures + (localisation.line(),), verdict.warnings)
-        return CaseResult(tuple(Path(i).name for i in images), verdict, comparison, truth, localisation,
+            localization = self.localize(runner, images)
+            verdict = Verdict(verdict.status, verdict.failures + (localization.line(),), verdict.warnings)
+        return CaseResult(tuple(Path(i).name for i in images), verdict, comparison, truth, localization,
                           tuple(map(str, images)))
 
-    def localise(self, runner: Runner, images: Sequence[str | Path]) -> Localisation:
+    def localize(self, runner: Runner, images: Sequence[str | Path]) -> Localization:
         """Stage-by-stage comparison of ``runner`` with the reference on ``images``."""
         batch = self.batch(images)
-        return localise(self.reference.module, lambda: self.reference(batch), getattr(runner, "module", None),
-                        lambda: runner(batch), runner.precision, self.profile)
+        return localize(self.reference.module, lambda: self.reference.run(batch), runner.module,
+                        lambda: runner.run(batch), runner.precision, self.profile)
 
     def reference_timing(self, batch_size: int, warmup: int, iters: int, image: str | Path) -> Timing:
         if batch_size not in self._reference_timing:
-            self._reference_timing[batch_size] = time_runner(
-                self.reference, self.batch([image] * batch_size), warmup=warmup, iters=iters
+            self._reference_timing[batch_size] = self.reference.time(
+                self.batch([image] * batch_size), warmup=warmup, iters=iters
             )
         return self._reference_timing[batch_size]
 
@@ -233,9 +224,9 @@ class Session:
                  iters: int = DEFAULT_ITERS) -> TargetResult:
         """Every image at batch 1, then latency on the first image (``iters`` = 0: no timing)."""
         cases = tuple(self.compare(runner, [image]) for image in images)
-        latency = speedup = None
+        latency = reference = None
         if iters > 0:
-            latency = time_runner(runner, self.batch(images[:1]), warmup=warmup, iters=iters)
+            latency = runner.time(self.batch(images[:1]), warmup=warmup, iters=iters)
             reference = self.reference_timing(1, warmup, iters, images[0])
-            speedup = reference.median / latency.median if latency.median > 0 else None
-        return TargetResult(**describe_runner(runner), cases=cases, latency=latency, speedup_vs_reference=speedup)
+        return TargetResult(**runner.describe(), cases=cases, latency=latency,
+                            speedup_vs_reference=speedup(reference, latency))

@@ -1,9 +1,14 @@
-"""Devices: which kinds exist here and why not, synchronisation, names, precision settings.
+"""Device kinds: one record per kind in a registry, from which the default matrix, the pytest
+markers and skips, the CLI help and the ``devices`` table are all derived.
 
 Kinds: ``cpu``, ``npu`` (Ascend, through torch_npu), ``cuda``, ``mps`` and ``xpu``, each with an
-index (``npu:3``). ``auto`` picks npu, then cuda, then mps, then cpu. torch_npu is imported only
-when an NPU is asked for or probed, inside try/except: a missing or broken torch_npu makes the
-NPU unavailable, with the real cause as the reason, and never stops anything else.
+index where the kind has several devices (``npu:3``). ``auto`` picks npu, then cuda, then mps,
+then cpu. torch_npu is imported only when an NPU is asked for or probed, inside try/except: a
+missing or broken torch_npu makes the NPU unavailable, with the real cause as the reason, and
+never stops anything else.
+
+Adding a kind is one :class:`DeviceKind` record in :data:`KINDS` (and its precision knobs, if
+it has any, in ``knobs.py``).
 """
 
 from __future__ import annotations
@@ -14,14 +19,12 @@ import platform
 import warnings
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
+from . import knobs
 from .errors import InputError
-
-KINDS = ("cpu", "npu", "cuda", "mps", "xpu")
-AUTO_ORDER = ("npu", "cuda", "mps", "cpu")
 
 #: Reasons kept as constants: they name what is missing and how to enable it.
 NPU_NOT_INSTALLED = "torch_npu is not installed; on an Ascend host: pip install -r requirements-npu.txt"
@@ -30,6 +33,9 @@ CUDA_NOT_BUILT = "this torch build has no CUDA support; install a CUDA build of 
 CUDA_NOT_VISIBLE = "no CUDA device is visible (check `nvidia-smi` and CUDA_VISIBLE_DEVICES)"
 MPS_NOT_AVAILABLE = "MPS is not available (needs Apple silicon and a torch build with MPS)"
 XPU_NOT_AVAILABLE = "no Intel XPU is visible (needs an XPU build of torch and a visible device)"
+#: Reduced-precision CPU targets leave the default matrix on CPUs without native kernels for them.
+CPU_NO_NATIVE = ("this CPU has no native {dtype} kernels (oneDNN: {why}; about 50x slower than fp32 here); "
+                 "run it with -m slow or --r34-target")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
+
+# --- probes ----------------------------------------------------------------------------------
 
 def probe_npu(module: str = "torch_npu") -> KindStatus:
     """Probe Ascend NPUs without ever letting a broken torch_npu escape.
@@ -98,28 +106,169 @@ def _accelerator_count(kind: str) -> int | None:
     return accelerator.device_count()
 
 
+def _probe_cuda() -> KindStatus:
+    if torch.version.cuda is None and torch.version.hip is None:
+        return KindStatus("cuda", False, 0, CUDA_NOT_BUILT)
+    count = _accelerator_count("cuda")
+    if count is None:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return KindStatus("cuda", count > 0, count, "" if count else CUDA_NOT_VISIBLE)
+
+
+def _probe_mps() -> KindStatus:
+    available = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return KindStatus("mps", available, int(available), "" if available else MPS_NOT_AVAILABLE)
+
+
+def _probe_xpu() -> KindStatus:
+    backend = getattr(torch, "xpu", None)
+    count = backend.device_count() if backend is not None and backend.is_available() else 0
+    return KindStatus("xpu", count > 0, count, "" if count else XPU_NOT_AVAILABLE)
+
+
+# --- reduced precisions --------------------------------------------------------------------
+
+def cpu_capability() -> str:
+    """The vector instruction set ATen's CPU kernels use (``AVX512``, ``AVX2``, ...)."""
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return str(get()) if get is not None else "unknown"
+
+
+@lru_cache(maxsize=None)
+def cpu_native_kernels() -> dict[str, str]:
+    """Per reduced precision (``bf16``, ``fp16``): "" when this CPU has native kernels for it,
+    else why not. oneDNN decides (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` and its fp16
+    twin); on x86 ATen's CPU capability must also be AVX-512 or better, so a host restricted
+    with ``ATEN_CPU_CAPABILITY=avx2`` is judged like an AVX2-only CPU."""
+    capability = cpu_capability()
+    x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+    found: dict[str, str] = {}
+    for dtype in ("bf16", "fp16"):
+        check = getattr(torch.ops.mkldnn, f"_is_mkldnn_{dtype}_supported", None)
+        try:
+            native = bool(check()) if check is not None else False
+        except Exception:
+            native = False
+        if not native:
+            found[dtype] = CPU_NO_NATIVE.format(dtype=dtype, why=f"_is_mkldnn_{dtype}_supported() is False")
+        elif x86 and not capability.startswith(("AVX512", "AMX")):
+            found[dtype] = CPU_NO_NATIVE.format(dtype=dtype, why=f"ATen CPU capability is {capability}")
+        else:
+            found[dtype] = ""
+    return found
+
+
+def _accelerator_reduced(kind: str) -> dict[str, str]:
+    backend = getattr(torch, kind, None)
+    check = getattr(backend, "is_bf16_supported", None)
+    try:
+        bf16 = bool(check()) if check is not None else kind != "mps"
+    except Exception:
+        bf16 = False
+    return {"fp16": "", "bf16": "" if bf16 else f"this {kind.upper()} reports no bf16 support"}
+
+
+# --- names, settings, synchronisation ------------------------------------------------------
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_settings() -> dict[str, Any]:
+    native = cpu_native_kernels()
+    return {
+        "num_threads": torch.get_num_threads(),
+        "mkldnn_enabled": bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled),
+        "cpu_capability": cpu_capability(),
+        "native_bf16": not native["bf16"],
+        "native_fp16": not native["fp16"],
+    }
+
+
+def _backend_name(device: torch.device) -> str:
+    return str(getattr(torch, device.type).get_device_name(device.index or 0))
+
+
+def _synchronize_backend(device: torch.device) -> None:
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None:
+        current = accelerator.current_accelerator()
+        if current is not None and current.type == device.type:
+            accelerator.synchronize(device)
+            return
+    getattr(torch, device.type).synchronize(device)
+
+
+@dataclass(frozen=True)
+class DeviceKind:
+    """Everything the suite needs to know about one kind of device.
+
+    ``probe`` says whether it is here (and how many, or why not); ``reduced`` maps each
+    reduced precision the kind can run by default to "" (or the reason it is left out of the
+    default matrix); ``indexed`` kinds have ``kind:N`` devices; ``events`` kinds are timed with
+    device events (``torch.<kind>.Event``); ``shown`` kinds appear in the default matrix as a
+    skip with the reason when absent; ``marker`` describes the pytest marker of the same name."""
+
+    name: str
+    probe: Callable[[], KindStatus]
+    indexed: bool
+    reduced: Callable[[], dict[str, str]]
+    marker: str
+    device_name: Callable[[torch.device], str] = _backend_name
+    settings: Callable[[], dict[str, Any]] = dict
+    synchronize: Callable[[torch.device], None] = _synchronize_backend
+    events: bool = False
+    shown: bool = False
+
+    @property
+    def accelerator(self) -> bool:
+        return self.name != "cpu"
+
+    def device(self, index: int | None) -> torch.device:
+        return torch.device(self.name) if not self.indexed else torch.device(self.name, index or 0)
+
+    def label(self, index: int | None) -> str:
+        """``npu:3`` for indexed kinds, ``cpu`` / ``mps`` otherwise."""
+        return f"{self.name}:{index or 0}" if self.indexed else self.name
+
+
+KINDS: dict[str, DeviceKind] = {k.name: k for k in (
+    DeviceKind("cpu", lambda: KindStatus("cpu", True, 1), False, cpu_native_kernels,
+               "runs on the CPU", device_name=lambda _d: cpu_name(), settings=_cpu_settings,
+               synchronize=lambda _d: None),
+    DeviceKind("npu", probe_npu, True, lambda: _accelerator_reduced("npu"),
+               "runs on an Ascend NPU (torch_npu); skipped with the reason when none is available",
+               settings=knobs.npu_settings, events=True, shown=True),
+    DeviceKind("cuda", _probe_cuda, True, lambda: _accelerator_reduced("cuda"),
+               "runs on a CUDA GPU; skipped with the reason when none is available",
+               settings=knobs.cuda_settings, events=True, shown=True),
+    DeviceKind("mps", _probe_mps, False, lambda: {"fp16": "", "bf16": "MPS: bf16 is not tested by default"},
+               "runs on Apple MPS; skipped with the reason when it is not available",
+               device_name=lambda _d: "Apple MPS", shown=True),
+    DeviceKind("xpu", _probe_xpu, True, lambda: _accelerator_reduced("xpu"),
+               "runs on an Intel XPU; skipped with the reason when none is available", events=True),
+)}
+AUTO_ORDER = ("npu", "cuda", "mps", "cpu")
+
+
+def kind_of(device: str | torch.device) -> DeviceKind:
+    name = device.type if isinstance(device, torch.device) else str(device).partition(":")[0]
+    if name not in KINDS:
+        raise InputError(f"Unknown device kind {name!r}. Choose one of: {', '.join(KINDS)}")
+    return KINDS[name]
+
+
 @lru_cache(maxsize=None)
 def probe(kind: str) -> KindStatus:
     """Whether ``kind`` is usable here and, if not, exactly why (cached per process)."""
-    if kind == "cpu":
-        return KindStatus("cpu", True, 1)
-    if kind == "npu":
-        return probe_npu()
-    if kind == "cuda":
-        if torch.version.cuda is None and torch.version.hip is None:
-            return KindStatus("cuda", False, 0, CUDA_NOT_BUILT)
-        count = _accelerator_count("cuda")
-        if count is None:
-            count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        return KindStatus("cuda", count > 0, count, "" if count else CUDA_NOT_VISIBLE)
-    if kind == "mps":
-        available = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-        return KindStatus("mps", available, int(available), "" if available else MPS_NOT_AVAILABLE)
-    if kind == "xpu":
-        backend = getattr(torch, "xpu", None)
-        count = backend.device_count() if backend is not None and backend.is_available() else 0
-        return KindStatus("xpu", count > 0, count, "" if count else XPU_NOT_AVAILABLE)
-    raise InputError(f"Unknown device kind {kind!r}. Choose one of: {', '.join(KINDS)}")
+    return kind_of(kind).probe()
 
 
 def parse_device(spec: str) -> tuple[str, int | None]:
@@ -129,8 +278,10 @@ def parse_device(spec: str) -> tuple[str, int | None]:
         raise InputError(f"Unknown device {spec!r}. Choose one of: auto, {', '.join(KINDS)} (with :N for an index, e.g. npu:3)")
     if not sep:
         return kind, None
-    if not (index.isascii() and index.isdigit()) or kind in ("cpu", "mps") and index != "0":
-        raise InputError(f"device {spec!r}: the index must be a non-negative integer{' and cpu/mps have only :0' if kind in ('cpu', 'mps') else ''}")
+    single = [k for k, v in KINDS.items() if not v.indexed]
+    if not (index.isascii() and index.isdigit()) or kind in single and index != "0":
+        only = f" and {'/'.join(single)} have only :0" if kind in single else ""
+        raise InputError(f"device {spec!r}: the index must be a non-negative integer{only}")
     return kind, int(index)
 
 
@@ -146,42 +297,16 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if index is not None and index >= status.count:
         visible = ", ".join(f"{kind}:{i}" for i in range(status.count))
         raise InputError(f"device {spec!r}: index {index} out of range, {status.count} {kind} device(s) visible ({visible})")
-    if kind == "cpu":
-        return torch.device("cpu")
-    return torch.device(kind, 0 if index is None else index)
+    return KINDS[kind].device(index)
 
 
 def synchronize(device: torch.device) -> None:
     """Wait for all work queued on ``device`` (no-op on the CPU)."""
-    if device.type == "cpu":
-        return
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None:
-        current = accelerator.current_accelerator()
-        if current is not None and current.type == device.type:
-            accelerator.synchronize(device)
-            return
-    getattr(torch, device.type).synchronize(device)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    kind_of(device).synchronize(device)
 
 
 def device_name(device: torch.device) -> str:
-    if device.type == "cpu":
-        return cpu_name()
-    if device.type == "mps":
-        return "Apple MPS"
-    backend = getattr(torch, device.type)
-    return str(backend.get_device_name(device.index or 0))
+    return kind_of(device).device_name(device)
 
 
 def precision_settings(device: torch.device) -> dict[str, Any]:
@@ -189,132 +314,19 @@ def precision_settings(device: torch.device) -> dict[str, Any]:
     settings: dict[str, Any] = {"float32_matmul_precision": torch.get_float32_matmul_precision()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch >= 2.9 deprecates allow_tf32 in favour of fp32_precision
-        if device.type == "cpu":
-            settings["num_threads"] = torch.get_num_threads()
-            settings["mkldnn_enabled"] = bool(torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
-        elif device.type == "cuda":
-            settings.update(cuda_tf32_settings())
-            settings["cudnn.deterministic"] = bool(torch.backends.cudnn.deterministic)
-            settings["cudnn.benchmark"] = bool(torch.backends.cudnn.benchmark)
-            matmul = torch.backends.cuda.matmul
-            for attr in ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction"):
-                if hasattr(matmul, attr):
-                    settings[f"cuda.matmul.{attr}"] = bool(getattr(matmul, attr))
-        elif device.type == "npu":
-            settings.update(npu_precision_settings())
+        settings.update(kind_of(device).settings())
     return settings
-
-
-def _new_tf32_api() -> tuple[Any, Any] | None:
-    """torch >= 2.9's ``fp32_precision`` switches (cuDNN convolutions, CUDA matmuls), if present."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    matmul = torch.backends.cuda.matmul
-    if conv is not None and hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
-        return conv, matmul
-    return None
-
-
-def cuda_tf32_settings() -> dict[str, Any]:
-    """Whether CUDA convolutions and matmuls run fp32 in TF32, through whichever API is in
-    use: torch >= 2.9 refuses to read the legacy ``allow_tf32`` flags once the new
-    ``fp32_precision`` ones were set."""
-    settings: dict[str, Any] = {}
-    new = _new_tf32_api()
-    if new is not None:
-        settings["cudnn.conv.fp32_precision"] = new[0].fp32_precision
-        settings["cuda.matmul.fp32_precision"] = new[1].fp32_precision
-    try:
-        settings["cudnn.allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
-        settings["cuda.matmul.allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
-    except RuntimeError:
-        assert new is not None
-        settings["cudnn.allow_tf32"] = new[0].fp32_precision == "tf32"
-        settings["cuda.matmul.allow_tf32"] = new[1].fp32_precision == "tf32"
-    return settings
-
-
-def set_cuda_tf32(enabled: bool) -> dict[str, Any]:
-    """Turn TF32 on or off for CUDA convolutions and matmuls; returns what to pass to
-    :func:`restore_cuda_tf32`."""
-    new = _new_tf32_api()
-    if new is not None:
-        saved = {"new": (new[0].fp32_precision, new[1].fp32_precision)}
-        value = "tf32" if enabled else "ieee"
-        new[0].fp32_precision, new[1].fp32_precision = value, value
-        return saved
-    saved = {"legacy": (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)}
-    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
-    return saved
-
-
-def restore_cuda_tf32(saved: dict[str, Any]) -> None:
-    if "new" in saved:
-        conv, matmul = _new_tf32_api()  # type: ignore[misc]
-        conv.fp32_precision, matmul.fp32_precision = saved["new"]
-    else:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved["legacy"]
-
-
-#: ACL precision modes torch_npu's ``set_option`` accepts.
-ACL_PRECISION_MODES = ("allow_fp32_to_fp16", "must_keep_origin_dtype")
-
-
-def get_acl_precision_mode() -> str | None:
-    """The ACL precision mode set in this process, read back from torch_npu (None: never set,
-    so the device default applies)."""
-    try:
-        import torch_npu
-
-        value = torch_npu._C._npu_getOption("ACL_PRECISION_MODE")
-    except Exception:
-        return None
-    text = value.decode() if isinstance(value, bytes) else (value or "")
-    return text or None
-
-
-def set_acl_precision_mode(mode: str | None) -> None:
-    """Set the ACL precision mode (None: the device default, since torch_npu cannot unset it)."""
-    if mode is None:
-        mode = default_acl_precision_mode(str(torch.npu.get_device_name(0)))
-    if get_acl_precision_mode() != mode:
-        torch.npu.set_option({"ACL_PRECISION_MODE": mode})
-
-
-def default_acl_precision_mode(soc: str) -> str:
-    """The ACL precision mode a device uses when none is set: Atlas training (Ascend910A,
-    Ascend910ProA/B...) converts fp32 to fp16 for matrix operators; Atlas A2/A3 (Ascend910B1-4,
-    Ascend910_93...) keep the original dtype."""
-    name = soc.replace(" ", "")
-    if name.startswith("Ascend910B") or name.startswith("Ascend910_9") or name.startswith("Ascend910C"):
-        return "must_keep_origin_dtype"
-    return "allow_fp32_to_fp16"
-
-
-def npu_precision_settings() -> dict[str, Any]:
-    npu = torch.npu
-    soc = ""
-    try:
-        soc = str(npu.get_device_name(0))
-    except Exception:
-        pass
-    mode = get_acl_precision_mode()
-    return {
-        "npu.conv.allow_hf32": bool(npu.conv.allow_hf32),
-        "npu.matmul.allow_hf32": bool(npu.matmul.allow_hf32),
-        "ACL_PRECISION_MODE": mode or f"{default_acl_precision_mode(soc)} (device default, not set)",
-    }
 
 
 def list_devices() -> list[DeviceRow]:
     """One row per device (every visible index) and one per unavailable kind, with its reason."""
     rows = []
-    for kind in KINDS:
-        status = probe(kind)
+    for kind in KINDS.values():
+        status = probe(kind.name)
         if not status.available:
-            rows.append(DeviceRow(kind, False, status.reason, "", {}))
+            rows.append(DeviceRow(kind.name, False, status.reason, "", {}))
             continue
         for index in range(status.count):
-            device = torch.device(kind) if kind == "cpu" else torch.device(kind, index)
-            name = "cpu" if kind == "cpu" else f"{kind}:{index}"
-            rows.append(DeviceRow(name, True, "", device_name(device), precision_settings(device)))
+            device = kind.device(index)
+            rows.append(DeviceRow(kind.label(index), True, "", device_name(device), precision_settings(device)))
     return rows

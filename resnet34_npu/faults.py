@@ -1,9 +1,9 @@
 """Negative and positive controls: realistic ways a port goes wrong, and healthy variants.
 
 Each control is a custom target factory (``resnet34_npu.faults:NAME``), built and judged
-through exactly the path a real device takes (``build_runner`` then ``Session.compare``), so
+through exactly the path a real device takes (``Session.runner`` then ``Session.compare``), so
 the suite's ability to fail is itself tested. Faults claim fp32, as a broken port would.
-Every fault keeps ResNet34's module names, so localisation can name the stage that broke.
+Every fault keeps ResNet34's module names, so localization can name the stage that broke.
 """
 
 from __future__ import annotations
@@ -15,6 +15,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+
+from .compare import Session
+from .constants import IMAGES_DIR, PHOTOS
+from .criteria import Status, judge, worst_status
+from .metrics import worst_of
 
 #: The convolution and BatchNorm the weight and statistics faults touch.
 CONV = "layer3.0.conv2"
@@ -191,7 +196,7 @@ def channels_last(model: torch.nn.Module) -> _ChannelsLast:
 @dataclass(frozen=True)
 class Control:
     factory: str
-    intended: str
+    intended: Status
     stage: str | None
     description: str
 
@@ -201,19 +206,19 @@ class Control:
 
 
 #: The catalogue: factory, intended verdict under the default profile, the stage a fault
-#: should be localised to (None: it arises outside the module's stages), and what it is.
+#: should be localized to (None: it arises outside the module's stages), and what it is.
 CONTROLS: tuple[Control, ...] = (
-    Control("conv_weight_noise", "fail", CONV, f"{CONV} weights x (1 + 1e-3 N(0,1))"),
-    Control("layer_in_fp16", "fail", f"{FP16_LAYER}.0.conv1", f"{FP16_LAYER} silently in fp16"),
-    Control("residual_dropped", "fail", RESIDUAL_BLOCK, f"residual add of {RESIDUAL_BLOCK} dropped"),
-    Control("bn_stats_off", "fail", BN, f"{BN} running mean and var x 1.02"),
-    Control("logits_swapped", "fail", "fc", f"logits {SWAPPED[0]} and {SWAPPED[1]} swapped"),
-    Control("nan_output", "fail", "fc", f"one NaN at sample {NAN_AT[0]}, class {NAN_AT[1]}"),
-    Control("stale_output", "fail", None, "the previous batch's output returned"),
-    Control("noise_1e7", "pass", None, f"{CONV} weights x (1 + 1e-7 N(0,1))"),
-    Control("torchscript_frozen", "pass", None, "torch.jit.freeze(torch.jit.script(model)): BN folded"),
-    Control("one_thread", "pass", None, "torch.set_num_threads(1) around the forward"),
-    Control("channels_last", "pass", None, "channels_last weights and input"),
+    Control("conv_weight_noise", Status.FAIL, CONV, f"{CONV} weights x (1 + 1e-3 N(0,1))"),
+    Control("layer_in_fp16", Status.FAIL, f"{FP16_LAYER}.0.conv1", f"{FP16_LAYER} silently in fp16"),
+    Control("residual_dropped", Status.FAIL, RESIDUAL_BLOCK, f"residual add of {RESIDUAL_BLOCK} dropped"),
+    Control("bn_stats_off", Status.FAIL, BN, f"{BN} running mean and var x 1.02"),
+    Control("logits_swapped", Status.FAIL, "fc", f"logits {SWAPPED[0]} and {SWAPPED[1]} swapped"),
+    Control("nan_output", Status.FAIL, "fc", f"one NaN at sample {NAN_AT[0]}, class {NAN_AT[1]}"),
+    Control("stale_output", Status.FAIL, None, "the previous batch's output returned"),
+    Control("noise_1e7", Status.PASS, None, f"{CONV} weights x (1 + 1e-7 N(0,1))"),
+    Control("torchscript_frozen", Status.PASS, None, "torch.jit.freeze(torch.jit.script(model)): BN folded"),
+    Control("one_thread", Status.PASS, None, "torch.set_num_threads(1) around the forward"),
+    Control("channels_last", Status.PASS, None, "channels_last weights and input"),
 )
 
 
@@ -223,27 +228,21 @@ class ControlResult:
     verdicts: dict[str, str]
     rel_l2_error: float
     first_stage: str | None
-    localisable: bool
+    localizable: bool
 
 
 def run_controls(weights: str = "seeded", images: Sequence[str | Path] | None = None,
                  profiles: Sequence[str] = ("default", "seed", "msprobe", "strict")) -> list[ControlResult]:
     """Build every control, run it on ``images`` (each separately, in order, as ``compare``
-    does) and judge it under every profile; localise with the default profile."""
-    from .compare import Session
-    from .constants import IMAGES_DIR, PHOTOS
-    from .criteria import judge, worst_status
-    from .metrics import worst_of
-    from .targets import build_runner
-
+    does) and judge it under every profile; localize with the default profile."""
     images = list(images or [IMAGES_DIR / p for p in PHOTOS])
     session = Session(weights, "cpu")
     results = []
     for control in CONTROLS:
-        runner = build_runner(control.spec, session.model)
+        runner = session.runner(control.spec)
         cases = [session.compare(runner, [image]) for image in images]
         verdicts = {p: worst_status([judge(c.comparison, p).status for c in cases]) for p in profiles}
-        located = next((c.localisation for c in cases if c.localisation is not None), None)
+        located = next((c.localization for c in cases if c.localization is not None), None)
         results.append(ControlResult(
             control, verdicts, worst_of([c.comparison.rel_l2_error for c in cases]),
             located.first_failing if located else None, bool(located and located.available),

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .bench import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_runner
-from .compare import describe_runner
 from .constants import DEFAULT_IMAGE
 from .errors import InputError
 from .images import load_image
@@ -15,13 +13,15 @@ from .labels import class_name
 from .metrics import top_k
 from .model import build_model_with_info
 from .preprocess import make_batch
-from .targets import build_runner, parse_target
+from .runners import build_runner
+from .targets import parse_target
+from .timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing
 from .weights import WeightsInfo
 
 
 @dataclass(frozen=True)
 class Inference:
-    """What one inference run found: where it ran (``target``: ``describe_runner``'s name,
+    """What one inference run found: where it ran (``target``: the runner's ``describe()``: name,
     device, device name, dtype, precision settings...), on what, how fast, and the top-k."""
 
     image: str
@@ -58,12 +58,12 @@ def infer(
     batch = make_batch([load_image(image)])
     model, info = build_model_with_info(weights)
     runner = build_runner(spec, model)
-    logits = runner(batch)
-    timing = time_runner(runner, batch, warmup=warmup, iters=iters)
+    logits = runner.run(batch)
+    timing = runner.time(batch, warmup=warmup, iters=iters)
     top = [(i, class_name(i), p) for i, p in top_k(logits, topk)[0]]
     return Inference(
         image=str(image),
-        target=describe_runner(runner),
+        target=runner.describe(),
         weights=info,
         latency_ms=timing,
         top=top,

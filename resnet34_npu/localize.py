@@ -1,4 +1,4 @@
-"""Layer-wise localisation: which stage of ResNet34 breaks first.
+"""Layer-wise localization: which stage of ResNet34 breaks first.
 
 Both sides run with forward hooks on every named stage (conv1, bn1, relu, maxpool, every
 BasicBlock of layer1 to layer4 with its convs, BNs and downsample, avgpool, fc); each stage's
@@ -8,7 +8,7 @@ like ``seed``, is judged by the default profile's). The first stage that breaks 
 
 A target exposes its model by being an ``nn.Module`` (or having a ``module`` attribute) whose
 named submodules end with ResNet34's stage names: ``model.layer2.1.bn1`` matches
-``layer2.1.bn1``. Targets that hide their model cannot be localised, and say so.
+``layer2.1.bn1``. Targets that hide their model cannot be localized, and say so.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import torch
 
-from .criteria import DEFAULT_PROFILE, TENSOR_METRICS, Profile, get_profile, judge
-from .metrics import compare_logits
+from .criteria import DEFAULT_PROFILE, Status, TENSOR_METRICS, Profile, get_profile, judge
+from .metrics import compare_tensors
 
 #: Stage names in ResNet34's execution order.
 STAGES: tuple[str, ...] = (
@@ -37,7 +37,7 @@ STAGES: tuple[str, ...] = (
     + ("avgpool", "fc")
 )
 
-NO_MODULE = ("localisation needs a module: this target exposes no nn.Module (itself or as `.module`) "
+NO_MODULE = ("localization needs a module: this target exposes no nn.Module (itself or as `.module`) "
              "whose submodules are named like ResNet34's stages (conv1, layer2.1.bn1, fc, ...)")
 
 
@@ -52,11 +52,11 @@ class StageResult:
     failure: str
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "status": Status(self.status).value}
 
 
 @dataclass(frozen=True)
-class Localisation:
+class Localization:
     """Per-stage agreement, and the first stage that breaks the profile (None: none does)."""
 
     stages: tuple[StageResult, ...]
@@ -70,9 +70,9 @@ class Localisation:
     def line(self, logits_failed: bool = True) -> str:
         """One line for a failure message (or, with ``logits_failed=False``, a report)."""
         if not self.available:
-            return f"localisation: {self.note}"
+            return f"localization: {self.note}"
         if self.first_failing is None:
-            return "localisation: no stage of the module breaks the profile" + (
+            return "localization: no stage of the module breaks the profile" + (
                 "; the difference arises after the last stage (in the target's output handling) or outside its module"
                 if logits_failed else "")
         stage = next(s for s in self.stages if s.name == self.first_failing)
@@ -122,11 +122,11 @@ def tensor_profile(profile: Profile) -> Profile:
     return get_profile(DEFAULT_PROFILE)
 
 
-def localise(reference_module: torch.nn.Module, reference_run: Callable[[], Any], target_module: torch.nn.Module | None,
-             target_run: Callable[[], Any], precision: str, profile: Profile) -> Localisation:
+def localize(reference_module: torch.nn.Module, reference_run: Callable[[], Any], target_module: torch.nn.Module | None,
+             target_run: Callable[[], Any], precision: str, profile: Profile) -> Localization:
     """Compare every stage of the two runs; see the module docstring."""
     if target_module is None or not find_stages(target_module):
-        return Localisation((), None, NO_MODULE)
+        return Localization((), None, NO_MODULE)
     reference = capture(reference_module, reference_run)
     target = capture(target_module, target_run)
     rules = tensor_profile(profile)
@@ -137,17 +137,17 @@ def localise(reference_module: torch.nn.Module, reference_run: Callable[[], Any]
             continue
         ref, out = reference[name], target[name]
         if ref.shape != out.shape:
-            stages.append(StageResult(name, float("nan"), float("nan"), float("nan"), float("nan"), "fail",
+            stages.append(StageResult(name, float("nan"), float("nan"), float("nan"), float("nan"), Status.FAIL,
                                       f"shape {list(out.shape)} instead of {list(ref.shape)}"))
         else:
             n = ref.shape[0]
-            comparison = compare_logits(ref.reshape(n, -1), out.reshape(n, -1), precision=precision, rankings=False)
+            comparison = compare_tensors(ref.reshape(n, -1), out.reshape(n, -1), precision=precision)
             verdict = judge(comparison, rules, tensor_only=True)
             stages.append(StageResult(name, comparison.rel_l2_error, comparison.cosine_similarity,
                                       comparison.max_rel_error, comparison.max_abs_error, verdict.status,
                                       verdict.failures[0] if verdict.failures else ""))
-        if first is None and stages[-1].status == "fail":
+        if first is None and stages[-1].status == Status.FAIL:
             first = name
     if not stages:
-        return Localisation((), None, NO_MODULE)
-    return Localisation(tuple(stages), first)
+        return Localization((), None, NO_MODULE)
+    return Localization(tuple(stages), first)

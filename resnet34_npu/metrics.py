@@ -1,4 +1,5 @@
-"""Metrics that compare a target's logits with a reference's, computed in float64 on the CPU.
+"""Metrics that compare a target's output with a reference's, computed in float64 on the CPU:
+:func:`compare_tensors` for any tensor, :func:`compare_logits` a thin layer on it for logits.
 
 Key names are part of the report schema (docs/report-schema.md) and never change meaning.
 
@@ -32,6 +33,7 @@ whatever a comparison with NaN would say.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -177,7 +179,7 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(torch.dot(a, b) / (na * nb))
 
 
-def _rel_l2(diff: torch.Tensor, ref: torch.Tensor) -> float:
+def rel_l2(diff: torch.Tensor, ref: torch.Tensor) -> float:
     num, den = float(diff.norm()), float(ref.norm())
     if den == 0.0:
         return 0.0 if num == 0.0 else math.inf
@@ -193,19 +195,19 @@ def _nonfinite_class(x: torch.Tensor) -> torch.Tensor:
     return cls
 
 
-def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32",
-                   rankings: bool = True, small_value: float | None = None) -> Comparison:
-    """Compare ``target`` logits with ``reference`` logits ([N, C] or [C]), in float64 on the
-    CPU. ``precision`` (the target's effective precision) picks the small-value threshold and
-    the assert_close tolerances. ``rankings=False`` compares plain tensors (feature maps,
-    operator outputs): the probability and ranking metrics are then NaN and not computed.
-    ``small_value`` overrides the precision's small-value threshold."""
+def compare_tensors(reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32",
+                    small_value: float | None = None) -> Comparison:
+    """Compare two tensors ([N, ...] or [C]; a feature map, an operator's output, logits) in
+    float64 on the CPU, sample by sample along the first dimension. ``precision`` (the target's
+    effective precision) picks the small-value threshold (``small_value`` overrides it) and the
+    assert_close tolerances. The probability and ranking metrics are NaN here: see
+    :func:`compare_logits`."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     ref, out = _as_2d(reference), _as_2d(target)
     if ref.shape != out.shape:
-        raise ValueError(f"reference {tuple(ref.shape)} and target {tuple(out.shape)} logits differ in shape")
-    n, classes = ref.shape
+        raise ValueError(f"reference {tuple(ref.shape)} and target {tuple(out.shape)} differ in shape")
+    n = ref.shape[0]
     diff = out - ref
     absdiff = diff.abs()
     numel = ref.numel()
@@ -217,6 +219,7 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
 
     ref_cls, out_cls = _nonfinite_class(ref), _nonfinite_class(out)
     nonfinite = (ref_cls != 0) | (out_cls != 0)
+    any_nonfinite = bool(nonfinite.any())
     flat_nonfinite = torch.nonzero(nonfinite.reshape(-1))
 
     def worst(values: torch.Tensor) -> Element:
@@ -225,31 +228,9 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
         key = torch.where(torch.isnan(flat), torch.full_like(flat, math.inf), flat)
         return _element(ref, out, int(torch.argmax(key)))
 
-    if rankings:
-        p_ref, p_out = probabilities(ref), probabilities(out)
-        p_diff = (p_out - p_ref).abs()
-        kl = (p_ref * (torch.log_softmax(ref, dim=-1) - torch.log_softmax(out, dim=-1))).sum(dim=-1)
-        prob = (float(p_diff.max()), float(p_diff.mean()), float((p_diff / p_ref.clamp_min(PROB_FLOOR)).max()), float(kl.max()))
-    else:
-        prob = (math.nan,) * 4
-
-    k = min(5, classes)
-    samples = []
-    for i in range(n):
-        ref_top = tuple(int(c) for c in torch.topk(ref[i], k).indices) if rankings else ()
-        out_top = tuple(int(c) for c in torch.topk(out[i], k).indices) if rankings else ()
-        samples.append(
-            SampleRanking(
-                top1_match=rankings and ref_top[0] == out_top[0] and bool(torch.isfinite(out[i]).all()),
-                top5_overlap=len(set(ref_top) & set(out_top)),
-                top5_order_match=ref_top == out_top,
-                reference_top5=ref_top,
-                target_top5=out_top,
-                rel_l2_error=_rel_l2(diff[i], ref[i]),
-                cosine_similarity=_cosine(ref[i], out[i]),
-            )
-        )
-
+    samples = tuple(
+        SampleRanking(False, 0, False, (), (), rel_l2(diff[i], ref[i]), _cosine(ref[i], out[i])) for i in range(n)
+    )
     ratios = {name: float((rel > t).double().mean()) for name, t in REL_THRESHOLDS}
     return Comparison(
         precision=precision,
@@ -257,30 +238,65 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
         max_abs_error=float(absdiff.max()),
         mean_abs_error=float(absdiff.mean()),
         l2_error=float(diff.norm()),
-        rel_l2_error=worst_of([s.rel_l2_error for s in samples]) if not nonfinite.any() else math.nan,
-        cosine_similarity=worst_of([s.cosine_similarity for s in samples], largest=False) if not nonfinite.any() else math.nan,
+        rel_l2_error=math.nan if any_nonfinite else worst_of([s.rel_l2_error for s in samples]),
+        cosine_similarity=math.nan if any_nonfinite else worst_of([s.cosine_similarity for s in samples], largest=False),
         rmse=float(diff.pow(2).mean().sqrt()),
         max_rel_error=float(rel.max()),
         mean_rel_error=float(rel.mean()),
         error_balance=float(((diff > 0).sum() - (diff < 0).sum()).abs()) / numel,
-        rel_err_ratio_1e_2=ratios["rel_err_ratio_1e-2"] if not nonfinite.any() else math.nan,
-        rel_err_ratio_1e_3=ratios["rel_err_ratio_1e-3"] if not nonfinite.any() else math.nan,
-        rel_err_ratio_1e_4=ratios["rel_err_ratio_1e-4"] if not nonfinite.any() else math.nan,
+        rel_err_ratio_1e_2=math.nan if any_nonfinite else ratios["rel_err_ratio_1e-2"],
+        rel_err_ratio_1e_3=math.nan if any_nonfinite else ratios["rel_err_ratio_1e-3"],
+        rel_err_ratio_1e_4=math.nan if any_nonfinite else ratios["rel_err_ratio_1e-4"],
         nonfinite_mismatch=int((ref_cls != out_cls).sum()),
         target_nonfinite=int((out_cls != 0).sum()),
         reference_nonfinite=int((ref_cls != 0).sum()),
         assert_close_ratio=float(tolerance_ratio.max()),
         assert_close_mismatches=int((~(tolerance_ratio <= 1)).sum()),
-        prob_max_abs_error=prob[0],
-        prob_mean_abs_error=prob[1],
-        prob_max_rel_error=prob[2],
-        kl_divergence=prob[3],
-        top1_match=sum(s.top1_match for s in samples) / n if rankings else math.nan,
-        top5_overlap=sum(s.top5_overlap for s in samples) / n if rankings else math.nan,
-        top5_order_match=sum(s.top5_order_match for s in samples) / n if rankings else math.nan,
+        prob_max_abs_error=math.nan,
+        prob_mean_abs_error=math.nan,
+        prob_max_rel_error=math.nan,
+        kl_divergence=math.nan,
+        top1_match=math.nan,
+        top5_overlap=math.nan,
+        top5_order_match=math.nan,
         worst_abs=worst(absdiff),
         worst_rel=worst(rel),
         worst_tolerance=worst(tolerance_ratio),
         first_nonfinite=_element(ref, out, int(flat_nonfinite[0])) if len(flat_nonfinite) else None,
+        samples=samples,
+    )
+
+
+def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32") -> Comparison:
+    """:func:`compare_tensors` on logits [N, C] (or [C]), plus what only logits have: the
+    probability metrics (softmax in float64) and the rankings, per sample and in total."""
+    tensors = compare_tensors(reference, target, precision=precision)
+    ref, out = _as_2d(reference), _as_2d(target)
+    p_ref, p_out = probabilities(ref), probabilities(out)
+    p_diff = (p_out - p_ref).abs()
+    kl = (p_ref * (torch.log_softmax(ref, dim=-1) - torch.log_softmax(out, dim=-1))).sum(dim=-1)
+    k = min(5, ref.shape[1])
+    samples = []
+    for i, errors in enumerate(tensors.samples):
+        ref_top = tuple(int(c) for c in torch.topk(ref[i], k).indices)
+        out_top = tuple(int(c) for c in torch.topk(out[i], k).indices)
+        samples.append(dataclasses.replace(
+            errors,
+            top1_match=ref_top[0] == out_top[0] and bool(torch.isfinite(out[i]).all()),
+            top5_overlap=len(set(ref_top) & set(out_top)),
+            top5_order_match=ref_top == out_top,
+            reference_top5=ref_top,
+            target_top5=out_top,
+        ))
+    n = len(samples)
+    return dataclasses.replace(
+        tensors,
+        prob_max_abs_error=float(p_diff.max()),
+        prob_mean_abs_error=float(p_diff.mean()),
+        prob_max_rel_error=float((p_diff / p_ref.clamp_min(PROB_FLOOR)).max()),
+        kl_divergence=float(kl.max()),
+        top1_match=sum(s.top1_match for s in samples) / n,
+        top5_overlap=sum(s.top5_overlap for s in samples) / n,
+        top5_order_match=sum(s.top5_order_match for s in samples) / n,
         samples=tuple(samples),
     )

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from . import devices
 from .criteria import OPS_PROFILE, Verdict, judge
-from .metrics import SMALL_VALUE, Comparison, compare_logits
-from .targets import DTYPES, TargetSpec, precision_context, resolve_precision
+from .metrics import SMALL_VALUE, Comparison, compare_tensors
+from .runners import Placement
+from .targets import TargetSpec
 
 #: ResNet34's convolution configurations: kernel, stride, padding.
 CONV_CONFIGS = {
@@ -80,28 +81,15 @@ def check_op(op: str, spec: TargetSpec, tensors: dict[str, torch.Tensor], *,
     """Run ``op`` on the target ``spec`` and on the CPU in float64, on the same inputs, and judge
     the difference. ``tensors`` are float32 CPU tensors; ``params`` are plain arguments.
     ``implementation`` replaces the target side's kernel (how the tests feed it a wrong one)."""
-    device = devices.resolve_device(spec.device)
-    dtype, autocast = DTYPES[spec.dtype]
-    _, precision, _ = resolve_precision(spec, device)
-    rounded = {k: round_to(v.to(dtype).to(torch.float32), precision) for k, v in tensors.items()}
+    placement = Placement(spec, devices.resolve_device(spec.device))
+    _, precision, _ = placement.settings()
+    rounded = {k: round_to(v.to(placement.dtype).to(torch.float32), precision) for k, v in tensors.items()}
     reference = OPS[op](**{k: v.double() for k, v in rounded.items()}, **params)
-
-    def place(t: torch.Tensor) -> torch.Tensor:
-        t = t.to(device, dtype=torch.float32 if autocast else dtype)
-        if spec.mode == "channels_last" and t.dim() == 4:
-            t = t.contiguous(memory_format=torch.channels_last)
-        return t
-
-    moved = {k: place(v) for k, v in rounded.items()}
-    kernel = implementation or OPS[op]
-    with torch.inference_mode(), precision_context(device, dict(spec.knobs)):
-        if autocast:
-            with torch.autocast(device_type=device.type, dtype=dtype):
-                out = kernel(**moved, **params)
-        else:
-            out = kernel(**moved, **params)
-    devices.synchronize(device)
+    moved = {k: placement.input(v) for k, v in rounded.items()}
+    with placement.context():
+        out = (implementation or OPS[op])(**moved, **params)
+    placement.synchronize()
     n = reference.shape[0]
-    comparison = compare_logits(reference.reshape(n, -1), out.double().cpu().reshape(n, -1), precision=precision,
-                                rankings=False, small_value=small_value(reference, precision))
+    comparison = compare_tensors(reference.reshape(n, -1), out.double().cpu().reshape(n, -1), precision=precision,
+                                 small_value=small_value(reference, precision))
     return OpResult(op, judge(comparison, OPS_PROFILE, tensor_only=True), comparison, precision)

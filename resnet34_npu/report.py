@@ -1,4 +1,5 @@
-"""The JSON report of ``compare`` and of the pytest suite (docs/report-schema.md).
+"""The JSON reports of ``compare`` and of the pytest suite (docs/report-schema.md), and the one
+text-table layout both print.
 
 Written atomically: a temporary file in the same folder, then a rename, so a reader never
 sees half a report. Non-finite floats are written as the strings "nan", "inf", "-inf" (JSON
@@ -16,15 +17,21 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 import torchvision
 
 from . import __version__, devices
+from .criteria import Status, worst_status
 from .errors import InputError
+from .timing import Timing, speedup
 
-SCHEMA_VERSION = 1
+if TYPE_CHECKING:
+    from .suite import Suite
+
+#: 2: "localisation" became "localization" (one spelling across the suite).
+SCHEMA_VERSION = 2
 
 
 def utc_now() -> str:
@@ -123,7 +130,7 @@ def build_report(*, profile: str, weights: dict[str, Any], reference: dict[str, 
     return {
         "schema_version": SCHEMA_VERSION,
         "created": utc_now(),
-        "verdict": "fail" if any(t["verdict"] == "fail" for t in targets) else "pass",
+        "verdict": Status.FAIL if any(t["verdict"] == Status.FAIL for t in targets) else Status.PASS,
         "profile": profile,
         "machine": machine_info(n for n in names if n),
         "weights": weights,
@@ -131,3 +138,83 @@ def build_report(*, profile: str, weights: dict[str, Any], reference: dict[str, 
         "targets": targets,
         **(extra or {}),
     }
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Columns left-aligned to their widest cell, two spaces apart."""
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+
+
+def _number(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, float) else str(value)
+
+
+SUMMARY_HEADER = ("target", "image", "batch", "verdict", "rel L2", "cosine", "max abs", "top-1", "top-5", "median ms")
+
+
+def summary_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """One row per verdict record (target x image x batch) for the suite's terminal summary."""
+    rows = {}
+    for record in records:
+        if record.get("kind") != "verdict":
+            continue
+        case, m = record["case"], record["case"]["metrics"]
+        latency = record.get("latency_ms")
+        rows[(record["target"], tuple(case["paths"]), case["batch_size"])] = (
+            record["target"], case["image"].split("+")[0], str(case["batch_size"]), case["verdict"].upper(),
+            _number(m["rel_l2_error"], ".2e"), _number(m["cosine_similarity"], ".8f"), _number(m["max_abs_error"], ".2e"),
+            f"{m['top1_match']:.2f}", f"{m['top5_overlap']:.2f}/5", "-" if not latency else f"{latency['median']:.2f}",
+        )
+    return list(rows.values())
+
+
+def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The compare report's schema, built from the records of every test (from every xdist
+    worker), plus each test's outcome. A target nothing was compared on is "not run" (or
+    "skipped", with the reason); a run that compared nothing is "not run" as a whole; any
+    failed test makes the whole report "fail"."""
+    targets: dict[str, dict[str, Any]] = {
+        choice.name: {"name": choice.name, "skipped": choice.reason or choice.slow_reason or None, "images": [], "checks": []}
+        for choice in suite.targets
+    }
+    reference: dict[str, Any] = {}
+    weights: dict[str, Any] = {"spec": suite.weights}
+    reference_latency: dict[str, Any] | None = None
+    for entry in entries:
+        for record in entry["records"]:
+            target = targets.setdefault(record["target"], {"name": record["target"], "skipped": None, "images": [], "checks": []})
+            for key, value in record["target_info"].items():
+                target.setdefault(key, value)
+            reference = reference or record["reference"]
+            weights = record["weights"]
+            if record["kind"] == "verdict":
+                target["images"].append(record["case"])
+                if record["case"]["batch_size"] == 1 and record["latency_ms"] and "latency_ms" not in target:
+                    target["latency_ms"] = record["latency_ms"]
+                    reference_latency = reference_latency or record["reference_latency_ms"]
+            else:
+                target["checks"].append({"kind": record["kind"], "test": entry["test"], **record["case"],
+                                         **({"nondeterministic": record["nondeterministic"]} if "nondeterministic" in record else {})})
+    for target in targets.values():
+        statuses = [c["verdict"] for c in target["images"] + target["checks"]]
+        target["verdict"] = worst_status(statuses) if statuses else (Status.SKIPPED if target["skipped"] else Status.NOT_RUN)
+        latency = target.setdefault("latency_ms", None)
+        timing = None if not latency else Timing.from_dict(latency)
+        target["throughput_ips"] = None if timing is None else timing.throughput_ips
+        target["speedup_vs_reference"] = speedup(Timing.from_dict(reference_latency) if reference_latency else None, timing)
+    if reference_latency is not None:
+        reference["latency_ms"] = reference_latency
+    tests = [{k: v for k, v in e.items() if k != "records"} for e in entries]
+    document = build_report(
+        profile=suite.profile,
+        weights=weights,
+        reference=reference,
+        targets=list(targets.values()),
+        extra={"fp64_truth": suite.fp64_truth, "images": [str(p) for p in suite.images], "tests": tests},
+    )
+    if any(t["outcome"] == "failed" for t in tests):
+        document["verdict"] = Status.FAIL
+    elif not any(t["images"] or t["checks"] for t in targets.values()):
+        document["verdict"] = Status.NOT_RUN
+    return document

@@ -11,7 +11,6 @@ from __future__ import annotations
 import pytest
 
 from resnet34_npu import load_image, preprocess
-from resnet34_npu.compare import describe_runner
 from resnet34_npu.constants import DEFAULT_IMAGE, RESNET34_GMACS
 
 pytestmark = pytest.mark.benchmark
@@ -29,25 +28,19 @@ def test_preprocess_one_photo(benchmark):
 def test_forward(benchmark, r34, r34_target, r34_batch):
     runner = r34.runner(r34_target)
     batch = r34.session.batch(r34.batch_images(r34.images[0], r34_batch))
-    if hasattr(runner, "forward"):  # built-in targets: the forward pass on device-resident input
-        x = runner.prepare_input(batch)
+    call = runner.timed_call(batch)  # built-in targets: the forward pass on device-resident input; custom: end to end
 
-        def forward():
-            out = runner.forward(x)
-            runner.synchronize()
-            return out
-    else:  # custom targets: their whole call
-        def forward():
-            out = runner(batch)
-            runner.synchronize()
-            return out
+    def forward():
+        out = call()
+        runner.synchronize()
+        return out
 
     out = benchmark.pedantic(forward, rounds=ROUNDS[r34_batch], warmup_rounds=3, iterations=1)
     assert tuple(out.shape) == (r34_batch, 1000)
     if benchmark.stats is None:
         pytest.skip("pytest-benchmark is disabled (--benchmark-disable, or under pytest-xdist): nothing was timed")
     median_s = benchmark.stats.stats.median
-    info = describe_runner(runner)
+    info = runner.describe()
     benchmark.extra_info.update({
         "target": info["name"],
         "device": info["device"],

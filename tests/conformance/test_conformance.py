@@ -13,15 +13,8 @@ import warnings
 import pytest
 import torch
 
-from resnet34_npu.compare import CaseResult, run_checked
-from resnet34_npu.criteria import judge
+from resnet34_npu import CaseResult, NonDeterminismWarning, RankingWarning, compare_logits, judge
 from resnet34_npu.labels import describe
-from resnet34_npu.metrics import compare_logits
-from resnet34_npu.pytest_plugin import record_case
-
-
-class NonDeterminismWarning(UserWarning):
-    """Two runs of the same target on the same input differed."""
 
 
 def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
@@ -29,13 +22,9 @@ def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
     with a pytest warning)."""
     images = r34.batch_images(r34_image, r34_batch)
     case = r34.case(r34_target, images)
-    record_case(r34_record, r34, "verdict", r34_target, case, batch=r34_batch)
+    r34_record("verdict", r34_target, case, batch=r34_batch)
     if not case.verdict.passed:
         pytest.fail(f"{r34_target} on {case.image} fails profile {r34.profile!r}:\n" + "\n".join(case.verdict.failures), pytrace=False)
-
-
-class RankingWarning(UserWarning):
-    """A ranking differs where the profile only warns about it."""
 
 
 def _ranking_check(r34, r34_target, problems: list[str], metric: str) -> None:
@@ -81,7 +70,7 @@ def test_batch_invariance(r34, r34_target, r34_image, r34_record):
     in_batch = r34.logits(r34_target, r34.batch_images(r34_image, 8))[:1]
     comparison = compare_logits(alone, in_batch, precision=runner.precision)
     verdict = judge(comparison, r34.session.profile)
-    record_case(r34_record, r34, "batch_invariance", r34_target, _case(r34_image, verdict, comparison))
+    r34_record("batch_invariance", r34_target, _case(r34_image, verdict, comparison))
     assert verdict.passed, f"{r34_image.name} in a batch of 8 vs alone on {r34_target}:\n" + "\n".join(verdict.failures)
 
 
@@ -91,12 +80,11 @@ def test_repeatability(r34, r34_target, r34_image, r34_record):
     non-determinism, reported as a warning and judged by the profile."""
     runner = r34.runner(r34_target)
     first = r34.logits(r34_target, (r34_image,))
-    second = run_checked(runner, r34.session.batch([r34_image]))
+    second = runner.run(r34.session.batch([r34_image]))
     identical = torch.equal(first, second)
     comparison = compare_logits(first, second, precision=runner.precision)
     verdict = judge(comparison, r34.session.profile)
-    record_case(r34_record, r34, "repeatability", r34_target, _case(r34_image, verdict, comparison),
-                nondeterministic=not identical)
+    r34_record("repeatability", r34_target, _case(r34_image, verdict, comparison), nondeterministic=not identical)
     if not identical:
         warnings.warn(NonDeterminismWarning(
             f"{r34_target}: two runs on {r34_image.name} differ (max abs {comparison.max_abs_error:.3e}, "

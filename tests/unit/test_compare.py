@@ -4,8 +4,10 @@ import pytest
 import torch
 
 from resnet34_npu import InputError
-from resnet34_npu.compare import Session, run_checked
+from resnet34_npu.compare import Session
 from resnet34_npu.constants import IMAGES_DIR
+from resnet34_npu.runners import CustomRunner, check_logits
+from resnet34_npu.targets import CustomSpec
 
 PHOTOS = [IMAGES_DIR / "cat.jpg", IMAGES_DIR / "coffee.jpg"]
 
@@ -57,7 +59,8 @@ class Broken:
 
 
 def test_a_wrong_target_fails_with_its_lines(session):
-    result = session.evaluate(Broken(session.model), PHOTOS[:1], warmup=0, iters=2)
+    broken = CustomRunner(CustomSpec("test", "broken"), Broken(session.model), "broken", "fp32", None)
+    result = session.evaluate(broken, PHOTOS[:1], warmup=0, iters=2)
     assert result.verdict == "fail"
     line = result.cases[0].verdict.failures[0]
     assert line.startswith("rel_l2_error: ") and "class 425 'barn'" in line
@@ -74,27 +77,13 @@ def test_timing_fields(session):
     assert result.to_dict()["throughput_ips"] == pytest.approx(1000 / latency["median"])
 
 
-class Returns:
-    name = "odd"
-    precision = "fp32"
-
-    def __init__(self, value):
-        self.value = value
-
-    def __call__(self, batch):
-        return self.value
-
-    def synchronize(self):
-        pass
-
-
 @pytest.mark.parametrize(
     "value, words",
     [([1, 2], "returned list"), (torch.zeros(1, 10), "shape [1, 10], expected [1, 1000]"), (torch.zeros(1, 1000, dtype=torch.int64), "torch.int64 logits")],
 )
 def test_targets_returning_the_wrong_thing_are_usage_errors(value, words):
     with pytest.raises(InputError, match=words.replace("[", r"\[").replace("]", r"\]")):
-        run_checked(Returns(value), torch.zeros(1, 3, 224, 224))
+        check_logits("odd", value, 1)
 
 
 def test_batches_compare_per_sample(session):

@@ -13,7 +13,8 @@ from resnet34_npu.compare import Session
 from resnet34_npu.constants import DEFAULT_IMAGE
 from resnet34_npu.criteria import judge
 from resnet34_npu.metrics import compare_logits
-from resnet34_npu.targets import CustomRunner, CustomSpec, parse_target
+from resnet34_npu.runners import CustomRunner
+from resnet34_npu.targets import CustomSpec, parse_target
 
 BAD = '''
 import torch
@@ -121,7 +122,7 @@ def test_declared_precision_decides_the_bounds(factories, session):
     runner = session.runner(f"{factories}:half_output")
     case = session.compare(runner, [DEFAULT_IMAGE])
     assert runner.precision == "fp16" and case.verdict.passed  # fp16 logits, judged as fp16
-    logits = runner(session.batch([DEFAULT_IMAGE])).float()
+    logits = runner.run(session.batch([DEFAULT_IMAGE]))
     as_fp32 = compare_logits(session.reference_logits([DEFAULT_IMAGE]), logits, precision="fp32")
     assert judge(as_fp32).status == "fail", "the same logits claimed as fp32 fail"
 

@@ -8,11 +8,11 @@ import torch
 
 from resnet34_npu import InputError
 from resnet34_npu import devices
+from resnet34_npu.knobs import default_acl_precision_mode
 from resnet34_npu.devices import (
     AUTO_ORDER,
     KINDS,
     NPU_NOT_INSTALLED,
-    default_acl_precision_mode,
     list_devices,
     parse_device,
     probe,

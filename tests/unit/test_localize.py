@@ -46,17 +46,17 @@ def session():
 
 
 def test_healthy_target_has_no_failing_stage(session):
-    localisation = session.localise(session.runner("cpu/channels_last"), [DEFAULT_IMAGE])
-    assert localisation.available and localisation.first_failing is None
-    assert [s.name for s in localisation.stages] == list(STAGES)
-    assert max(s.rel_l2_error for s in localisation.stages) < 1e-5
+    localization = session.localize(session.runner("cpu/channels_last"), [DEFAULT_IMAGE])
+    assert localization.available and localization.first_failing is None
+    assert [s.name for s in localization.stages] == list(STAGES)
+    assert max(s.rel_l2_error for s in localization.stages) < 1e-5
 
 
 def test_a_callable_without_a_module_says_so(session):
     runner = session.runner("examples.custom_target:torchscript_frozen")
-    localisation = session.localise(runner, [DEFAULT_IMAGE])
-    assert not localisation.available and localisation.note == NO_MODULE
-    assert localisation.line() == f"localisation: {NO_MODULE}"
+    localization = session.localize(runner, [DEFAULT_IMAGE])
+    assert not localization.available and localization.note == NO_MODULE
+    assert localization.line() == f"localization: {NO_MODULE}"
 
 
 def _cli(*argv, block_matplotlib=False):
@@ -88,4 +88,4 @@ def test_localize_without_matplotlib_is_one_clear_line(tmp_path):
 
 def test_localize_a_module_less_target_is_exit_2():
     result = _cli("localize", "--target", "examples.custom_target:torchscript_frozen")
-    assert result.returncode == 2 and "localisation needs a module" in result.stderr
+    assert result.returncode == 2 and "localization needs a module" in result.stderr

@@ -5,7 +5,9 @@ import torch
 
 from resnet34_npu import InputError, load_image, make_batch
 from resnet34_npu.constants import DEFAULT_IMAGE
-from resnet34_npu.targets import TargetSpec, build_runner, effective_precision, parse_target
+from resnet34_npu.knobs import effective_precision
+from resnet34_npu.runners import build_runner
+from resnet34_npu.targets import TargetSpec, parse_target
 
 
 @pytest.mark.parametrize(
@@ -14,13 +16,18 @@ from resnet34_npu.targets import TargetSpec, build_runner, effective_precision, 
         ("cpu", TargetSpec("cpu")),
         ("cpu/bf16-autocast", TargetSpec("cpu", "bf16-autocast")),
         ("npu:1/fp16", TargetSpec("npu:1", "fp16")),
-        ("cuda/fp32/channels_last", TargetSpec("cuda", "fp32", "channels_last")),
-        ("cuda/tf32=off", TargetSpec("cuda", "fp32", "eager", (("tf32", "off"),))),
-        ("cuda:1/bf16/reduced_reduction=off", TargetSpec("cuda:1", "bf16", "eager", (("reduced_reduction", "off"),))),
-        ("npu/fp32/hf32=off/acl=must_keep_origin_dtype", TargetSpec("npu", "fp32", "eager", (("acl", "must_keep_origin_dtype"), ("hf32", "off")))),
+        ("cuda/fp32/channels_last", TargetSpec("cuda", "fp32", ("channels_last",))),
+        ("cuda/fp16/channels_last/eager", None),
+        ("cuda/tf32=off", TargetSpec("cuda", "fp32", (), (("tf32", "off"),))),
+        ("cuda:1/bf16/reduced_reduction=off", TargetSpec("cuda:1", "bf16", (), (("reduced_reduction", "off"),))),
+        ("npu/fp32/hf32=off/acl=must_keep_origin_dtype", TargetSpec("npu", "fp32", (), (("acl", "must_keep_origin_dtype"), ("hf32", "off")))),
     ],
 )
 def test_parse(text, spec):
+    if spec is None:
+        with pytest.raises(InputError, match="eager means no mode, and channels_last is one"):
+            parse_target(text)
+        return
     assert parse_target(text) == spec
 
 
@@ -46,6 +53,7 @@ def test_bad_targets_name_the_valid_parts(text, words):
 
 def test_name_is_canonical():
     assert parse_target("cuda/channels_last").name == "cuda/fp32/channels_last"
+    assert parse_target("cuda/eager").name == "cuda/fp32" and parse_target("cuda/eager").mode == "eager"
     assert parse_target("npu:2/acl=must_keep_origin_dtype/hf32=on").name == "npu:2/fp32/acl=must_keep_origin_dtype/hf32=on"
 
 
@@ -72,10 +80,10 @@ def test_cpu_runner_computes_what_the_model_computes(seeded_model):
     with torch.inference_mode():
         expected = seeded_model(batch)
     runner = build_runner("cpu", seeded_model)
-    assert torch.equal(runner(batch), expected)
+    assert torch.equal(runner.run(batch), expected)
     assert runner.precision == "fp32" and runner.name == "cpu/fp32"
     cl = build_runner("cpu/channels_last", seeded_model)
-    assert torch.allclose(cl(batch), expected, rtol=1e-4, atol=1e-3)
+    assert torch.allclose(cl.run(batch), expected, rtol=1e-4, atol=1e-3)
     assert next(seeded_model.parameters()).dtype == torch.float32, "the reference model is untouched"
 
 

@@ -1,4 +1,5 @@
-"""Timing: the one implementation used by ``infer``, ``compare`` and the benchmarks.
+"""Timing: the one implementation used by ``infer``, ``compare``, the suite's latency column and
+the benchmarks' synchronisation.
 
 Warm-up calls first, then timed calls, each bracketed by device synchronisation; devices with
 events (CUDA, NPU, XPU) are timed with device events, the CPU with ``time.perf_counter``.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -44,6 +45,11 @@ class Timing:
         return asdict(self)
 
     @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Timing:
+        """The inverse of :meth:`to_dict` (records travel between pytest-xdist workers as dicts)."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+    @classmethod
     def from_samples(cls, samples_ms: list[float], warmup: int, batch_size: int, clock: str) -> Timing:
         values = np.asarray(samples_ms, dtype=np.float64)
         return cls(
@@ -61,9 +67,16 @@ class Timing:
 
 
 def _event_class(device: torch.device) -> Any:
-    if device.type in ("cuda", "npu", "xpu"):
+    if devices.kind_of(device).events:
         return getattr(getattr(torch, device.type), "Event", None)
     return None
+
+
+def speedup(reference: Timing | None, target: Timing | None) -> float | None:
+    """Reference median / target median (None when either is missing or the target took 0 ms)."""
+    if reference is None or target is None or target.median <= 0:
+        return None
+    return reference.median / target.median
 
 
 def time_call(
@@ -101,21 +114,3 @@ def time_call(
             sync()
             samples.append((time.perf_counter() - begin) * 1000.0)
     return Timing.from_samples(samples, warmup, batch_size, "device events" if event is not None else "perf_counter")
-
-
-def time_runner(runner: Any, batch: torch.Tensor, *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
-    """Time a target on ``batch``. Built-in targets (with ``prepare_input`` / ``forward``) are
-    timed on the forward pass alone, input already on the device, as the model card does;
-    custom targets end to end, from the CPU batch to float32 logits on the CPU. Either way
-    the device is synchronised around each timed call."""
-    if hasattr(runner, "prepare_input") and hasattr(runner, "forward"):
-        x = runner.prepare_input(batch)
-        return time_call(lambda: runner.forward(x), runner.device, warmup=warmup, iters=iters,
-                         batch_size=batch.shape[0])
-    # Custom targets: end to end, logits copied back to the CPU (which waits for a device that
-    # runs asynchronously even when the target has no synchronize()).
-    from .targets import run_checked
-
-    device = getattr(runner, "device", torch.device("cpu"))
-    return time_call(lambda: run_checked(runner, batch), device, warmup=warmup, iters=iters,
-                     batch_size=batch.shape[0], synchronize=runner.synchronize)

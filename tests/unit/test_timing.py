@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from resnet34_npu.bench import Timing, time_call
+from resnet34_npu.timing import Timing, time_call
 
 
 def test_statistics_match_numpy():

@@ -1,0 +1,258 @@
+"""Precision knobs: the process-wide switches that change what a device computes for float32
+tensors, how to read them, set them around one target's runs and restore them, and what
+precision a target really computes in as a result.
+
+One record per knob (:data:`KNOBS`): the device kind it belongs to, its values, and its
+apply / describe functions. A target spec names knobs as ``KNOB=VALUE``; unset knobs stay as
+the device has them; either way the settings in force are recorded in every report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import torch
+
+#: ACL precision modes torch_npu's ``set_option`` accepts.
+ACL_PRECISION_MODES = ("allow_fp32_to_fp16", "must_keep_origin_dtype")
+_REDUCED_REDUCTION = ("allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")
+
+
+# --- CUDA ----------------------------------------------------------------------------------
+
+def _new_tf32_api() -> tuple[Any, Any] | None:
+    """torch >= 2.9's ``fp32_precision`` switches (cuDNN convolutions, CUDA matmuls), if present."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    matmul = torch.backends.cuda.matmul
+    if conv is not None and hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
+        return conv, matmul
+    return None
+
+
+def cuda_tf32_settings() -> dict[str, Any]:
+    """Whether CUDA convolutions and matmuls run fp32 in TF32, through whichever API is in
+    use: torch >= 2.9 refuses to read the legacy ``allow_tf32`` flags once the new
+    ``fp32_precision`` ones were set."""
+    settings: dict[str, Any] = {}
+    new = _new_tf32_api()
+    if new is not None:
+        settings["cudnn.conv.fp32_precision"] = new[0].fp32_precision
+        settings["cuda.matmul.fp32_precision"] = new[1].fp32_precision
+    try:
+        settings["cudnn.allow_tf32"] = bool(torch.backends.cudnn.allow_tf32)
+        settings["cuda.matmul.allow_tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    except RuntimeError:
+        assert new is not None
+        settings["cudnn.allow_tf32"] = new[0].fp32_precision == "tf32"
+        settings["cuda.matmul.allow_tf32"] = new[1].fp32_precision == "tf32"
+    return settings
+
+
+def _set_cuda_tf32(value: str) -> Callable[[], None]:
+    enabled = value == "on"
+    new = _new_tf32_api()
+    if new is not None:
+        saved = (new[0].fp32_precision, new[1].fp32_precision)
+        new[0].fp32_precision = new[1].fp32_precision = "tf32" if enabled else "ieee"
+
+        def undo() -> None:
+            new[0].fp32_precision, new[1].fp32_precision = saved
+        return undo
+    legacy = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
+
+    def undo_legacy() -> None:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
+    return undo_legacy
+
+
+def _describe_cuda_tf32(settings: dict[str, Any], value: str) -> None:
+    on = value == "on"
+    settings.update({"cudnn.allow_tf32": on, "cuda.matmul.allow_tf32": on})
+    for key in ("cudnn.conv.fp32_precision", "cuda.matmul.fp32_precision"):
+        if key in settings:
+            settings[key] = "tf32" if on else "ieee"
+
+
+def cuda_settings() -> dict[str, Any]:
+    settings = cuda_tf32_settings()
+    settings["cudnn.deterministic"] = bool(torch.backends.cudnn.deterministic)
+    settings["cudnn.benchmark"] = bool(torch.backends.cudnn.benchmark)
+    for attr in _REDUCED_REDUCTION:
+        if hasattr(torch.backends.cuda.matmul, attr):
+            settings[f"cuda.matmul.{attr}"] = bool(getattr(torch.backends.cuda.matmul, attr))
+    return settings
+
+
+def _set_reduced_reduction(value: str) -> Callable[[], None]:
+    matmul = torch.backends.cuda.matmul
+    saved = {attr: getattr(matmul, attr) for attr in _REDUCED_REDUCTION}
+    for attr in _REDUCED_REDUCTION:
+        setattr(matmul, attr, value == "on")
+
+    def undo() -> None:
+        for attr, previous in saved.items():
+            setattr(matmul, attr, previous)
+    return undo
+
+
+def _describe_reduced_reduction(settings: dict[str, Any], value: str) -> None:
+    for attr in _REDUCED_REDUCTION:
+        settings[f"cuda.matmul.{attr}"] = value == "on"
+
+
+# --- Ascend NPU ----------------------------------------------------------------------------
+
+def get_acl_precision_mode() -> str | None:
+    """The ACL precision mode set in this process, read back from torch_npu (None: never set,
+    so the device default applies)."""
+    try:
+        import torch_npu
+
+        value = torch_npu._C._npu_getOption("ACL_PRECISION_MODE")
+    except Exception:
+        return None
+    text = value.decode() if isinstance(value, bytes) else (value or "")
+    return text or None
+
+
+def set_acl_precision_mode(mode: str | None) -> None:
+    """Set the ACL precision mode (None: the device default, since torch_npu cannot unset it)."""
+    if mode is None:
+        mode = default_acl_precision_mode(str(torch.npu.get_device_name(0)))
+    if get_acl_precision_mode() != mode:
+        torch.npu.set_option({"ACL_PRECISION_MODE": mode})
+
+
+def default_acl_precision_mode(soc: str) -> str:
+    """The ACL precision mode a device uses when none is set: Atlas training (Ascend910A,
+    Ascend910ProA/B...) converts fp32 to fp16 for matrix operators; Atlas A2/A3 (Ascend910B1-4,
+    Ascend910_93...) keep the original dtype."""
+    name = soc.replace(" ", "")
+    if name.startswith("Ascend910B") or name.startswith("Ascend910_9") or name.startswith("Ascend910C"):
+        return "must_keep_origin_dtype"
+    return "allow_fp32_to_fp16"
+
+
+def npu_settings() -> dict[str, Any]:
+    npu = torch.npu
+    soc = ""
+    try:
+        soc = str(npu.get_device_name(0))
+    except Exception:
+        pass
+    mode = get_acl_precision_mode()
+    return {
+        "npu.conv.allow_hf32": bool(npu.conv.allow_hf32),
+        "npu.matmul.allow_hf32": bool(npu.matmul.allow_hf32),
+        "ACL_PRECISION_MODE": mode or f"{default_acl_precision_mode(soc)} (device default, not set)",
+    }
+
+
+def _set_hf32(value: str) -> Callable[[], None]:
+    backends = (torch.npu.conv, torch.npu.matmul)
+    saved = [bool(b.allow_hf32) for b in backends]
+    for backend in backends:
+        backend.allow_hf32 = value == "on"
+
+    def undo() -> None:
+        for backend, previous in zip(backends, saved):
+            backend.allow_hf32 = previous
+    return undo
+
+
+def _describe_hf32(settings: dict[str, Any], value: str) -> None:
+    settings.update({"npu.conv.allow_hf32": value == "on", "npu.matmul.allow_hf32": value == "on"})
+
+
+def _set_acl(value: str) -> Callable[[], None]:
+    previous = get_acl_precision_mode()
+    set_acl_precision_mode(value)
+    return lambda: set_acl_precision_mode(previous)
+
+
+def _describe_acl(settings: dict[str, Any], value: str) -> None:
+    settings["ACL_PRECISION_MODE"] = value
+
+
+# --- the table -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Knob:
+    """A precision switch of one device kind: set with ``apply(value)`` (which returns the
+    undo), recorded with ``describe(settings, value)`` without touching the device."""
+
+    name: str
+    kind: str
+    values: tuple[str, ...]
+    help: str
+    apply: Callable[[str], Callable[[], None]]
+    describe: Callable[[dict[str, Any], str], None]
+
+
+KNOBS: dict[str, Knob] = {k.name: k for k in (
+    Knob("tf32", "cuda", ("on", "off"), "CUDA convolutions and matmuls in TF32", _set_cuda_tf32, _describe_cuda_tf32),
+    Knob("reduced_reduction", "cuda", ("on", "off"), "CUDA fp16/bf16 matmuls may reduce in reduced precision",
+         _set_reduced_reduction, _describe_reduced_reduction),
+    Knob("hf32", "npu", ("on", "off"), "NPU convolutions and matmuls in HF32", _set_hf32, _describe_hf32),
+    Knob("acl", "npu", ACL_PRECISION_MODES, "the NPU's ACL precision mode", _set_acl, _describe_acl),
+)}
+
+
+def knob_help() -> str:
+    """``tf32=on|off (CUDA ...), ...`` for error messages and help texts."""
+    return ", ".join(f"{k.name}={'|'.join(k.values) if len(k.values) < 3 else 'MODE'}" for k in KNOBS.values())
+
+
+@contextlib.contextmanager
+def applied(knobs: dict[str, str]) -> Iterator[None]:
+    """Apply a target's knobs around its own runs and restore the previous settings after, so
+    targets with different settings can share one process."""
+    undo: list[Callable[[], None]] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch >= 2.9 deprecates allow_tf32 in favour of fp32_precision
+        for name, value in knobs.items():
+            undo.append(KNOBS[name].apply(value))
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for step in reversed(undo):
+                step()
+
+
+def described(settings: dict[str, Any], knobs: dict[str, str]) -> dict[str, Any]:
+    """The device's settings as they will be under ``knobs``, worked out without touching the
+    process-wide switches."""
+    settings = dict(settings)
+    for name, value in knobs.items():
+        KNOBS[name].describe(settings, value)
+    return settings
+
+
+def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]:
+    """The precision a target really computes in, and why: its dtype, lowered to ``tf32`` /
+    ``hf32`` / ``fp16`` when the device runs float32 convolutions in reduced precision."""
+    if dtype != "fp32":
+        kind = dtype.split("-")[0]
+        if "autocast" in dtype:
+            return kind, f"{dtype}: convolutions and matmuls autocast to {kind}"
+        return kind, f"{dtype}: weights and input cast to {kind}"
+    if settings.get("cudnn.allow_tf32"):
+        return "tf32", "fp32 with torch.backends.cudnn.allow_tf32=True: convolutions run in TF32"
+    if settings.get("cuda.matmul.allow_tf32"):
+        return "tf32", "fp32 with torch.backends.cuda.matmul.allow_tf32=True: the fc layer runs in TF32"
+    acl = str(settings.get("ACL_PRECISION_MODE", ""))
+    if acl.startswith(("allow_fp32_to_fp16", "force_fp16", "allow_mix_precision")):
+        return "fp16", f"fp32 with ACL_PRECISION_MODE={acl}: matrix operators run in fp16"
+    if settings.get("npu.conv.allow_hf32"):
+        return "hf32", "fp32 with torch.npu.conv.allow_hf32=True: convolutions run in HF32"
+    if settings.get("npu.matmul.allow_hf32"):
+        return "hf32", "fp32 with torch.npu.matmul.allow_hf32=True: the fc layer runs in HF32"
+    if settings.get("float32_matmul_precision") in ("high", "medium"):
+        return "tf32", f"fp32 with float32_matmul_precision={settings['float32_matmul_precision']!r}"
+    return "fp32", "fp32 end to end"

@@ -1,0 +1,134 @@
+"""The conformance suite's session: its options, its target matrix, and (lazily) the comparison
+session with the runners, logits and latencies every test shares, each computed once.
+
+The pytest plugin keeps one :class:`Suite` per pytest session and hands it to the tests as the
+``r34`` fixture; the tests ask it for cases and records. Records are plain dicts, made where a
+test ran (a pytest-xdist worker), so the controller builds the acceptance report from them
+alone (``report.acceptance_report``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .compare import CaseResult, Session
+from .constants import IMAGES_DIR, PHOTOS
+from .images import find_images, load_image
+from .matrix import TargetChoice, choose_targets
+from .report import check_writable
+from .runners import Runner
+from .timing import Timing
+
+BATCH_SIZES = (1, 8)
+
+
+@dataclass
+class Suite:
+    """See the module docstring. ``report`` is None on pytest-xdist workers and with
+    ``--r34-report=none``."""
+
+    targets: list[TargetChoice]
+    weights: str
+    images: list[Path]
+    profile: str
+    fp64_truth: bool
+    report: Path | None
+    iters: int
+    update_golden: bool = False
+    _session: Session | None = None
+    _runners: dict[str, Runner] = field(default_factory=dict)
+    _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
+    _latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
+    _cases: dict[tuple[str, tuple[str, ...]], CaseResult] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any], *, worker: bool) -> Suite:
+        """Check every option before any test runs (bad images, targets, report folder and
+        custom targets are :class:`InputError`), then build the suite."""
+        images = list(dict.fromkeys(p.resolve() for p in find_images(values["r34_images"] or [IMAGES_DIR / p for p in PHOTOS])))
+        for image in images:
+            load_image(image)
+        report = values["r34_report"]
+        suite = cls(
+            targets=choose_targets(values["r34_targets"]),
+            weights=values["r34_weights"],
+            images=images,
+            profile=values["r34_profile"],
+            fp64_truth=bool(values["r34_fp64_truth"]),
+            report=None if report == "none" or worker else check_writable(Path(report)),
+            iters=values["r34_iters"],
+            update_golden=bool(values["r34_update_golden"]),
+        )
+        for choice in suite.targets:
+            if choice.kind == "custom":
+                suite.runner(choice.name)  # import, build and check it now: a broken one is a usage error
+        return suite
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = Session(self.weights, "cpu", fp64_truth=self.fp64_truth, profile=self.profile)
+        return self._session
+
+    def choice(self, name: str) -> TargetChoice | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+    def runner(self, name: str) -> Runner:
+        if name not in self._runners:
+            self._runners[name] = self.session.runner(name)
+        return self._runners[name]
+
+    def batch_images(self, image: Path, batch: int) -> tuple[Path, ...]:
+        """``image`` first, then the next images of the list, cyclically, up to ``batch``."""
+        start = self.images.index(image)
+        return tuple(self.images[(start + k) % len(self.images)] for k in range(batch))
+
+    def logits(self, name: str, images: tuple[Path, ...]) -> torch.Tensor:
+        """The target's logits for the batch, computed once per session."""
+        key = (name, tuple(map(str, images)))
+        if key not in self._logits:
+            self._logits[key] = self.runner(name).run(self.session.batch(images))
+        return self._logits[key]
+
+    def case(self, name: str, images: tuple[Path, ...]) -> CaseResult:
+        """The comparison (and, when it fails, the localization), computed once per session."""
+        key = (name, tuple(map(str, images)))
+        if key not in self._cases:
+            self._cases[key] = self.session.compare(self.runner(name), images, logits=self.logits(name, images))
+        return self._cases[key]
+
+    def latency(self, name: str, batch: int) -> Timing | None:
+        if self.iters == 0:
+            return None
+        key = (name, batch)
+        if key not in self._latency:
+            images = self.batch_images(self.images[0], batch)
+            self._latency[key] = self.runner(name).time(self.session.batch(images), warmup=1, iters=self.iters)
+        return self._latency[key]
+
+    def reference_latency(self, batch: int) -> Timing | None:
+        if self.iters == 0:
+            return None
+        return self.session.reference_timing(batch, 1, self.iters, self.images[0])
+
+    def record(self, kind: str, target: str, case: CaseResult, batch: int | None = None, **extra: Any) -> dict[str, Any]:
+        """What the terminal table and the acceptance report read about one check. ``target``
+        is the matrix name (the test id); ``batch`` asks for the latencies of the target and
+        the reference at that batch size."""
+        latency = self.latency(target, batch) if batch else None
+        reference_latency = self.reference_latency(batch) if batch else None
+        return {
+            "kind": kind,
+            "target": target,
+            "target_info": self.runner(target).describe(),
+            "reference": self.session.reference.describe(),
+            "weights": self.session.weights_info.to_dict(),
+            "case": case.to_dict(),
+            "latency_ms": None if latency is None else latency.to_dict(),
+            "reference_latency_ms": None if reference_latency is None else reference_latency.to_dict(),
+            **extra,
+        }
