@@ -1,25 +1,17 @@
-"""The README's custom-target example runs as written, from the CLI and from pytest."""
+"""The README's custom-target example runs as written, from the CLI and from pytest, in
+process (the entry point itself is tested once, as a subprocess, in test_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+import shlex
 from pathlib import Path
+
+from resnet34_npu import cli
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = "python -m resnet34_npu compare --target examples.custom_target:torchscript_frozen"
 PYTEST = "pytest tests/conformance --r34-target=examples.custom_target:torchscript_frozen"
-
-
-def _run(command: str, *extra: str, tmp: Path) -> subprocess.CompletedProcess:
-    argv = command.split()
-    argv[0] = sys.executable if argv[0] == "python" else argv[0]
-    if argv[0] == "pytest":
-        argv = [sys.executable, "-m", "pytest", *argv[1:]]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("R34_")}
-    return subprocess.run([*argv, *extra], capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
 def test_readme_shows_these_commands():
@@ -27,16 +19,26 @@ def test_readme_shows_these_commands():
     assert CLI in readme and PYTEST in readme
 
 
-def test_cli_example(tmp_path):
-    result = _run(CLI, "--iters", "2", "--output", str(tmp_path / "r.json"), tmp=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_cli_example(tmp_path, capsys):
+    argv = shlex.split(CLI)
+    assert argv[:3] == ["python", "-m", "resnet34_npu"]
+    code = cli.main([*argv[3:], "--iters", "2", "--output", str(tmp_path / "r.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
     doc = json.loads((tmp_path / "r.json").read_text())
     assert [t["name"] for t in doc["targets"]] == ["example:torchscript-frozen"]
 
 
-def test_pytest_example(tmp_path):
-    result = _run(PYTEST, "-q", "-p", "no:cacheprovider", f"--r34-report={tmp_path / 'a.json'}", "-k", "not golden", tmp=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:]
-    assert "example:torchscript-frozen" in result.stdout or "examples.custom_target:torchscript_frozen" in result.stdout
-    doc = json.loads((tmp_path / "a.json").read_text())
+def test_pytest_example(pytester, monkeypatch, tmp_path):
+    argv = shlex.split(PYTEST)
+    assert argv[0] == "pytest"
+    for name in [k for k in __import__("os").environ if k.startswith("R34_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(REPO)  # the README runs it from the checkout
+    report = tmp_path / "a.json"
+    result = pytester.runpytest_inprocess(*argv[1:], "-p", "no:cacheprovider", f"--rootdir={REPO}", "-c",
+                                          str(REPO / "pytest.ini"), f"--r34-report={report}", "--r34-iters=0", "-k", "not golden")
+    assert result.ret == 0, result.stdout.str()[-3000:]
+    assert "example:torchscript-frozen" in result.stdout.str() or "examples.custom_target:torchscript_frozen" in result.stdout.str()
+    doc = json.loads(report.read_text())
     assert doc["verdict"] == "pass" and doc["targets"][0]["images"]

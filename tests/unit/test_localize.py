@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from resnet34_npu.cli import main
 from resnet34_npu.compare import Session
 from resnet34_npu.constants import DEFAULT_IMAGE
 from resnet34_npu.localize import NO_MODULE, STAGES, find_stages
@@ -59,33 +58,31 @@ def test_a_callable_without_a_module_says_so(session):
     assert localization.line() == f"localization: {NO_MODULE}"
 
 
-def _cli(*argv, block_matplotlib=False):
-    code = "import sys\n"
-    if block_matplotlib:
-        code += "sys.modules['matplotlib'] = None\n"
-    code += "from resnet34_npu.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-    return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+def _cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def test_localize_command_table_and_png(tmp_path):
+def test_localize_command_table_and_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "stages.png"
-    result = _cli("localize", "--target", "resnet34_npu.faults:residual_dropped", "--png", str(png))
-    assert result.returncode == 1, result.stderr
-    assert "first diverging stage: layer2.1:" in result.stdout
-    assert [line.split()[0] for line in result.stdout.splitlines()[2:2 + len(STAGES)]] == list(STAGES)
+    code, out, err = _cli(capsys, "localize", "--target", "resnet34_npu.faults:residual_dropped", "--png", str(png))
+    assert code == 1, err
+    assert "first diverging stage: layer2.1:" in out
+    assert [line.split()[0] for line in out.splitlines()[2:2 + len(STAGES)]] == list(STAGES)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_localize_without_matplotlib_is_one_clear_line(tmp_path):
-    result = _cli("localize", "--target", "cpu", "--png", str(tmp_path / "x.png"), block_matplotlib=True)
-    assert result.returncode == 2 and not (tmp_path / "x.png").exists()
-    assert result.stderr.strip().splitlines()[-1] == (
+def test_localize_without_matplotlib_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` meets where it is not installed
+    code, _, err = _cli(capsys, "localize", "--target", "cpu", "--png", str(tmp_path / "x.png"))
+    assert code == 2 and not (tmp_path / "x.png").exists()
+    assert err.strip().splitlines() == [
         f"resnet34-npu localize: error: chart '{tmp_path / 'x.png'}': matplotlib is not installed (pip install matplotlib)"
-    )
+    ]
 
 
-def test_localize_a_module_less_target_is_exit_2():
-    result = _cli("localize", "--target", "examples.custom_target:torchscript_frozen")
-    assert result.returncode == 2 and "localization needs a module" in result.stderr
+def test_localize_a_module_less_target_is_exit_2(capsys):
+    code, _, err = _cli(capsys, "localize", "--target", "examples.custom_target:torchscript_frozen")
+    assert code == 2 and "localization needs a module" in err

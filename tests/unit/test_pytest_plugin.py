@@ -1,5 +1,7 @@
-"""The plugin, run for real with pytester in a subprocess: a healthy run, an impossible
-profile, bad options, skip reasons, selections, and the report under pytest-xdist."""
+"""The plugin, run for real with pytester: a healthy run, an impossible profile, bad options,
+skip reasons, selections, and the report under pytest-xdist. In process (the model, the
+weights and the CPU reference are shared with this session), except the pytest-xdist run,
+whose worker processes are the point."""
 
 from __future__ import annotations
 
@@ -30,8 +32,11 @@ def suite(pytester, monkeypatch):
     return pytester
 
 
+ONE_IMAGE = "--r34-images=" + str(REPO / "fixtures/images/cat.jpg")
+
+
 def run(pytester, *args):
-    return pytester.runpytest_subprocess("--r34-iters=0", "--r34-images=" + str(REPO / "fixtures/images/cat.jpg"), *args)
+    return pytester.runpytest_inprocess("--r34-iters=0", ONE_IMAGE, *args)
 
 
 def test_healthy_run_passes_and_writes_the_report(suite):
@@ -72,7 +77,7 @@ def test_impossible_profile_fails_with_the_right_lines(suite):
     ],
 )
 def test_bad_options_are_usage_errors(suite, args, words):
-    result = suite.runpytest_subprocess(*args)
+    result = suite.runpytest_inprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert words in result.stderr.str()
     assert "Traceback" not in result.stderr.str()
@@ -80,7 +85,7 @@ def test_bad_options_are_usage_errors(suite, args, words):
 
 def test_bad_environment_values_are_usage_errors(suite, monkeypatch):
     monkeypatch.setenv("R34_PROFILE", "lenient")
-    result = suite.runpytest_subprocess()
+    result = suite.runpytest_inprocess()
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "R34_PROFILE='lenient'" in result.stderr.str()
 
 
@@ -104,13 +109,17 @@ def test_skips_carry_their_reasons_and_markers_select(suite):
     assert "skipped" not in cpu_only.parseoutcomes() and cpu_only.parseoutcomes()["passed"] == 3
 
 
+@pytest.mark.subprocess
 def test_report_is_merged_under_xdist(suite):
-    plain = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=plain.json", "--r34-iters=2")
-    xdist = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "--r34-report=xdist.json", "--r34-iters=2", "-n", "2")
-    assert plain.parseoutcomes() == xdist.parseoutcomes()
+    """One image, one target, two workers: the controller's report has every worker's records."""
+    args = ("--r34-target=cpu/channels_last", "-k", "not batch8")
+    plain = run(suite, *args, "--r34-report=plain.json", "--r34-iters=2")
+    xdist = suite.runpytest_subprocess(ONE_IMAGE, *args, "--r34-report=xdist.json", "--r34-iters=2", "-n", "2")
+    ran = {k: v for k, v in plain.parseoutcomes().items() if k != "deselected"}  # xdist does not print deselections
+    assert ran == xdist.parseoutcomes() == {"passed": 5}
     a = json.loads((suite.path / "plain.json").read_text())
     b = json.loads((suite.path / "xdist.json").read_text())
-    assert len(b["tests"]) == len(a["tests"]) == sum(plain.parseoutcomes().values())
+    assert len(b["tests"]) == len(a["tests"]) == 5
     for ta, tb in zip(a["targets"], b["targets"]):
         assert ta["name"] == tb["name"]
         assert sorted(i["image"] for i in ta["images"]) == sorted(i["image"] for i in tb["images"])
@@ -148,7 +157,7 @@ def test_custom_target_problems_are_usage_errors_in_pytest(suite):
                 raise RuntimeError("engine not loaded")
             return run
     """)
-    result = suite.runpytest_subprocess("--r34-target=broken_engine:build", "--r34-iters=0")
+    result = suite.runpytest_inprocess("--r34-target=broken_engine:build", "--r34-iters=0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert ("target 'broken_engine:build': calling it on a batch of two raised RuntimeError: engine not loaded"
             in result.stderr.str())
