@@ -49,11 +49,24 @@ def conv_weight_noise(model: torch.nn.Module) -> torch.nn.Module:
     return _named(model, "fault:conv-weight-noise-1e-3")
 
 
+def _to_fp16(x: torch.Tensor) -> torch.Tensor:
+    return x.half().float()
+
+
 def layer_in_fp16(model: torch.nn.Module) -> torch.nn.Module:
-    """Fault: layer3 silently computed in fp16 (a kernel that ignores the requested dtype)."""
-    layer = model.get_submodule(FP16_LAYER).half()
-    layer.register_forward_pre_hook(lambda _m, args: tuple(a.half() for a in args))
-    layer.register_forward_hook(lambda _m, _args, out: out.float())
+    """Fault: layer3 silently computed in fp16 (a kernel that ignores the requested dtype):
+    its weights, its input and every operator's output rounded to fp16. The arithmetic runs in
+    fp32 on fp16 values, which is what an fp16 kernel with fp32 accumulation computes, at fp32
+    speed on any CPU (real fp16 kernels are tens of times slower on CPUs without them)."""
+    layer = model.get_submodule(FP16_LAYER)
+    with torch.no_grad():
+        for tensor in [*layer.parameters(), *layer.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(_to_fp16(tensor))
+    layer.register_forward_pre_hook(lambda _m, args: tuple(_to_fp16(a) for a in args))
+    for sub in layer.modules():
+        if not list(sub.children()):
+            sub.register_forward_hook(lambda _m, _args, out: _to_fp16(out))
     return _named(model, "fault:layer3-in-fp16")
 
 
@@ -104,8 +117,8 @@ def nan_output(model: torch.nn.Module) -> torch.nn.Module:
 
 
 class _Stale:
-    """Returns the previous call's output whenever the batch shape repeats (a missed
-    synchronisation reading last batch's buffer)."""
+    """Returns the previous call's output buffer (its first N rows) whenever it holds at least
+    as many samples as this batch (a missed synchronisation reading last batch's buffer)."""
 
     name = "fault:stale-output"
     precision = "fp32"
@@ -117,7 +130,8 @@ class _Stale:
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             fresh = self.module(batch)
-        out = self.previous if self.previous is not None and self.previous.shape == fresh.shape else fresh
+        stale = self.previous is not None and self.previous.shape[0] >= fresh.shape[0]
+        out = self.previous[: fresh.shape[0]] if stale else fresh
         self.previous = fresh
         return out
 

@@ -24,6 +24,9 @@ from .runners import Runner
 from .timing import Timing
 
 BATCH_SIZES = (1, 8)
+#: The batch sizes the latency column times: batch 1, what the acceptance report's
+#: ``latency_ms`` holds. Throughput at batch 8 is the benchmarks' job (``pytest -m benchmark``).
+TIMED_BATCHES = (1,)
 
 
 @dataclass
@@ -118,9 +121,10 @@ class Suite:
     def record(self, kind: str, target: str, case: CaseResult, batch: int | None = None, **extra: Any) -> dict[str, Any]:
         """What the terminal table and the acceptance report read about one check. ``target``
         is the matrix name (the test id); ``batch`` asks for the latencies of the target and
-        the reference at that batch size."""
-        latency = self.latency(target, batch) if batch else None
-        reference_latency = self.reference_latency(batch) if batch else None
+        the reference at that batch size (when it is one of :data:`TIMED_BATCHES`)."""
+        timed = batch in TIMED_BATCHES
+        latency = self.latency(target, batch) if timed else None
+        reference_latency = self.reference_latency(batch) if timed else None
         return {
             "kind": kind,
             "target": target,

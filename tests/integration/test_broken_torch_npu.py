@@ -1,7 +1,7 @@
 """A host with the real torch-npu wheel but no CANN: torch's backend auto-loading makes
 ``import torch`` itself fail there. The CLI and pytest must still start, report the NPU as
-unavailable with the real cause, and run everything else. Three subprocesses run by default;
-the ``slow`` ones (``pytest -m slow``, which CI runs too) start three more.
+unavailable with the real cause, and run everything else. Marked ``slow`` (six subprocesses
+that import torch): ``pytest -m slow`` runs them, and CI does.
 
 The wheel (about 43 MB) is fetched once from PyPI with ``pip download --no-deps`` into the
 cache folder and installed with ``--no-deps`` into a folder of its own; without network or
@@ -21,7 +21,7 @@ import torch
 from resnet34_npu.weights import cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.npu_install, pytest.mark.subprocess]
+pytestmark = [pytest.mark.npu_install, pytest.mark.subprocess, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,6 @@ def test_devices_reports_the_real_cause(npu_site):
     assert result.stdout.splitlines()[0].startswith("cpu ") and "available" in result.stdout.splitlines()[0]
 
 
-@pytest.mark.slow
 def test_infer_on_cpu_still_runs_and_npu_is_refused_in_one_line(npu_site):
     ok = _run(npu_site, "-m", "resnet34_npu", "infer", "--device", "cpu", "--warmup", "0", "--iters", "1")
     assert ok.returncode == 0 and "[134]" in ok.stdout, ok.stderr
@@ -82,7 +81,6 @@ def test_infer_on_cpu_still_runs_and_npu_is_refused_in_one_line(npu_site):
     assert refused.stderr.startswith("resnet34-npu infer: error: device 'npu' is not available: import torch_npu failed")
 
 
-@pytest.mark.slow
 def test_pytest_still_starts(npu_site):
     result = _run(npu_site, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_labels.py")
     assert result.returncode == 0, result.stdout[-2000:]

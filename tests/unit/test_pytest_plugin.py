@@ -112,9 +112,9 @@ def test_skips_carry_their_reasons_and_markers_select(suite):
 @pytest.mark.subprocess
 def test_report_is_merged_under_xdist(suite):
     """One image, one target, two workers: the controller's report has every worker's records."""
-    args = ("--r34-target=cpu/channels_last", "-k", "not batch8")
-    plain = run(suite, *args, "--r34-report=plain.json", "--r34-iters=2")
-    xdist = suite.runpytest_subprocess(ONE_IMAGE, *args, "--r34-report=xdist.json", "--r34-iters=2", "-n", "2")
+    args = ("--r34-target=cpu/channels_last", "-k", "not batch8", "--r34-iters=2")
+    plain = run(suite, *args, "--r34-report=plain.json")
+    xdist = run(suite, *args, "--r34-report=xdist.json", "-n", "2")  # the controller here, two worker processes
     ran = {k: v for k, v in plain.parseoutcomes().items() if k != "deselected"}  # xdist does not print deselections
     assert ran == xdist.parseoutcomes() == {"passed": 5}
     a = json.loads((suite.path / "plain.json").read_text())

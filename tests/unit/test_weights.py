@@ -64,13 +64,22 @@ def test_other_seeds_differ(tmp_cache):
     assert seeded_path(7).is_file()
 
 
+@pytest.mark.subprocess
+@pytest.mark.slow
 def test_two_processes_racing_both_get_a_whole_file(tmp_cache):
-    code = "import resnet34_npu as r; print(r.build_model_with_info('seeded:3')[1].tensor_sha256)"
+    """This process and another generate the same weights at the same moment (the other one
+    waits, torch imported, for the word go): both must load a whole file."""
+    code = ("import sys, resnet34_npu as r; print('ready', flush=True); sys.stdin.readline(); "
+            "print(r.build_model_with_info('seeded:3')[1].tensor_sha256)")
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
-    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
-    assert all(p.returncode == 0 for p in procs)
-    assert outs[0] == outs[1] and len(outs[0]) == 64
+    other = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert other.stdout.readline().strip() == "ready"
+    other.stdin.write("go\n")
+    other.stdin.flush()
+    mine = build_model_with_info("seeded:3")[1].tensor_sha256
+    theirs = other.communicate(timeout=120)[0].strip()
+    assert other.returncode == 0
+    assert mine == theirs and len(mine) == 64
     assert [p.name for p in tmp_cache.iterdir()] == ["resnet34-seeded-3.pth"]
 
 
