@@ -34,8 +34,8 @@ CUDA_NOT_VISIBLE = "no CUDA device is visible (check `nvidia-smi` and CUDA_VISIB
 MPS_NOT_AVAILABLE = "MPS is not available (needs Apple silicon and a torch build with MPS)"
 XPU_NOT_AVAILABLE = "no Intel XPU is visible (needs an XPU build of torch and a visible device)"
 #: Reduced-precision CPU targets leave the default matrix on CPUs without native kernels for them.
-CPU_NO_NATIVE = ("this CPU has no native {dtype} kernels (oneDNN: {why}; about 50x slower than fp32 here); "
-                 "run it with -m slow or --r34-target")
+CPU_NO_NATIVE = ("this CPU has no native {dtype} kernels ({why}; without them {dtype} runs tens of times slower "
+                 "than fp32); run it with -m slow or --r34-target")
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def cpu_native_kernels() -> dict[str, str]:
         except Exception:
             native = False
         if not native:
-            found[dtype] = CPU_NO_NATIVE.format(dtype=dtype, why=f"_is_mkldnn_{dtype}_supported() is False")
+            found[dtype] = CPU_NO_NATIVE.format(dtype=dtype, why=f"oneDNN: _is_mkldnn_{dtype}_supported() is False")
         elif x86 and not capability.startswith(("AVX512", "AMX")):
             found[dtype] = CPU_NO_NATIVE.format(dtype=dtype, why=f"ATen CPU capability is {capability}")
         else:

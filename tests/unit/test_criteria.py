@@ -104,11 +104,32 @@ def test_msprobe_dual_thousandth_fails_and_warns():
     assert verdict.status == "warn" and verdict.warnings[0].startswith("rel_err_ratio_1e-4")
 
 
-def test_msprobe_cosine_rule_applies_only_over_the_abs_threshold():
+def test_a_conditional_rule_applies_only_when_its_condition_holds():
     rule = Rule("cosine_similarity", ">=", 0.99, when=("max_abs_error", ">", 0.001))
     assert not rule.applies({"cosine_similarity": 0.5, "max_abs_error": 0.0005})
     assert rule.applies({"cosine_similarity": 0.5, "max_abs_error": 0.01})
     assert rule.applies({"cosine_similarity": 0.5, "max_abs_error": math.nan})
+
+
+def test_msprobe_passes_below_a_max_abs_error_of_0001_whatever_the_ratios():
+    """msprobe's order: max abs error < 0.001 passes and skips the dual-ratio test, so a
+    healthy reordering whose small logits carry large relative errors passes."""
+    ref = logits() * 1e-3  # logits of order 0.02: every element's error stays below 0.001
+    out = ref * (1 + 1e-2)  # 1 % relative error on every element
+    c = compare_logits(ref, out)
+    assert c.max_abs_error < 1e-3 and c.metrics()["rel_err_ratio_1e-3"] == 1.0
+    assert judge(c, "msprobe").status == "pass"
+    bigger = compare_logits(ref * 1e3, out * 1e3)  # the same relative errors, now above 0.001 absolute
+    assert judge(bigger, "msprobe").status == "fail"
+
+
+def test_msprobe_fails_a_cosine_of_099_or_less_whatever_the_max_abs_error():
+    ref = torch.zeros(1, 1000)
+    ref[0, :2] = torch.tensor([1e-4, 0.0])
+    out = torch.zeros(1, 1000)
+    out[0, :2] = torch.tensor([0.0, 1e-4])  # orthogonal, max abs error 1e-4
+    verdict = judge(compare_logits(ref, out), "msprobe")
+    assert verdict.status == "fail" and verdict.failures[0].startswith("cosine_similarity: 0 <= 0.99")
 
 
 def test_strict_is_assert_close():

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from resnet34_npu import devices
 from resnet34_npu.devices import NPU_NOT_INSTALLED, probe
 from resnet34_npu.weights import cache_dir
 
@@ -111,10 +112,11 @@ def test_skips_carry_their_reasons_and_markers_select(suite):
 
 @pytest.mark.subprocess
 def test_report_is_merged_under_xdist(suite):
-    """One image, one target, two workers: the controller's report has every worker's records."""
+    """One image, one target, two workers: the controller's report has every worker's records.
+    Three processes (the controller and two workers) import torch here."""
     args = ("--r34-target=cpu/channels_last", "-k", "not batch8", "--r34-iters=2")
     plain = run(suite, *args, "--r34-report=plain.json")
-    xdist = run(suite, *args, "--r34-report=xdist.json", "-n", "2")  # the controller here, two worker processes
+    xdist = suite.runpytest_subprocess(ONE_IMAGE, *args, "--r34-report=xdist.json", "-n", "2")
     ran = {k: v for k, v in plain.parseoutcomes().items() if k != "deselected"}  # xdist does not print deselections
     assert ran == xdist.parseoutcomes() == {"passed": 5}
     a = json.loads((suite.path / "plain.json").read_text())
@@ -174,3 +176,18 @@ def test_junit_xml_works_as_usual(suite):
     result.assert_outcomes(passed=1)
     text = (suite.path / "j.xml").read_text()
     assert 'tests="1"' in text and "test_verdict" in text
+
+
+def test_reduced_precision_without_native_kernels_is_skipped_unless_slow(suite, monkeypatch):
+    """On a CPU without native bf16 kernels (judged here as AVX2-only) the default matrix shows
+    cpu/bf16-autocast as a skip with the reason; `-m slow` runs it."""
+    monkeypatch.setattr(devices, "cpu_capability", lambda: "AVX2")
+    devices.cpu_native_kernels.cache_clear()
+    try:
+        default = run(suite, "-k", "test_verdict and batch1 and bf16", "-rs")
+        assert default.parseoutcomes().get("skipped") == 1 and "passed" not in default.parseoutcomes()
+        default.stdout.fnmatch_lines(["SKIPPED * cpu/bf16-autocast: this CPU has no native bf16 kernels (*"])
+        slow = run(suite, "-m", "slow", "-k", "test_verdict and batch1 and bf16")
+        assert slow.parseoutcomes() == {"passed": 1, "deselected": slow.parseoutcomes()["deselected"]}
+    finally:
+        devices.cpu_native_kernels.cache_clear()
