@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 # runs many more.
 # "ci" is derandomised: a given version of the suite checks the same examples on every run and
 # every machine, so a failure on hardware is reproducible rather than a matter of luck.
-settings.register_profile("ci", max_examples=12, deadline=None, derandomize=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci", max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.register_profile("thorough", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 pytest_plugins = ["resnet34_npu.pytest_plugin", "pytester"]

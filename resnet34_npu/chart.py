@@ -20,7 +20,9 @@ def write_stage_chart(localization: Localization, path: str | Path, title: str) 
         raise InputError(f"chart '{path}': matplotlib is not installed (pip install matplotlib)") from None
     path = Path(path)
     names = [s.name for s in localization.stages]
-    values = [s.rel_l2_error if math.isfinite(s.rel_l2_error) and s.rel_l2_error > 0 else 1e-12 for s in localization.stages]
+    values = [
+        s.rel_l2_error if math.isfinite(s.rel_l2_error) and s.rel_l2_error > 0 else 1e-12 for s in localization.stages
+    ]
     colours = ["#c0392b" if s.status == "fail" else "#2e86c1" for s in localization.stages]
     fig, ax = plt.subplots(figsize=(max(8, len(names) * 0.22), 4.5))
     ax.bar(range(len(names)), values, color=colours)

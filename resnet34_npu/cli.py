@@ -11,8 +11,8 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from . import __version__, devices
 from .compare import Session, TargetResult
@@ -56,40 +56,127 @@ def _positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="resnet34-npu", description="ResNet34 conformance suite for accelerators (Ascend NPU, CUDA, ...).")
+    parser = _Parser(
+        prog="resnet34-npu", description="ResNet34 conformance suite for accelerators (Ascend NPU, CUDA, ...)."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
 
     p = sub.add_parser("infer", help="classify one image on one device (the model card's inference.py)")
-    p.add_argument("--image", default=str(DEFAULT_IMAGE), metavar="PATH", help="image file (default: the bundled cat photo)")
-    p.add_argument("--device", default="auto", metavar="DEVICE", help=f"auto, {', '.join(k.name + ('[:N]' if k.indexed else '') for k in devices.KINDS.values())} (default: auto = {', then '.join(devices.AUTO_ORDER)})")
-    p.add_argument("--weights", default="seeded", metavar="SPEC", help="seeded, seeded:N, imagenet or a state-dict file (default: seeded)")
-    p.add_argument("--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="weights and input dtype (default: fp32)")
+    p.add_argument(
+        "--image", default=str(DEFAULT_IMAGE), metavar="PATH", help="image file (default: the bundled cat photo)"
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        metavar="DEVICE",
+        help=f"auto, {', '.join(k.name + ('[:N]' if k.indexed else '') for k in devices.KINDS.values())} "
+        f"(default: auto = {', then '.join(devices.AUTO_ORDER)})",
+    )
+    p.add_argument(
+        "--weights",
+        default="seeded",
+        metavar="SPEC",
+        help="seeded, seeded:N, imagenet or a state-dict file (default: seeded)",
+    )
+    p.add_argument(
+        "--dtype", default="fp32", choices=("fp32", "fp16", "bf16"), help="weights and input dtype (default: fp32)"
+    )
     p.add_argument("--topk", default=5, type=_positive, metavar="K", help="classes to print (default: 5)")
-    p.add_argument("--warmup", default=DEFAULT_WARMUP, type=_non_negative, metavar="N", help=f"untimed runs first (default: {DEFAULT_WARMUP})")
-    p.add_argument("--iters", default=DEFAULT_ITERS, type=_positive, metavar="N", help=f"timed runs; the median is printed (default: {DEFAULT_ITERS})")
+    p.add_argument(
+        "--warmup",
+        default=DEFAULT_WARMUP,
+        type=_non_negative,
+        metavar="N",
+        help=f"untimed runs first (default: {DEFAULT_WARMUP})",
+    )
+    p.add_argument(
+        "--iters",
+        default=DEFAULT_ITERS,
+        type=_positive,
+        metavar="N",
+        help=f"timed runs; the median is printed (default: {DEFAULT_ITERS})",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(func=_cmd_infer)
 
-    p = sub.add_parser("compare", help="compare targets with the CPU reference: metrics, verdicts, latency, JSON report")
-    p.add_argument("--image", action="extend", nargs="+", metavar="PATH", help="images or folders (default: the bundled photos)")
-    p.add_argument("--reference", default="cpu", metavar="SPEC", help="the reference target (default: cpu, i.e. cpu/fp32)")
-    p.add_argument("--target", action="extend", nargs="+", metavar="SPEC", help="targets: DEVICE[/DTYPE][/MODE...][/KNOB=VALUE...] or module.path:factory, e.g. npu:0/fp16, cuda/fp32/tf32=off (default: every available accelerator at fp32 and its reduced precisions; on a host without one, the CPU targets of the suite's matrix)")
-    p.add_argument("--weights", default="seeded", metavar="SPEC", help="the same weights on both sides: seeded, seeded:N, imagenet or a file (default: seeded)")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=tuple(PROFILES), help=f"verdict rules (default: {DEFAULT_PROFILE})")
-    p.add_argument("--fp64-truth", action="store_true", help="also run the model in float64 on the CPU and report each side's error against it")
-    p.add_argument("--warmup", default=DEFAULT_WARMUP, type=_non_negative, metavar="N", help=f"untimed runs before timing (default: {DEFAULT_WARMUP})")
-    p.add_argument("--iters", default=DEFAULT_ITERS, type=_non_negative, metavar="N", help=f"timed runs per target, 0 = no timing (default: {DEFAULT_ITERS})")
-    p.add_argument("--output", default="compare_results.json", metavar="PATH", help="JSON report, written atomically (default: compare_results.json)")
+    p = sub.add_parser(
+        "compare", help="compare targets with the CPU reference: metrics, verdicts, latency, JSON report"
+    )
+    p.add_argument(
+        "--image", action="extend", nargs="+", metavar="PATH", help="images or folders (default: the bundled photos)"
+    )
+    p.add_argument(
+        "--reference", default="cpu", metavar="SPEC", help="the reference target (default: cpu, i.e. cpu/fp32)"
+    )
+    p.add_argument(
+        "--target",
+        action="extend",
+        nargs="+",
+        metavar="SPEC",
+        help="targets: DEVICE[/DTYPE][/MODE...][/KNOB=VALUE...] or module.path:factory, e.g. npu:0/fp16, "
+        "cuda/fp32/tf32=off (default: every available accelerator at fp32 and its reduced precisions; on a host "
+        "without one, the CPU targets of the suite's matrix)",
+    )
+    p.add_argument(
+        "--weights",
+        default="seeded",
+        metavar="SPEC",
+        help="the same weights on both sides: seeded, seeded:N, imagenet or a file (default: seeded)",
+    )
+    p.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        choices=tuple(PROFILES),
+        help=f"verdict rules (default: {DEFAULT_PROFILE})",
+    )
+    p.add_argument(
+        "--fp64-truth",
+        action="store_true",
+        help="also run the model in float64 on the CPU and report each side's error against it",
+    )
+    p.add_argument(
+        "--warmup",
+        default=DEFAULT_WARMUP,
+        type=_non_negative,
+        metavar="N",
+        help=f"untimed runs before timing (default: {DEFAULT_WARMUP})",
+    )
+    p.add_argument(
+        "--iters",
+        default=DEFAULT_ITERS,
+        type=_non_negative,
+        metavar="N",
+        help=f"timed runs per target, 0 = no timing (default: {DEFAULT_ITERS})",
+    )
+    p.add_argument(
+        "--output",
+        default="compare_results.json",
+        metavar="PATH",
+        help="JSON report, written atomically (default: compare_results.json)",
+    )
     p.set_defaults(func=_cmd_compare)
 
-    p = sub.add_parser("localize", help="compare every stage of ResNet34 on a target with the reference: where does it break?")
-    p.add_argument("--target", default="auto", metavar="SPEC", help="the target, built-in or module.path:factory (default: auto)")
-    p.add_argument("--image", default=str(DEFAULT_IMAGE), metavar="PATH", help="image file (default: the bundled cat photo)")
+    p = sub.add_parser(
+        "localize", help="compare every stage of ResNet34 on a target with the reference: where does it break?"
+    )
+    p.add_argument(
+        "--target", default="auto", metavar="SPEC", help="the target, built-in or module.path:factory (default: auto)"
+    )
+    p.add_argument(
+        "--image", default=str(DEFAULT_IMAGE), metavar="PATH", help="image file (default: the bundled cat photo)"
+    )
     p.add_argument("--reference", default="cpu", metavar="SPEC", help="the reference target (default: cpu)")
     p.add_argument("--weights", default="seeded", metavar="SPEC", help="weights spec (default: seeded)")
-    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=tuple(PROFILES), help=f"rules a stage must keep (default: {DEFAULT_PROFILE})")
-    p.add_argument("--png", metavar="PATH", help="also write a chart of the relative L2 error per stage (needs matplotlib)")
+    p.add_argument(
+        "--profile",
+        default=DEFAULT_PROFILE,
+        choices=tuple(PROFILES),
+        help=f"rules a stage must keep (default: {DEFAULT_PROFILE})",
+    )
+    p.add_argument(
+        "--png", metavar="PATH", help="also write a chart of the relative L2 error per stage (needs matplotlib)"
+    )
     p.add_argument("--json", action="store_true", help="print the per-stage results as JSON")
     p.set_defaults(func=_cmd_localize)
 
@@ -106,8 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_infer(args: argparse.Namespace) -> int:
     result = infer(
-        Path(args.image), device=args.device, dtype=args.dtype, weights=args.weights,
-        topk=args.topk, warmup=args.warmup, iters=args.iters,
+        Path(args.image),
+        device=args.device,
+        dtype=args.dtype,
+        weights=args.weights,
+        topk=args.topk,
+        warmup=args.warmup,
+        iters=args.iters,
     )
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -118,8 +210,10 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     print(f"image:     {result.image}")
     print(f"weights:   {result.weights.spec} ({result.weights.path})")
     print(f"sha256:    {result.weights.sha256}")
-    print(f"latency:   {t.median:.2f} ms median of {t.iterations} synchronized runs after {t.warmup} warm-up "
-          f"(mean {t.mean:.2f} ms, std {t.std:.2f} ms)")
+    print(
+        f"latency:   {t.median:.2f} ms median of {t.iterations} synchronized runs after {t.warmup} warm-up "
+        f"(mean {t.mean:.2f} ms, std {t.std:.2f} ms)"
+    )
     print(f"top-{len(result.top)}:")
     for rank, (index, _, prob) in enumerate(result.top, 1):
         print(f"  {rank}. {describe(index, prob)}")
@@ -131,20 +225,42 @@ def _top1(indices: list[int]) -> str:
 
 
 def _print_compare_table(reference_name: str, results: list[TargetResult]) -> None:
-    header = ("target", "image", "verdict", f"top-1 {reference_name}", "top-1 target", "top-5", "rel L2",
-              "cosine", "max abs", "prob rel", "median ms", "speedup")
+    header = (
+        "target",
+        "image",
+        "verdict",
+        f"top-1 {reference_name}",
+        "top-1 target",
+        "top-5",
+        "rel L2",
+        "cosine",
+        "max abs",
+        "prob rel",
+        "median ms",
+        "speedup",
+    )
     rows = []
     for result in results:
         median = "-" if result.latency is None else f"{result.latency.median:.2f}"
         speedup = "-" if result.speedup_vs_reference is None else f"{result.speedup_vs_reference:.2f}x"
         for case in result.cases:
             m, sample = case.metrics(), case.comparison.samples[0]
-            rows.append((
-                result.name, case.image, case.verdict.status.upper(), _top1(list(sample.reference_top5)),
-                _top1(list(sample.target_top5)), f"{sample.top5_overlap}/5", f"{m['rel_l2_error']:.2e}",
-                f"{m['cosine_similarity']:.8f}", f"{m['max_abs_error']:.2e}", f"{m['prob_max_rel_error']:.2e}",
-                median, speedup,
-            ))
+            rows.append(
+                (
+                    result.name,
+                    case.image,
+                    case.verdict.status.upper(),
+                    _top1(list(sample.reference_top5)),
+                    _top1(list(sample.target_top5)),
+                    f"{sample.top5_overlap}/5",
+                    f"{m['rel_l2_error']:.2e}",
+                    f"{m['cosine_similarity']:.8f}",
+                    f"{m['max_abs_error']:.2e}",
+                    f"{m['prob_max_rel_error']:.2e}",
+                    median,
+                    speedup,
+                )
+            )
     for line in format_table(header, rows):
         print(line)
     for result in results:
@@ -171,9 +287,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     runners = [session.runner(spec) for spec in specs]  # an unavailable device stops here, exit 2
     if note:
         print(note)
-    print(f"reference: {session.reference.name} ({devices.device_name(session.reference.device)}); "
-          f"weights: {session.weights.spec} sha256 {session.weights.sha256[:16]}...; profile: {session.profile.name}"
-          + ("; float64 truth on" if args.fp64_truth else ""))
+    print(
+        f"reference: {session.reference.name} ({devices.device_name(session.reference.device)}); "
+        f"weights: {session.weights.spec} sha256 {session.weights.sha256[:16]}...; profile: {session.profile.name}"
+        + ("; float64 truth on" if args.fp64_truth else "")
+    )
     results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
     _print_compare_table(session.reference.name, results)
     reference = session.reference.describe()
@@ -188,8 +306,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     write_json_atomic(output, report)
     failed = [r.name for r in results if r.verdict == Status.FAIL]
-    print(f"verdict: {report['verdict'].upper()}" + (f" ({', '.join(failed)} failed)" if failed else "")
-          + f"; report written to {output}")
+    print(
+        f"verdict: {report['verdict'].upper()}"
+        + (f" ({', '.join(failed)} failed)" if failed else "")
+        + f"; report written to {output}"
+    )
     return EXIT_FAIL if failed else EXIT_OK
 
 
@@ -206,13 +327,17 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"target": runner.name, "verdict": case.verdict.status, **localization.to_dict()}, indent=2))
     else:
-        print(f"{runner.name} vs {session.reference.name} on {Path(args.image).name}, profile {session.profile.name}: "
-              f"logits {case.verdict.status.upper()}")
+        print(
+            f"{runner.name} vs {session.reference.name} on {Path(args.image).name}, profile {session.profile.name}: "
+            f"logits {case.verdict.status.upper()}"
+        )
         width = max(len(s.name) for s in localization.stages)
         print(f"{'stage':<{width}}  {'rel L2':>10}  {'cosine':>12}  {'max rel':>10}  {'max abs':>10}  verdict")
         for stage in localization.stages:
-            print(f"{stage.name:<{width}}  {stage.rel_l2_error:>10.3e}  {stage.cosine_similarity:>12.9f}  "
-                  f"{stage.max_rel_error:>10.3e}  {stage.max_abs_error:>10.3e}  {stage.status.upper()}")
+            print(
+                f"{stage.name:<{width}}  {stage.rel_l2_error:>10.3e}  {stage.cosine_similarity:>12.9f}  "
+                f"{stage.max_rel_error:>10.3e}  {stage.max_abs_error:>10.3e}  {stage.status.upper()}"
+            )
         print(localization.line(logits_failed=not case.verdict.passed))
     if args.png:
         from .chart import write_stage_chart
@@ -242,8 +367,11 @@ def _cmd_controls(args: argparse.Namespace) -> int:
             else:
                 cells.append(verdict if not caught else "**false alarm**")
         stage = r.first_stage or ("(after the last stage)" if r.localizable else "-")
-        print(f"| `{r.control.factory}` | {r.control.description} | {r.control.intended} | {r.rel_l2_error:.2e} | "
-              + " | ".join(cells) + f" | {stage} |")
+        print(
+            f"| `{r.control.factory}` | {r.control.description} | {r.control.intended} | {r.rel_l2_error:.2e} | "
+            + " | ".join(cells)
+            + f" | {stage} |"
+        )
         if (r.verdicts["default"] == Status.FAIL) != (r.control.intended == Status.FAIL):
             wrong.append(r.control.factory)
     if wrong:
@@ -287,6 +415,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # A crash is not a verdict: exit 3, never 1 ("a target failed").
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
-        print(f"resnet34-npu {args.command}: internal error: {type(exc).__name__}: {exc} "
-              + ("" if os.environ.get(DEBUG_ENV) else f"(set {DEBUG_ENV}=1 for the traceback)"), file=sys.stderr)
+        print(
+            f"resnet34-npu {args.command}: internal error: {type(exc).__name__}: {exc} "
+            + ("" if os.environ.get(DEBUG_ENV) else f"(set {DEBUG_ENV}=1 for the traceback)"),
+            file=sys.stderr,
+        )
         return EXIT_CRASH

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -120,12 +121,20 @@ def _image_key(image: str | Path) -> tuple[Any, ...]:
 class Session:
     """Shared state of one comparison run; see the module docstring."""
 
-    def __init__(self, weights: str = "seeded", reference: str = "cpu", *, fp64_truth: bool = False,
-                 profile: str | Profile = DEFAULT_PROFILE) -> None:
+    def __init__(
+        self,
+        weights: str = "seeded",
+        reference: str = "cpu",
+        *,
+        fp64_truth: bool = False,
+        profile: str | Profile = DEFAULT_PROFILE,
+    ) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
         if isinstance(parse_target(reference), CustomSpec):
-            raise InputError(f"reference {reference!r}: the reference must be a built-in target (e.g. cpu), "
-                             "not a custom one; compare custom targets against it with --target")
+            raise InputError(
+                f"reference {reference!r}: the reference must be a built-in target (e.g. cpu), "
+                "not a custom one; compare custom targets against it with --target"
+            )
         self.model, self.weights_info = build_model_with_info(weights)
         self.reference = build_runner(reference, self.model)
         self.fp64_truth = fp64_truth
@@ -151,8 +160,13 @@ class Session:
         return torch.stack([self.input(i) for i in images])
 
     def _key(self, what: str, images: Sequence[str | Path]) -> tuple[Any, ...]:
-        return (what, self.weights_info.tensor_sha256, self.reference.name, torch.get_num_threads(),
-                *(_image_key(i) for i in images))
+        return (
+            what,
+            self.weights_info.tensor_sha256,
+            self.reference.name,
+            torch.get_num_threads(),
+            *(_image_key(i) for i in images),
+        )
 
     def reference_logits(self, images: Sequence[str | Path]) -> torch.Tensor:
         """The reference's logits for the batch of ``images``, computed once per process."""
@@ -204,14 +218,21 @@ class Session:
             # A failure says where: the first stage that breaks the profile, when a module exists.
             localization = self.localize(runner, images)
             verdict = Verdict(verdict.status, verdict.failures + (localization.line(),), verdict.warnings)
-        return CaseResult(tuple(Path(i).name for i in images), verdict, comparison, truth, localization,
-                          tuple(map(str, images)))
+        return CaseResult(
+            tuple(Path(i).name for i in images), verdict, comparison, truth, localization, tuple(map(str, images))
+        )
 
     def localize(self, runner: Runner, images: Sequence[str | Path]) -> Localization:
         """Stage-by-stage comparison of ``runner`` with the reference on ``images``."""
         batch = self.batch(images)
-        return localize(self.reference.module, lambda: self.reference.run(batch), runner.module,
-                        lambda: runner.run(batch), runner.precision, self.profile)
+        return localize(
+            self.reference.module,
+            lambda: self.reference.run(batch),
+            runner.module,
+            lambda: runner.run(batch),
+            runner.precision,
+            self.profile,
+        )
 
     def reference_timing(self, batch_size: int, warmup: int, iters: int, image: str | Path) -> Timing:
         if batch_size not in self._reference_timing:
@@ -220,13 +241,15 @@ class Session:
             )
         return self._reference_timing[batch_size]
 
-    def evaluate(self, runner: Runner, images: Sequence[str | Path], *, warmup: int = DEFAULT_WARMUP,
-                 iters: int = DEFAULT_ITERS) -> TargetResult:
+    def evaluate(
+        self, runner: Runner, images: Sequence[str | Path], *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS
+    ) -> TargetResult:
         """Every image at batch 1, then latency on the first image (``iters`` = 0: no timing)."""
         cases = tuple(self.compare(runner, [image]) for image in images)
         latency = reference = None
         if iters > 0:
             latency = runner.time(self.batch(images[:1]), warmup=warmup, iters=iters)
             reference = self.reference_timing(1, warmup, iters, images[0])
-        return TargetResult(**runner.describe(), cases=cases, latency=latency,
-                            speedup_vs_reference=speedup(reference, latency))
+        return TargetResult(
+            **runner.describe(), cases=cases, latency=latency, speedup_vs_reference=speedup(reference, latency)
+        )

@@ -16,13 +16,13 @@ from __future__ import annotations
 import enum
 import math
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from .errors import InputError
 from .labels import class_name
 from .metrics import Comparison, Element
-
 
 
 class Status(str, enum.Enum):
@@ -43,7 +43,13 @@ PASS, WARN, FAIL = Status.PASS, Status.WARN, Status.FAIL
 ROW_OF_PRECISION = {"fp64": "fp32", "fp32": "fp32", "tf32": "fp16", "hf32": "fp16", "fp16": "fp16", "bf16": "bf16"}
 ROWS = ("fp32", "fp16", "bf16")
 
-_OPS: dict[str, Callable[[float, float], bool]] = {"<": operator.lt, "<=": operator.le, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">=": operator.ge,
+    ">": operator.gt,
+    "==": operator.eq,
+}
 _NEGATION = {"<": ">=", "<=": ">", ">=": "<", ">": "<=", "==": "!="}
 
 #: Metrics whose worst element is the largest relative error (the others: the largest absolute).
@@ -51,9 +57,21 @@ _RELATIVE = {"max_rel_error", "mean_rel_error", "rel_err_ratio_1e-2", "rel_err_r
 _RANKING = {"top1_match", "top5_overlap", "top5_order_match"}
 #: Metrics that mean something for any tensor (feature maps, operator outputs), not only logits.
 TENSOR_METRICS = {
-    "max_abs_error", "mean_abs_error", "l2_error", "rel_l2_error", "cosine_similarity", "rmse", "max_rel_error",
-    "mean_rel_error", "error_balance", "rel_err_ratio_1e-2", "rel_err_ratio_1e-3", "rel_err_ratio_1e-4",
-    "nonfinite_mismatch", "assert_close_ratio", "assert_close_mismatches",
+    "max_abs_error",
+    "mean_abs_error",
+    "l2_error",
+    "rel_l2_error",
+    "cosine_similarity",
+    "rmse",
+    "max_rel_error",
+    "mean_rel_error",
+    "error_balance",
+    "rel_err_ratio_1e-2",
+    "rel_err_ratio_1e-3",
+    "rel_err_ratio_1e-4",
+    "nonfinite_mismatch",
+    "assert_close_ratio",
+    "assert_close_mismatches",
 }
 
 
@@ -113,7 +131,7 @@ class Verdict:
 
 
 def _same(rules: tuple[Rule, ...]) -> dict[str, tuple[Rule, ...]]:
-    return {row: rules for row in ROWS}
+    return dict.fromkeys(ROWS, rules)
 
 
 #: msprobe's accuracy checker on a float tensor (``Comparator._compare_float_tensor``,
@@ -159,11 +177,13 @@ PROFILES: dict[str, Profile] = {
     "seed": Profile(
         "seed",
         "the model card's rules: top-1 match, top-5 overlap 5/5, probability max relative error < 1 %",
-        _same((
-            Rule("top1_match", ">=", 1.0),
-            Rule("top5_overlap", ">=", 5.0),
-            Rule("prob_max_rel_error", "<", 0.01),
-        )),
+        _same(
+            (
+                Rule("top1_match", ">=", 1.0),
+                Rule("top5_overlap", ">=", 5.0),
+                Rule("prob_max_rel_error", "<", 0.01),
+            )
+        ),
     ),
     "msprobe": Profile(
         "msprobe",
@@ -172,14 +192,19 @@ PROFILES: dict[str, Profile] = {
         "fails, over 1e-4 warns; fp16/bf16: 1e-2 fails, 1e-3 warns); ratio mode against the "
         "float64 truth when it is computed",
         {
-            "fp32": _MSPROBE_COMMON + (
+            "fp32": _MSPROBE_COMMON
+            + (
                 Rule("rel_err_ratio_1e-3", "<", 1e-3, when=_EARLY_PASS),
                 Rule("rel_err_ratio_1e-4", "<", 1e-4, level=WARN, when=_EARLY_PASS),
             ),
-            **{row: _MSPROBE_COMMON + (
-                Rule("rel_err_ratio_1e-2", "<", 1e-2, when=_EARLY_PASS),
-                Rule("rel_err_ratio_1e-3", "<", 1e-3, level=WARN, when=_EARLY_PASS),
-            ) for row in ("fp16", "bf16")},
+            **{
+                row: _MSPROBE_COMMON
+                + (
+                    Rule("rel_err_ratio_1e-2", "<", 1e-2, when=_EARLY_PASS),
+                    Rule("rel_err_ratio_1e-3", "<", 1e-3, level=WARN, when=_EARLY_PASS),
+                )
+                for row in ("fp16", "bf16")
+            },
         },
     ),
     "strict": Profile(
@@ -205,12 +230,15 @@ OPS_PROFILE = Profile(
             Rule("rel_err_ratio_1e-4", "<=", 1e-4, level=WARN),
             Rule("nonfinite_mismatch", "==", 0),
         ),
-        **{row: (
-            Rule("cosine_similarity", ">", 0.99, when=("max_abs_error", ">=", 0.001)),
-            Rule("rel_err_ratio_1e-2", "<", 1e-2),
-            Rule("rel_err_ratio_1e-3", "<", 1e-3, level=WARN),
-            Rule("nonfinite_mismatch", "==", 0),
-        ) for row in ("fp16", "bf16")},
+        **{
+            row: (
+                Rule("cosine_similarity", ">", 0.99, when=("max_abs_error", ">=", 0.001)),
+                Rule("rel_err_ratio_1e-2", "<", 1e-2),
+                Rule("rel_err_ratio_1e-3", "<", 1e-3, level=WARN),
+                Rule("nonfinite_mismatch", "==", 0),
+            )
+            for row in ("fp16", "bf16")
+        },
     },
 )
 
@@ -239,7 +267,8 @@ def _element_text(element: Element, logits: bool = True) -> str:
 def _where(rule: Rule, comparison: Comparison, logits: bool = True) -> str:
     if rule.metric in _RANKING:
         bad = [
-            (i, s) for i, s in enumerate(comparison.samples)
+            (i, s)
+            for i, s in enumerate(comparison.samples)
             if (rule.metric == "top1_match" and not s.top1_match)
             or (rule.metric == "top5_overlap" and s.top5_overlap < 5)
             or (rule.metric == "top5_order_match" and not s.top5_order_match)

@@ -18,7 +18,7 @@ import importlib.util
 import platform
 import warnings
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Callable
 
 import torch
@@ -34,8 +34,10 @@ CUDA_NOT_VISIBLE = "no CUDA device is visible (check `nvidia-smi` and CUDA_VISIB
 MPS_NOT_AVAILABLE = "MPS is not available (needs Apple silicon and a torch build with MPS)"
 XPU_NOT_AVAILABLE = "no Intel XPU is visible (needs an XPU build of torch and a visible device)"
 #: Reduced-precision CPU targets leave the default matrix on CPUs without native kernels for them.
-CPU_NO_NATIVE = ("this CPU has no native {dtype} kernels ({why}; without them {dtype} runs tens of times slower "
-                 "than fp32); run it with -m slow or --r34-target")
+CPU_NO_NATIVE = (
+    "this CPU has no native {dtype} kernels ({why}; without them {dtype} runs tens of times slower "
+    "than fp32); run it with -m slow or --r34-target"
+)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- probes ----------------------------------------------------------------------------------
+
 
 def probe_npu(module: str = "torch_npu") -> KindStatus:
     """Probe Ascend NPUs without ever letting a broken torch_npu escape.
@@ -128,13 +131,14 @@ def _probe_xpu() -> KindStatus:
 
 # --- reduced precisions --------------------------------------------------------------------
 
+
 def cpu_capability() -> str:
     """The vector instruction set ATen's CPU kernels use (``AVX512``, ``AVX2``, ...)."""
     get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
     return str(get()) if get is not None else "unknown"
 
 
-@lru_cache(maxsize=None)
+@cache
 def cpu_native_kernels() -> dict[str, str]:
     """Per reduced precision (``bf16``, ``fp16``): "" when this CPU has native kernels for it,
     else why not. oneDNN decides (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` and its fp16
@@ -169,6 +173,7 @@ def _accelerator_reduced(kind: str) -> dict[str, str]:
 
 
 # --- names, settings, synchronisation ------------------------------------------------------
+
 
 def cpu_name() -> str:
     try:
@@ -239,22 +244,58 @@ class DeviceKind:
         return f"{self.name}:{index or 0}" if self.indexed else self.name
 
 
-KINDS: dict[str, DeviceKind] = {k.name: k for k in (
-    DeviceKind("cpu", lambda: KindStatus("cpu", True, 1), False, cpu_native_kernels,
-               "runs on the CPU", device_name=lambda _d: cpu_name(), settings=_cpu_settings,
-               synchronize=lambda _d: None),
-    DeviceKind("npu", probe_npu, True, lambda: _accelerator_reduced("npu"),
-               "runs on an Ascend NPU (torch_npu); skipped with the reason when none is available",
-               settings=knobs.npu_settings, events=True, shown=True),
-    DeviceKind("cuda", _probe_cuda, True, lambda: _accelerator_reduced("cuda"),
-               "runs on a CUDA GPU; skipped with the reason when none is available",
-               settings=knobs.cuda_settings, events=True, shown=True),
-    DeviceKind("mps", _probe_mps, False, lambda: {"fp16": "", "bf16": "MPS: bf16 is not tested by default"},
-               "runs on Apple MPS; skipped with the reason when it is not available",
-               device_name=lambda _d: "Apple MPS", shown=True),
-    DeviceKind("xpu", _probe_xpu, True, lambda: _accelerator_reduced("xpu"),
-               "runs on an Intel XPU; skipped with the reason when none is available", events=True),
-)}
+KINDS: dict[str, DeviceKind] = {
+    k.name: k
+    for k in (
+        DeviceKind(
+            "cpu",
+            lambda: KindStatus("cpu", True, 1),
+            False,
+            cpu_native_kernels,
+            "runs on the CPU",
+            device_name=lambda _d: cpu_name(),
+            settings=_cpu_settings,
+            synchronize=lambda _d: None,
+        ),
+        DeviceKind(
+            "npu",
+            probe_npu,
+            True,
+            lambda: _accelerator_reduced("npu"),
+            "runs on an Ascend NPU (torch_npu); skipped with the reason when none is available",
+            settings=knobs.npu_settings,
+            events=True,
+            shown=True,
+        ),
+        DeviceKind(
+            "cuda",
+            _probe_cuda,
+            True,
+            lambda: _accelerator_reduced("cuda"),
+            "runs on a CUDA GPU; skipped with the reason when none is available",
+            settings=knobs.cuda_settings,
+            events=True,
+            shown=True,
+        ),
+        DeviceKind(
+            "mps",
+            _probe_mps,
+            False,
+            lambda: {"fp16": "", "bf16": "MPS: bf16 is not tested by default"},
+            "runs on Apple MPS; skipped with the reason when it is not available",
+            device_name=lambda _d: "Apple MPS",
+            shown=True,
+        ),
+        DeviceKind(
+            "xpu",
+            _probe_xpu,
+            True,
+            lambda: _accelerator_reduced("xpu"),
+            "runs on an Intel XPU; skipped with the reason when none is available",
+            events=True,
+        ),
+    )
+}
 AUTO_ORDER = ("npu", "cuda", "mps", "cpu")
 
 
@@ -265,7 +306,7 @@ def kind_of(device: str | torch.device) -> DeviceKind:
     return KINDS[name]
 
 
-@lru_cache(maxsize=None)
+@cache
 def probe(kind: str) -> KindStatus:
     """Whether ``kind`` is usable here and, if not, exactly why (cached per process)."""
     return kind_of(kind).probe()
@@ -275,7 +316,9 @@ def parse_device(spec: str) -> tuple[str, int | None]:
     """Check the syntax of ``kind[:N]`` (or ``auto``) and split it, without probing."""
     kind, sep, index = spec.partition(":")
     if spec != "auto" and kind not in KINDS or (spec == "auto" and sep):
-        raise InputError(f"Unknown device {spec!r}. Choose one of: auto, {', '.join(KINDS)} (with :N for an index, e.g. npu:3)")
+        raise InputError(
+            f"Unknown device {spec!r}. Choose one of: auto, {', '.join(KINDS)} (with :N for an index, e.g. npu:3)"
+        )
     if not sep:
         return kind, None
     single = [k for k, v in KINDS.items() if not v.indexed]
@@ -296,7 +339,9 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise InputError(f"device {spec!r} is not available: {status.reason}")
     if index is not None and index >= status.count:
         visible = ", ".join(f"{kind}:{i}" for i in range(status.count))
-        raise InputError(f"device {spec!r}: index {index} out of range, {status.count} {kind} device(s) visible ({visible})")
+        raise InputError(
+            f"device {spec!r}: index {index} out of range, {status.count} {kind} device(s) visible ({visible})"
+        )
     return KINDS[kind].device(index)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import types
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -245,8 +246,11 @@ class ControlResult:
     localizable: bool
 
 
-def run_controls(weights: str = "seeded", images: Sequence[str | Path] | None = None,
-                 profiles: Sequence[str] = ("default", "seed", "msprobe", "strict")) -> list[ControlResult]:
+def run_controls(
+    weights: str = "seeded",
+    images: Sequence[str | Path] | None = None,
+    profiles: Sequence[str] = ("default", "seed", "msprobe", "strict"),
+) -> list[ControlResult]:
     """Build every control, run it on ``images`` (each separately, in order, as ``compare``
     does) and judge it under every profile; localize with the default profile."""
     images = list(images or [IMAGES_DIR / p for p in PHOTOS])
@@ -257,8 +261,13 @@ def run_controls(weights: str = "seeded", images: Sequence[str | Path] | None = 
         cases = [session.compare(runner, [image]) for image in images]
         verdicts = {p: worst_status([judge(c.comparison, p).status for c in cases]) for p in profiles}
         located = next((c.localization for c in cases if c.localization is not None), None)
-        results.append(ControlResult(
-            control, verdicts, worst_of([c.comparison.rel_l2_error for c in cases]),
-            located.first_failing if located else None, bool(located and located.available),
-        ))
+        results.append(
+            ControlResult(
+                control,
+                verdicts,
+                worst_of([c.comparison.rel_l2_error for c in cases]),
+                located.first_failing if located else None,
+                bool(located and located.available),
+            )
+        )
     return results

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import torch
 
@@ -22,6 +23,7 @@ _REDUCED_REDUCTION = ("allow_fp16_reduced_precision_reduction", "allow_bf16_redu
 
 
 # --- CUDA ----------------------------------------------------------------------------------
+
 
 def _new_tf32_api() -> tuple[Any, Any] | None:
     """torch >= 2.9's ``fp32_precision`` switches (cuDNN convolutions, CUDA matmuls), if present."""
@@ -60,12 +62,14 @@ def _set_cuda_tf32(value: str) -> Callable[[], None]:
 
         def undo() -> None:
             new[0].fp32_precision, new[1].fp32_precision = saved
+
         return undo
     legacy = (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
     torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = enabled
 
     def undo_legacy() -> None:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = legacy
+
     return undo_legacy
 
 
@@ -96,6 +100,7 @@ def _set_reduced_reduction(value: str) -> Callable[[], None]:
     def undo() -> None:
         for attr, previous in saved.items():
             setattr(matmul, attr, previous)
+
     return undo
 
 
@@ -105,6 +110,7 @@ def _describe_reduced_reduction(settings: dict[str, Any], value: str) -> None:
 
 
 # --- Ascend NPU ----------------------------------------------------------------------------
+
 
 def get_acl_precision_mode() -> str | None:
     """The ACL precision mode set in this process, read back from torch_npu (None: never set,
@@ -140,10 +146,8 @@ def default_acl_precision_mode(soc: str) -> str:
 def npu_settings() -> dict[str, Any]:
     npu = torch.npu
     soc = ""
-    try:
+    with contextlib.suppress(Exception):
         soc = str(npu.get_device_name(0))
-    except Exception:
-        pass
     mode = get_acl_precision_mode()
     return {
         "npu.conv.allow_hf32": bool(npu.conv.allow_hf32),
@@ -161,6 +165,7 @@ def _set_hf32(value: str) -> Callable[[], None]:
     def undo() -> None:
         for backend, previous in zip(backends, saved):
             backend.allow_hf32 = previous
+
     return undo
 
 
@@ -180,6 +185,7 @@ def _describe_acl(settings: dict[str, Any], value: str) -> None:
 
 # --- the table -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Knob:
     """A precision switch of one device kind: set with ``apply(value)`` (which returns the
@@ -193,13 +199,24 @@ class Knob:
     describe: Callable[[dict[str, Any], str], None]
 
 
-KNOBS: dict[str, Knob] = {k.name: k for k in (
-    Knob("tf32", "cuda", ("on", "off"), "CUDA convolutions and matmuls in TF32", _set_cuda_tf32, _describe_cuda_tf32),
-    Knob("reduced_reduction", "cuda", ("on", "off"), "CUDA fp16/bf16 matmuls may reduce in reduced precision",
-         _set_reduced_reduction, _describe_reduced_reduction),
-    Knob("hf32", "npu", ("on", "off"), "NPU convolutions and matmuls in HF32", _set_hf32, _describe_hf32),
-    Knob("acl", "npu", ACL_PRECISION_MODES, "the NPU's ACL precision mode", _set_acl, _describe_acl),
-)}
+KNOBS: dict[str, Knob] = {
+    k.name: k
+    for k in (
+        Knob(
+            "tf32", "cuda", ("on", "off"), "CUDA convolutions and matmuls in TF32", _set_cuda_tf32, _describe_cuda_tf32
+        ),
+        Knob(
+            "reduced_reduction",
+            "cuda",
+            ("on", "off"),
+            "CUDA fp16/bf16 matmuls may reduce in reduced precision",
+            _set_reduced_reduction,
+            _describe_reduced_reduction,
+        ),
+        Knob("hf32", "npu", ("on", "off"), "NPU convolutions and matmuls in HF32", _set_hf32, _describe_hf32),
+        Knob("acl", "npu", ACL_PRECISION_MODES, "the NPU's ACL precision mode", _set_acl, _describe_acl),
+    )
+}
 
 
 def knob_help() -> str:

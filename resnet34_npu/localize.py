@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import torch
 
-from .criteria import DEFAULT_PROFILE, Status, TENSOR_METRICS, Profile, get_profile, judge
+from .criteria import DEFAULT_PROFILE, TENSOR_METRICS, Profile, Status, get_profile, judge
 from .metrics import compare_tensors
 
 #: Stage names in ResNet34's execution order.
@@ -29,16 +29,25 @@ STAGES: tuple[str, ...] = (
         for layer, blocks in (("layer1", 3), ("layer2", 4), ("layer3", 6), ("layer4", 3))
         for block in range(blocks)
         for name in (
-            f"{layer}.{block}.conv1", f"{layer}.{block}.bn1", f"{layer}.{block}.conv2", f"{layer}.{block}.bn2",
-            *((f"{layer}.{block}.downsample.0", f"{layer}.{block}.downsample.1") if block == 0 and layer != "layer1" else ()),
+            f"{layer}.{block}.conv1",
+            f"{layer}.{block}.bn1",
+            f"{layer}.{block}.conv2",
+            f"{layer}.{block}.bn2",
+            *(
+                (f"{layer}.{block}.downsample.0", f"{layer}.{block}.downsample.1")
+                if block == 0 and layer != "layer1"
+                else ()
+            ),
             f"{layer}.{block}",
         )
     )
     + ("avgpool", "fc")
 )
 
-NO_MODULE = ("localization needs a module: this target exposes no nn.Module (itself or as `.module`) "
-             "whose submodules are named like ResNet34's stages (conv1, layer2.1.bn1, fc, ...)")
+NO_MODULE = (
+    "localization needs a module: this target exposes no nn.Module (itself or as `.module`) "
+    "whose submodules are named like ResNet34's stages (conv1, layer2.1.bn1, fc, ...)"
+)
 
 
 @dataclass(frozen=True)
@@ -74,10 +83,14 @@ class Localization:
         if self.first_failing is None:
             return "localization: no stage of the module breaks the profile" + (
                 "; the difference arises after the last stage (in the target's output handling) or outside its module"
-                if logits_failed else "")
+                if logits_failed
+                else ""
+            )
         stage = next(s for s in self.stages if s.name == self.first_failing)
-        return (f"first diverging stage: {stage.name}: rel L2 {stage.rel_l2_error:.3e}, cosine "
-                f"{stage.cosine_similarity:.8f}, max rel {stage.max_rel_error:.3e} ({stage.failure})")
+        return (
+            f"first diverging stage: {stage.name}: rel L2 {stage.rel_l2_error:.3e}, cosine "
+            f"{stage.cosine_similarity:.8f}, max rel {stage.max_rel_error:.3e} ({stage.failure})"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -103,9 +116,11 @@ def capture(module: torch.nn.Module, run: Callable[[], Any]) -> dict[str, torch.
     outputs: dict[str, torch.Tensor] = {}
     handles = []
     for stage, sub in find_stages(module).items():
+
         def hook(_module: Any, _inputs: Any, output: Any, stage: str = stage) -> None:
             if stage not in outputs and isinstance(output, torch.Tensor):
                 outputs[stage] = output.detach().float().cpu().clone()
+
         handles.append(sub.register_forward_hook(hook))
     try:
         run()
@@ -122,8 +137,14 @@ def tensor_profile(profile: Profile) -> Profile:
     return get_profile(DEFAULT_PROFILE)
 
 
-def localize(reference_module: torch.nn.Module, reference_run: Callable[[], Any], target_module: torch.nn.Module | None,
-             target_run: Callable[[], Any], precision: str, profile: Profile) -> Localization:
+def localize(
+    reference_module: torch.nn.Module,
+    reference_run: Callable[[], Any],
+    target_module: torch.nn.Module | None,
+    target_run: Callable[[], Any],
+    precision: str,
+    profile: Profile,
+) -> Localization:
     """Compare every stage of the two runs; see the module docstring."""
     if target_module is None or not find_stages(target_module):
         return Localization((), None, NO_MODULE)
@@ -137,15 +158,32 @@ def localize(reference_module: torch.nn.Module, reference_run: Callable[[], Any]
             continue
         ref, out = reference[name], target[name]
         if ref.shape != out.shape:
-            stages.append(StageResult(name, float("nan"), float("nan"), float("nan"), float("nan"), Status.FAIL,
-                                      f"shape {list(out.shape)} instead of {list(ref.shape)}"))
+            stages.append(
+                StageResult(
+                    name,
+                    float("nan"),
+                    float("nan"),
+                    float("nan"),
+                    float("nan"),
+                    Status.FAIL,
+                    f"shape {list(out.shape)} instead of {list(ref.shape)}",
+                )
+            )
         else:
             n = ref.shape[0]
             comparison = compare_tensors(ref.reshape(n, -1), out.reshape(n, -1), precision=precision)
             verdict = judge(comparison, rules, tensor_only=True)
-            stages.append(StageResult(name, comparison.rel_l2_error, comparison.cosine_similarity,
-                                      comparison.max_rel_error, comparison.max_abs_error, verdict.status,
-                                      verdict.failures[0] if verdict.failures else ""))
+            stages.append(
+                StageResult(
+                    name,
+                    comparison.rel_l2_error,
+                    comparison.cosine_similarity,
+                    comparison.max_rel_error,
+                    comparison.max_abs_error,
+                    verdict.status,
+                    verdict.failures[0] if verdict.failures else "",
+                )
+            )
         if first is None and stages[-1].status == Status.FAIL:
             first = name
     if not stages:

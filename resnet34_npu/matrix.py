@@ -84,8 +84,10 @@ def compare_defaults() -> tuple[list[TargetChoice], str]:
         return accelerators, ""
     cpu = [c for c in matrix if c.runnable and c.kind == "cpu"]
     reasons = "; ".join(f"{k.name}: {devices.probe(k.name).reason}" for k in devices.KINDS.values() if k.accelerator)
-    note = (f"No accelerator found ({reasons}). Comparing the CPU fp32 reference with the CPU targets "
-            f"{', '.join(c.name for c in cpu)}.")
+    note = (
+        f"No accelerator found ({reasons}). Comparing the CPU fp32 reference with the CPU targets "
+        f"{', '.join(c.name for c in cpu)}."
+    )
     return cpu, note
 
 

@@ -195,8 +195,9 @@ def _nonfinite_class(x: torch.Tensor) -> torch.Tensor:
     return cls
 
 
-def compare_tensors(reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32",
-                    small_value: float | None = None) -> Comparison:
+def compare_tensors(
+    reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32", small_value: float | None = None
+) -> Comparison:
     """Compare two tensors ([N, ...] or [C]; a feature map, an operator's output, logits) in
     float64 on the CPU, sample by sample along the first dimension. ``precision`` (the target's
     effective precision) picks the small-value threshold (``small_value`` overrides it) and the
@@ -239,7 +240,9 @@ def compare_tensors(reference: torch.Tensor, target: torch.Tensor, *, precision:
         mean_abs_error=float(absdiff.mean()),
         l2_error=float(diff.norm()),
         rel_l2_error=math.nan if any_nonfinite else worst_of([s.rel_l2_error for s in samples]),
-        cosine_similarity=math.nan if any_nonfinite else worst_of([s.cosine_similarity for s in samples], largest=False),
+        cosine_similarity=math.nan
+        if any_nonfinite
+        else worst_of([s.cosine_similarity for s in samples], largest=False),
         rmse=float(diff.pow(2).mean().sqrt()),
         max_rel_error=float(rel.max()),
         mean_rel_error=float(rel.mean()),
@@ -280,14 +283,16 @@ def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: 
     for i, errors in enumerate(tensors.samples):
         ref_top = tuple(int(c) for c in torch.topk(ref[i], k).indices)
         out_top = tuple(int(c) for c in torch.topk(out[i], k).indices)
-        samples.append(dataclasses.replace(
-            errors,
-            top1_match=ref_top[0] == out_top[0] and bool(torch.isfinite(out[i]).all()),
-            top5_overlap=len(set(ref_top) & set(out_top)),
-            top5_order_match=ref_top == out_top,
-            reference_top5=ref_top,
-            target_top5=out_top,
-        ))
+        samples.append(
+            dataclasses.replace(
+                errors,
+                top1_match=ref_top[0] == out_top[0] and bool(torch.isfinite(out[i]).all()),
+                top5_overlap=len(set(ref_top) & set(out_top)),
+                top5_order_match=ref_top == out_top,
+                reference_top5=ref_top,
+                target_top5=out_top,
+            )
+        )
     n = len(samples)
     return dataclasses.replace(
         tensors,

@@ -76,8 +76,14 @@ def small_value(reference: torch.Tensor, precision: str) -> float:
     return max(SMALL_VALUE[precision], CANCELLATION * rms)
 
 
-def check_op(op: str, spec: TargetSpec, tensors: dict[str, torch.Tensor], *,
-             implementation: Callable[..., torch.Tensor] | None = None, **params: Any) -> OpResult:
+def check_op(
+    op: str,
+    spec: TargetSpec,
+    tensors: dict[str, torch.Tensor],
+    *,
+    implementation: Callable[..., torch.Tensor] | None = None,
+    **params: Any,
+) -> OpResult:
     """Run ``op`` on the target ``spec`` and on the CPU in float64, on the same inputs, and judge
     the difference. ``tensors`` are float32 CPU tensors; ``params`` are plain arguments.
     ``implementation`` replaces the target side's kernel (how the tests feed it a wrong one)."""
@@ -90,6 +96,10 @@ def check_op(op: str, spec: TargetSpec, tensors: dict[str, torch.Tensor], *,
         out = (implementation or OPS[op])(**moved, **params)
     placement.synchronize()
     n = reference.shape[0]
-    comparison = compare_tensors(reference.reshape(n, -1), out.double().cpu().reshape(n, -1), precision=precision,
-                                 small_value=small_value(reference, precision))
+    comparison = compare_tensors(
+        reference.reshape(n, -1),
+        out.double().cpu().reshape(n, -1),
+        precision=precision,
+        small_value=small_value(reference, precision),
+    )
     return OpResult(op, judge(comparison, OPS_PROFILE, tensor_only=True), comparison, precision)

@@ -78,8 +78,18 @@ class Option:
         return convert
 
     def full_help(self) -> str:
-        env = f"env {self.env}" + (" (comma-separated)" if self.kind == "list" and self.separator == "," else
-                                   " (os.pathsep-separated)" if self.kind == "list" else "") if self.env else ""
+        env = (
+            f"env {self.env}"
+            + (
+                " (comma-separated)"
+                if self.kind == "list" and self.separator == ","
+                else " (os.pathsep-separated)"
+                if self.kind == "list"
+                else ""
+            )
+            if self.env
+            else ""
+        )
         default = self.default if not isinstance(self.default, (list, tuple)) else "see the README"
         return f"{self.help} ({env + '; ' if env else ''}default: {default})"
 
@@ -97,25 +107,83 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("r34_targets", "--r34-target", "R34_TARGETS", parse_target_text, None,
-           "target under test, repeatable: DEVICE[/DTYPE][/MODE][/KNOB=VALUE] or module.path:factory, e.g. npu:0/fp16; "
-           "default: the host's matrix (CPU targets, and every available accelerator index at fp32 and its reduced "
-           "precisions)", kind="list", metavar="SPEC"),
-    Option("r34_weights", "--r34-weights", "R34_WEIGHTS", parse_weights_text, "seeded",
-           "seeded, seeded:N, imagenet or a state-dict file", metavar="SPEC"),
-    Option("r34_images", "--r34-images", "R34_IMAGES", str, None,
-           "image file or folder, repeatable; default: the bundled photos", kind="list", metavar="PATH",
-           separator=os.pathsep),
-    Option("r34_profile", "--r34-profile", "R34_PROFILE", parse_profile, DEFAULT_PROFILE,
-           f"verdict profile: {', '.join(PROFILES)}", metavar="NAME"),
-    Option("r34_fp64_truth", "--r34-fp64-truth", "R34_FP64_TRUTH", parse_bool, False,
-           "also compare each side with a float64 CPU run", kind="flag"),
-    Option("r34_report", "--r34-report", "R34_REPORT", str, DEFAULT_REPORT,
-           "acceptance report JSON, written at session end ('none' to skip)", metavar="PATH"),
-    Option("r34_iters", "--r34-iters", "R34_ITERS", parse_count, DEFAULT_ITERS,
-           "timed runs per target and batch size for the latency column, 0 = none", metavar="N"),
-    Option("r34_update_golden", "--r34-update-golden", None, parse_bool, False,
-           "regenerate fixtures/golden/ from the CPU reference instead of checking it", kind="flag"),
+    Option(
+        "r34_targets",
+        "--r34-target",
+        "R34_TARGETS",
+        parse_target_text,
+        None,
+        "target under test, repeatable: DEVICE[/DTYPE][/MODE][/KNOB=VALUE] or module.path:factory, e.g. npu:0/fp16; "
+        "default: the host's matrix (CPU targets, and every available accelerator index at fp32 and its reduced "
+        "precisions)",
+        kind="list",
+        metavar="SPEC",
+    ),
+    Option(
+        "r34_weights",
+        "--r34-weights",
+        "R34_WEIGHTS",
+        parse_weights_text,
+        "seeded",
+        "seeded, seeded:N, imagenet or a state-dict file",
+        metavar="SPEC",
+    ),
+    Option(
+        "r34_images",
+        "--r34-images",
+        "R34_IMAGES",
+        str,
+        None,
+        "image file or folder, repeatable; default: the bundled photos",
+        kind="list",
+        metavar="PATH",
+        separator=os.pathsep,
+    ),
+    Option(
+        "r34_profile",
+        "--r34-profile",
+        "R34_PROFILE",
+        parse_profile,
+        DEFAULT_PROFILE,
+        f"verdict profile: {', '.join(PROFILES)}",
+        metavar="NAME",
+    ),
+    Option(
+        "r34_fp64_truth",
+        "--r34-fp64-truth",
+        "R34_FP64_TRUTH",
+        parse_bool,
+        False,
+        "also compare each side with a float64 CPU run",
+        kind="flag",
+    ),
+    Option(
+        "r34_report",
+        "--r34-report",
+        "R34_REPORT",
+        str,
+        DEFAULT_REPORT,
+        "acceptance report JSON, written at session end ('none' to skip)",
+        metavar="PATH",
+    ),
+    Option(
+        "r34_iters",
+        "--r34-iters",
+        "R34_ITERS",
+        parse_count,
+        DEFAULT_ITERS,
+        "timed runs per target and batch size for the latency column, 0 = none",
+        metavar="N",
+    ),
+    Option(
+        "r34_update_golden",
+        "--r34-update-golden",
+        None,
+        parse_bool,
+        False,
+        "regenerate fixtures/golden/ from the CPU reference instead of checking it",
+        kind="flag",
+    ),
 )
 
 
@@ -125,8 +193,14 @@ def add_options(addoption: Callable[..., None]) -> None:
         if option.kind == "flag":
             addoption(option.flag, dest=option.dest, action="store_true", default=None, help=option.full_help())
         else:
-            addoption(option.flag, dest=option.dest, action="append" if option.kind == "list" else "store",
-                      type=option.argparse_type(), metavar=option.metavar, help=option.full_help())
+            addoption(
+                option.flag,
+                dest=option.dest,
+                action="append" if option.kind == "list" else "store",
+                type=option.argparse_type(),
+                metavar=option.metavar,
+                help=option.full_help(),
+            )
 
 
 def resolve(getoption: Callable[[str], Any]) -> dict[str, Any]:

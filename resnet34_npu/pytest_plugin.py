@@ -31,11 +31,13 @@ MARKERS = {
     "ops": "operator-level conformance tests (Hypothesis)",
     "benchmark": "pytest-benchmark timings; run with `pytest -m benchmark`",
     "slow": "long-running (reduced-precision CPU targets, their batch-8 and repeated runs, ...); "
-            "left out of a default run, `pytest -m slow` runs them",
+    "left out of a default run, `pytest -m slow` runs them",
     "custom": "runs a custom target (module.path:factory), which may run on any device",
     "r34_heavy": "internal: runs a batch of 8 or runs its target again (slow on reduced-precision CPU targets)",
-    "npu_install": "installs the real torch-npu wheel from PyPI into a temporary folder (skipped when it cannot be had)",
-    "subprocess": "starts Python subprocesses that import torch (the few end-to-end tests where the process is the point)",
+    "npu_install": "installs the real torch-npu wheel from PyPI into a temporary folder (skipped when it cannot be "
+    "had)",
+    "subprocess": "starts Python subprocesses that import torch (the few end-to-end tests where the process is the "
+    "point)",
 }
 SUITE = pytest.StashKey[Suite]()
 ENTRIES = pytest.StashKey[list]()
@@ -98,10 +100,14 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             lines.append(f"resnet34-npu device {row.device}: not available: {row.reason}")
     run = [t.name for t in suite.targets if t.runnable]
     skipped = [t.name for t in suite.targets if not t.runnable]
-    lines.append(f"resnet34-npu targets: {', '.join(run) or 'none'}" + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
+    lines.append(
+        f"resnet34-npu targets: {', '.join(run) or 'none'}" + (f" (skipped: {', '.join(skipped)})" if skipped else "")
+    )
     lines.append(f"resnet34-npu weights: {suite.weights} {weights_digest(suite.weights)}")
-    lines.append(f"resnet34-npu profile: {suite.profile}; images: {', '.join(p.name for p in suite.images)}; "
-                 f"float64 truth: {'on' if suite.fp64_truth else 'off'}; batch sizes: {', '.join(map(str, BATCH_SIZES))}")
+    lines.append(
+        f"resnet34-npu profile: {suite.profile}; images: {', '.join(p.name for p in suite.images)}; "
+        f"float64 truth: {'on' if suite.fp64_truth else 'off'}; batch sizes: {', '.join(map(str, BATCH_SIZES))}"
+    )
     return lines
 
 
@@ -110,8 +116,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "r34_target" in metafunc.fixturenames:
         params = []
         for t in suite.targets:
-            marks = [pytest.mark.custom] if t.kind == "custom" else [] if t.kind == "cpu" else [
-                pytest.mark.accelerator, getattr(pytest.mark, t.kind)]
+            marks = (
+                [pytest.mark.custom]
+                if t.kind == "custom"
+                else []
+                if t.kind == "cpu"
+                else [pytest.mark.accelerator, getattr(pytest.mark, t.kind)]
+            )
             params.append(pytest.param(t.name, id=t.name, marks=marks))
         metafunc.parametrize("r34_target", params, scope="session")
     if "r34_image" in metafunc.fixturenames:
@@ -136,7 +147,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.slow)
                 if "slow" not in markexpr:
                     item.add_marker(pytest.mark.skip(reason=target.slow_reason))
-            elif target.reduced_cpu and (callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_heavy")):
+            elif target.reduced_cpu and (
+                callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_heavy")
+            ):
                 item.add_marker(pytest.mark.slow)
         if item.get_closest_marker("benchmark") and not run_benchmarks:
             item.add_marker(pytest.mark.skip(reason=BENCHMARKS_SKIPPED))
@@ -178,8 +191,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             for record in records:
                 if record.get("kind") == "verdict" and record["case"]["verdict"] == "warn":
                     # a warning verdict passes, but says so
-                    item.warn(pytest.PytestWarning(f"{record['target']} on {record['case']['image']}: "
-                                                   + "; ".join(record["case"]["warnings"])))
+                    item.warn(
+                        pytest.PytestWarning(
+                            f"{record['target']} on {record['case']['image']}: " + "; ".join(record["case"]["warnings"])
+                        )
+                    )
         report.r34_records = [dict(r, test=item.nodeid) for r in records]
         params = getattr(item, "callspec", None)
         report.r34_params = {k: str(v) for k, v in params.params.items() if k.startswith("r34_")} if params else {}
@@ -202,14 +218,16 @@ class _Collector:
             message = "\n".join(errors) if errors else (report.longreprtext or "").strip()
         else:
             message = ""
-        self.entries.append({
-            "test": report.nodeid,
-            "outcome": report.outcome,
-            "duration_s": round(report.duration, 4),
-            "params": getattr(report, "r34_params", {}),
-            "message": message,
-            "records": getattr(report, "r34_records", []),
-        })
+        self.entries.append(
+            {
+                "test": report.nodeid,
+                "outcome": report.outcome,
+                "duration_s": round(report.duration, 4),
+                "params": getattr(report, "r34_params", {}),
+                "message": message,
+                "records": getattr(report, "r34_records", []),
+            }
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

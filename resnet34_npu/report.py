@@ -16,8 +16,9 @@ import platform
 import socket
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torchvision
@@ -123,8 +124,14 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
-def build_report(*, profile: str, weights: dict[str, Any], reference: dict[str, Any], targets: list[dict[str, Any]],
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    *,
+    profile: str,
+    weights: dict[str, Any],
+    reference: dict[str, Any],
+    targets: list[dict[str, Any]],
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The report document: verdict "fail" when any target failed, else "pass"."""
     names = [reference.get("device_name", "")] + [t.get("device_name", "") for t in targets]
     return {
@@ -162,9 +169,16 @@ def summary_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, ...]]:
         case, m = record["case"], record["case"]["metrics"]
         latency = record.get("latency_ms")
         rows[(record["target"], tuple(case["paths"]), case["batch_size"])] = (
-            record["target"], case["image"].split("+")[0], str(case["batch_size"]), case["verdict"].upper(),
-            _number(m["rel_l2_error"], ".2e"), _number(m["cosine_similarity"], ".8f"), _number(m["max_abs_error"], ".2e"),
-            f"{m['top1_match']:.2f}", f"{m['top5_overlap']:.2f}/5", "-" if not latency else f"{latency['median']:.2f}",
+            record["target"],
+            case["image"].split("+")[0],
+            str(case["batch_size"]),
+            case["verdict"].upper(),
+            _number(m["rel_l2_error"], ".2e"),
+            _number(m["cosine_similarity"], ".8f"),
+            _number(m["max_abs_error"], ".2e"),
+            f"{m['top1_match']:.2f}",
+            f"{m['top5_overlap']:.2f}/5",
+            "-" if not latency else f"{latency['median']:.2f}",
         )
     return list(rows.values())
 
@@ -175,7 +189,12 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, 
     "skipped", with the reason); a run that compared nothing is "not run" as a whole; any
     failed test makes the whole report "fail"."""
     targets: dict[str, dict[str, Any]] = {
-        choice.name: {"name": choice.name, "skipped": choice.reason or choice.slow_reason or None, "images": [], "checks": []}
+        choice.name: {
+            "name": choice.name,
+            "skipped": choice.reason or choice.slow_reason or None,
+            "images": [],
+            "checks": [],
+        }
         for choice in suite.targets
     }
     reference: dict[str, Any] = {}
@@ -183,7 +202,9 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, 
     reference_latency: dict[str, Any] | None = None
     for entry in entries:
         for record in entry["records"]:
-            target = targets.setdefault(record["target"], {"name": record["target"], "skipped": None, "images": [], "checks": []})
+            target = targets.setdefault(
+                record["target"], {"name": record["target"], "skipped": None, "images": [], "checks": []}
+            )
             for key, value in record["target_info"].items():
                 target.setdefault(key, value)
             reference = reference or record["reference"]
@@ -194,15 +215,25 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, 
                     target["latency_ms"] = record["latency_ms"]
                     reference_latency = reference_latency or record["reference_latency_ms"]
             else:
-                target["checks"].append({"kind": record["kind"], "test": entry["test"], **record["case"],
-                                         **({"nondeterministic": record["nondeterministic"]} if "nondeterministic" in record else {})})
+                target["checks"].append(
+                    {
+                        "kind": record["kind"],
+                        "test": entry["test"],
+                        **record["case"],
+                        **({"nondeterministic": record["nondeterministic"]} if "nondeterministic" in record else {}),
+                    }
+                )
     for target in targets.values():
         statuses = [c["verdict"] for c in target["images"] + target["checks"]]
-        target["verdict"] = worst_status(statuses) if statuses else (Status.SKIPPED if target["skipped"] else Status.NOT_RUN)
+        target["verdict"] = (
+            worst_status(statuses) if statuses else (Status.SKIPPED if target["skipped"] else Status.NOT_RUN)
+        )
         latency = target.setdefault("latency_ms", None)
         timing = None if not latency else Timing.from_dict(latency)
         target["throughput_ips"] = None if timing is None else timing.throughput_ips
-        target["speedup_vs_reference"] = speedup(Timing.from_dict(reference_latency) if reference_latency else None, timing)
+        target["speedup_vs_reference"] = speedup(
+            Timing.from_dict(reference_latency) if reference_latency else None, timing
+        )
     if reference_latency is not None:
         reference["latency_ms"] = reference_latency
     tests = [{k: v for k, v in e.items() if k != "records"} for e in entries]

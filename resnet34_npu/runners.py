@@ -18,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 
@@ -188,8 +189,14 @@ class CustomRunner:
         return lambda: self.run(batch)
 
     def time(self, batch: torch.Tensor, *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
-        return time_call(self.timed_call(batch), torch.device("cpu"), warmup=warmup, iters=iters,
-                         batch_size=batch.shape[0], synchronize=self.synchronize)
+        return time_call(
+            self.timed_call(batch),
+            torch.device("cpu"),
+            warmup=warmup,
+            iters=iters,
+            batch_size=batch.shape[0],
+            synchronize=self.synchronize,
+        )
 
     def synchronize(self) -> None:
         sync = getattr(self.fn, "synchronize", None)
@@ -231,8 +238,9 @@ def build_custom(spec: CustomSpec, model: torch.nn.Module) -> CustomRunner:
     if precision not in PRECISIONS:
         raise InputError(f"{label}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     inner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "module", None)
-    runner = CustomRunner(spec, fn, str(getattr(fn, "name", spec.name)), precision,
-                          inner if isinstance(inner, torch.nn.Module) else None)
+    runner = CustomRunner(
+        spec, fn, str(getattr(fn, "name", spec.name)), precision, inner if isinstance(inner, torch.nn.Module) else None
+    )
     try:
         runner.run(torch.zeros(2, 3, 224, 224))
     except InputError:

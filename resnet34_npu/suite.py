@@ -52,7 +52,9 @@ class Suite:
     def from_options(cls, values: dict[str, Any], *, worker: bool) -> Suite:
         """Check every option before any test runs (bad images, targets, report folder and
         custom targets are :class:`InputError`), then build the suite."""
-        images = list(dict.fromkeys(p.resolve() for p in find_images(values["r34_images"] or [IMAGES_DIR / p for p in PHOTOS])))
+        images = list(
+            dict.fromkeys(p.resolve() for p in find_images(values["r34_images"] or [IMAGES_DIR / p for p in PHOTOS]))
+        )
         for image in images:
             load_image(image)
         report = values["r34_report"]
@@ -118,7 +120,9 @@ class Suite:
             return None
         return self.session.reference_timing(batch, 1, self.iters, self.images[0])
 
-    def record(self, kind: str, target: str, case: CaseResult, batch: int | None = None, **extra: Any) -> dict[str, Any]:
+    def record(
+        self, kind: str, target: str, case: CaseResult, batch: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
         """What the terminal table and the acceptance report read about one check. ``target``
         is the matrix name (the test id); ``batch`` asks for the latencies of the target and
         the reference at that batch size (when it is one of :data:`TIMED_BATCHES`)."""

@@ -53,10 +53,17 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("channels_last", "NHWC memory format for weights and input",
-         lambda module: module.to(memory_format=torch.channels_last), _channels_last),
-)}
+MODES: dict[str, Mode] = {
+    m.name: m
+    for m in (
+        Mode(
+            "channels_last",
+            "NHWC memory format for weights and input",
+            lambda module: module.to(memory_format=torch.channels_last),
+            _channels_last,
+        ),
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,7 @@ _CUSTOM = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_]\w*)$")
 
 
 def _grammar() -> str:
-    return (f"Dtypes: {', '.join(DTYPES)}; modes: {', '.join(MODES)} (or {EAGER} alone); "
-            f"knobs: {knobs.knob_help()}")
+    return f"Dtypes: {', '.join(DTYPES)}; modes: {', '.join(MODES)} (or {EAGER} alone); knobs: {knobs.knob_help()}"
 
 
 def parse_target(text: str) -> TargetSpec | CustomSpec:
@@ -133,10 +139,14 @@ def parse_target(text: str) -> TargetSpec | CustomSpec:
         elif "=" in part:
             key, _, value = part.partition("=")
             if key not in knobs.KNOBS or key in chosen:
-                raise InputError(f"target {text!r}: unknown or repeated knob {key!r}. Choose from: {', '.join(knobs.KNOBS)}")
+                raise InputError(
+                    f"target {text!r}: unknown or repeated knob {key!r}. Choose from: {', '.join(knobs.KNOBS)}"
+                )
             knob = knobs.KNOBS[key]
             if value not in knob.values:
-                raise InputError(f"target {text!r}: {key}={value!r} is not valid. Choose one of: {', '.join(knob.values)}")
+                raise InputError(
+                    f"target {text!r}: {key}={value!r} is not valid. Choose one of: {', '.join(knob.values)}"
+                )
             if kind not in (knob.kind, "auto"):
                 raise InputError(f"target {text!r}: {key} applies to {knob.kind} devices only")
             chosen[key] = value

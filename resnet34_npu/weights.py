@@ -69,13 +69,17 @@ class WeightsInfo:
 def parse_weights_spec(text: str) -> WeightsSpec:
     """Parse ``seeded``, ``seeded:N``, ``imagenet`` or a file path."""
     if not isinstance(text, str) or not text.strip():
-        raise InputError(f"weights {text!r}: empty spec. Choose one of: seeded, seeded:N, imagenet, a path to a state-dict file")
+        raise InputError(
+            f"weights {text!r}: empty spec. Choose one of: seeded, seeded:N, imagenet, a path to a state-dict file"
+        )
     if text == "seeded":
         return WeightsSpec(text, "seeded", seed=DEFAULT_SEED)
     if text.startswith("seeded:"):
         number = text.partition(":")[2]
         if not (number.isascii() and number.isdigit()) or int(number) >= 2**63:
-            raise InputError(f"weights {text!r}: the seed must be a non-negative integer below 2**63, as in 'seeded:42'")
+            raise InputError(
+                f"weights {text!r}: the seed must be a non-negative integer below 2**63, as in 'seeded:42'"
+            )
         return WeightsSpec(text, "seeded", seed=int(number))
     if text == "imagenet":
         return WeightsSpec(text, "imagenet", path=imagenet_checkpoint_path())
@@ -171,12 +175,16 @@ def _file_key(text: str, path: Path) -> tuple | None:
     return (text, str(path.resolve()), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_dev)
 
 
-def _load_checked(spec: WeightsSpec, path: Path, factory: Callable[[], torch.nn.Module]) -> tuple[WeightsInfo, StateDict]:
+def _load_checked(
+    spec: WeightsSpec, path: Path, factory: Callable[[], torch.nn.Module]
+) -> tuple[WeightsInfo, StateDict]:
     text = spec.text
     data = _read_file(path)
     sha256 = hashlib.sha256(data).hexdigest()
     if spec.kind == "imagenet" and not sha256.startswith(IMAGENET_CHECKPOINT.split("-")[1].split(".")[0]):
-        raise InputError(f"weights file '{path}': sha256 {sha256[:8]}... does not match torchvision's {IMAGENET_CHECKPOINT}")
+        raise InputError(
+            f"weights file '{path}': sha256 {sha256[:8]}... does not match torchvision's {IMAGENET_CHECKPOINT}"
+        )
     state = _unpickle(path, data)
     with torch.device("meta"):
         expected = factory().state_dict()
@@ -203,7 +211,9 @@ def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Modul
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise InputError(f"cache folder '{path.parent}': cannot write there ({exc.strerror}); set {CACHE_ENV}") from None
+        raise InputError(
+            f"cache folder '{path.parent}': cannot write there ({exc.strerror}); set {CACHE_ENV}"
+        ) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
@@ -235,7 +245,8 @@ def _unpickle(path: Path, data: bytes) -> StateDict:
             # a real pickle of more than tensors, which weights_only refuses to run
             reason = unsupported.split("WeightsUnpickler error:")[-1].strip().split(" was not")[0]
             raise InputError(
-                f"weights file '{path}': refused by torch.load(weights_only=True), it pickles more than tensors ({reason})"
+                f"weights file '{path}': refused by torch.load(weights_only=True), "
+                f"it pickles more than tensors ({reason})"
             ) from None
         raise InputError(f"weights file '{path}': not a PyTorch checkpoint (torch.load cannot unpickle it)") from None
     except Exception as exc:  # torch.load raises RuntimeError, KeyError, EOFError... on arbitrary bytes
@@ -246,7 +257,11 @@ def _unpickle(path: Path, data: bytes) -> StateDict:
         ) from None
     for wrapper in ("state_dict", "model"):
         # Training checkpoints: {"state_dict": ..., "epoch": ..., "optimizer": ...}
-        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict) and not isinstance(obj.get(wrapper), torch.Tensor):
+        if (
+            isinstance(obj, dict)
+            and isinstance(obj.get(wrapper), dict)
+            and not isinstance(obj.get(wrapper), torch.Tensor)
+        ):
             obj = obj[wrapper]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -255,7 +270,7 @@ def _unpickle(path: Path, data: bytes) -> StateDict:
         bad = next(k for k in obj if not isinstance(k, str))
         raise InputError(f"weights file '{path}': key {bad!r} is not a parameter name (a string)")
     if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
+        obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
 
 
@@ -270,8 +285,7 @@ def _check_fits(path: Path, state: StateDict, expected: StateDict) -> None:
     unexpected = [k for k in state if k not in expected]
     wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
     not_float = [
-        k for k in expected
-        if k in state and expected[k].is_floating_point() and not state[k].is_floating_point()
+        k for k in expected if k in state and expected[k].is_floating_point() and not state[k].is_floating_point()
     ]
     parts = []
     if missing:
@@ -281,9 +295,7 @@ def _check_fits(path: Path, state: StateDict, expected: StateDict) -> None:
         shown = ", ".join(f"{k} {_shape(state[k])}" for k in unexpected[:_SHOWN_KEYS])
         parts.append(f"{len(unexpected)} unexpected key(s): {shown}")
     if wrong:
-        shown = ", ".join(
-            f"{k} expected {_shape(expected[k])} found {_shape(state[k])}" for k in wrong[:_SHOWN_KEYS]
-        )
+        shown = ", ".join(f"{k} expected {_shape(expected[k])} found {_shape(state[k])}" for k in wrong[:_SHOWN_KEYS])
         parts.append(f"{len(wrong)} wrong shape(s): {shown}")
     if not_float:
         shown = ", ".join(f"{k} is {state[k].dtype}" for k in not_float[:_SHOWN_KEYS])

@@ -41,14 +41,16 @@ def test_forward(benchmark, r34, r34_target, r34_batch):
         pytest.skip("pytest-benchmark is disabled (--benchmark-disable, or under pytest-xdist): nothing was timed")
     median_s = benchmark.stats.stats.median
     info = runner.describe()
-    benchmark.extra_info.update({
-        "target": info["name"],
-        "device": info["device"],
-        "device_name": info["device_name"],
-        "dtype": info["dtype"],
-        "effective_precision": info["effective_precision"],
-        "precision_settings": info["precision_settings"],
-        "batch_size": r34_batch,
-        "images_per_second": r34_batch / median_s,
-        "gflops_per_second": 2 * RESNET34_GMACS * r34_batch / median_s,
-    })
+    benchmark.extra_info.update(
+        {
+            "target": info["name"],
+            "device": info["device"],
+            "device_name": info["device_name"],
+            "dtype": info["dtype"],
+            "effective_precision": info["effective_precision"],
+            "precision_settings": info["precision_settings"],
+            "batch_size": r34_batch,
+            "images_per_second": r34_batch / median_s,
+            "gflops_per_second": 2 * RESNET34_GMACS * r34_batch / median_s,
+        }
+    )

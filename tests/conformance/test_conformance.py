@@ -24,7 +24,10 @@ def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
     case = r34.case(r34_target, images)
     r34_record("verdict", r34_target, case, batch=r34_batch)
     if not case.verdict.passed:
-        pytest.fail(f"{r34_target} on {case.image} fails profile {r34.profile!r}:\n" + "\n".join(case.verdict.failures), pytrace=False)
+        pytest.fail(
+            f"{r34_target} on {case.image} fails profile {r34.profile!r}:\n" + "\n".join(case.verdict.failures),
+            pytrace=False,
+        )
 
 
 def _ranking_check(r34, r34_target, problems: list[str], metric: str) -> None:
@@ -36,7 +39,8 @@ def _ranking_check(r34, r34_target, problems: list[str], metric: str) -> None:
     message = f"{metric} on {r34_target}:\n" + "\n".join(problems)
     if level == "fail":
         pytest.fail(message, pytrace=False)
-    warnings.warn(RankingWarning(f"{message}\n(profile {r34.profile!r} does not fail on {metric} at this precision)"))
+    note = f"(profile {r34.profile!r} does not fail on {metric} at this precision)"
+    warnings.warn(RankingWarning(f"{message}\n{note}"), stacklevel=2)
 
 
 def test_top1(r34, r34_target, r34_image, r34_batch):
@@ -44,8 +48,10 @@ def test_top1(r34, r34_target, r34_image, r34_batch):
     which check broke)."""
     images = r34.batch_images(r34_image, r34_batch)
     problems = [
-        f"sample {i} ({images[i].name}): reference top-1 {describe(s.reference_top5[0])}, target top-1 {describe(s.target_top5[0])}"
-        for i, s in enumerate(r34.case(r34_target, images).comparison.samples) if not s.top1_match
+        f"sample {i} ({images[i].name}): reference top-1 {describe(s.reference_top5[0])}, "
+        f"target top-1 {describe(s.target_top5[0])}"
+        for i, s in enumerate(r34.case(r34_target, images).comparison.samples)
+        if not s.top1_match
     ]
     _ranking_check(r34, r34_target, problems, "top1_match")
 
@@ -56,7 +62,8 @@ def test_top5(r34, r34_target, r34_image, r34_batch):
     problems = [
         f"sample {i} ({images[i].name}): top-5 overlap {s.top5_overlap}/5, reference {list(s.reference_top5)}, "
         f"target {list(s.target_top5)}"
-        for i, s in enumerate(r34.case(r34_target, images).comparison.samples) if s.top5_overlap < 5
+        for i, s in enumerate(r34.case(r34_target, images).comparison.samples)
+        if s.top5_overlap < 5
     ]
     _ranking_check(r34, r34_target, problems, "top5_overlap")
 
@@ -86,10 +93,13 @@ def test_repeatability(r34, r34_target, r34_image, r34_record):
     verdict = judge(comparison, r34.session.profile)
     r34_record("repeatability", r34_target, _case(r34_image, verdict, comparison), nondeterministic=not identical)
     if not identical:
-        warnings.warn(NonDeterminismWarning(
-            f"{r34_target}: two runs on {r34_image.name} differ (max abs {comparison.max_abs_error:.3e}, "
-            f"rel L2 {comparison.rel_l2_error:.3e}): the device is not deterministic"
-        ))
+        warnings.warn(
+            NonDeterminismWarning(
+                f"{r34_target}: two runs on {r34_image.name} differ (max abs {comparison.max_abs_error:.3e}, "
+                f"rel L2 {comparison.rel_l2_error:.3e}): the device is not deterministic"
+            ),
+            stacklevel=2,
+        )
     assert verdict.passed, f"{r34_target} run twice on {r34_image.name}:\n" + "\n".join(verdict.failures)
 
 

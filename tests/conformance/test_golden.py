@@ -40,4 +40,7 @@ def test_golden(r34, photo):
     )
     assert [i for i, _ in top_k(today, 5)[0]] == top5, f"top-5 changed from the golden {top5}"
     verdict = judge(compare_logits(golden, today), "default")
-    assert verdict.passed, f"CPU reference drifted from {path.name} (made with torch {document['made_with']['torch']}):\n" + "\n".join(verdict.failures)
+    assert verdict.passed, (
+        f"CPU reference drifted from {path.name} (made with torch {document['made_with']['torch']}):\n"
+        + "\n".join(verdict.failures)
+    )

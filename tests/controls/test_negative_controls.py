@@ -48,5 +48,8 @@ def test_a_fault_is_seen_at_the_stage_and_after_it_but_not_before(session):
     names = [s.name for s in localization.stages]
     index = names.index("layer2.0.bn2")
     assert all(s.status == "pass" and s.rel_l2_error == 0 for s in localization.stages[:index])
-    assert all(s.status == "fail" for s in localization.stages[index:] if s.name != "layer2.0.downsample.0"
-               and s.name != "layer2.0.downsample.1")
+    assert all(
+        s.status == "fail"
+        for s in localization.stages[index:]
+        if s.name != "layer2.0.downsample.0" and s.name != "layer2.0.downsample.1"
+    )

@@ -32,16 +32,45 @@ def npu_site() -> Path:
     if not (site / "torch_npu").is_dir():
         wheels = root / "wheels"
         got = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), f"torch-npu=={major_minor}.*"],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "-d",
+                str(wheels),
+                f"torch-npu=={major_minor}.*",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if got.returncode != 0:
-            pytest.skip(f"torch-npu {major_minor}.* wheel not available from the package index: {got.stderr.strip().splitlines()[-1:]}")
+            pytest.skip(
+                f"torch-npu {major_minor}.* wheel not available from the package index: "
+                f"{got.stderr.strip().splitlines()[-1:]}"
+            )
         tmp = root / "site.tmp"
         subprocess.run(["rm", "-rf", str(tmp)], check=True)
         installed = subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--no-deps", "--no-compile", "-q", "--target", str(tmp), *map(str, wheels.glob("*.whl"))],
-            capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--no-deps",
+                "--no-compile",
+                "-q",
+                "--target",
+                str(tmp),
+                *map(str, wheels.glob("*.whl")),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if installed.returncode != 0:
             pytest.skip(f"torch-npu wheel did not install: {installed.stderr.strip().splitlines()[-1:]}")
@@ -78,7 +107,9 @@ def test_infer_on_cpu_still_runs_and_npu_is_refused_in_one_line(npu_site):
     assert ok.returncode == 0 and "[134]" in ok.stdout, ok.stderr
     refused = _run(npu_site, "-m", "resnet34_npu", "infer", "--device", "npu")
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert refused.stderr.startswith("resnet34-npu infer: error: device 'npu' is not available: import torch_npu failed")
+    assert refused.stderr.startswith(
+        "resnet34-npu infer: error: device 'npu' is not available: import torch_npu failed"
+    )
 
 
 def test_pytest_still_starts(npu_site):

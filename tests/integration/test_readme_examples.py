@@ -36,9 +36,22 @@ def test_pytest_example(pytester, monkeypatch, tmp_path):
         monkeypatch.delenv(name)
     monkeypatch.chdir(REPO)  # the README runs it from the checkout
     report = tmp_path / "a.json"
-    result = pytester.runpytest_inprocess(*argv[1:], "-p", "no:cacheprovider", f"--rootdir={REPO}", "-c",
-                                          str(REPO / "pytest.ini"), f"--r34-report={report}", "--r34-iters=0", "-k", "not golden")
+    result = pytester.runpytest_inprocess(
+        *argv[1:],
+        "-p",
+        "no:cacheprovider",
+        f"--rootdir={REPO}",
+        "-c",
+        str(REPO / "pytest.ini"),
+        f"--r34-report={report}",
+        "--r34-iters=0",
+        "-k",
+        "not golden",
+    )
     assert result.ret == 0, result.stdout.str()[-3000:]
-    assert "example:torchscript-frozen" in result.stdout.str() or "examples.custom_target:torchscript_frozen" in result.stdout.str()
+    assert (
+        "example:torchscript-frozen" in result.stdout.str()
+        or "examples.custom_target:torchscript_frozen" in result.stdout.str()
+    )
     doc = json.loads(report.read_text())
     assert doc["verdict"] == "pass" and doc["targets"][0]["images"]

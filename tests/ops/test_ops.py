@@ -65,12 +65,18 @@ def test_relu(r34_target, seed, channels, size):
 
 @given(seed=seeds, channels=st.integers(1, 64), size=st.integers(2, 56))
 def test_max_pool2d_3_2_1(r34_target, seed, channels, size):
-    _assert(check_op("max_pool2d", _spec(r34_target), {"x": torch.randn(2, channels, size, size, generator=_gen(seed))}))
+    _assert(
+        check_op("max_pool2d", _spec(r34_target), {"x": torch.randn(2, channels, size, size, generator=_gen(seed))})
+    )
 
 
 @given(seed=seeds, channels=st.integers(1, 512), size=st.integers(1, 14))
 def test_adaptive_avg_pool2d(r34_target, seed, channels, size):
-    _assert(check_op("adaptive_avg_pool2d", _spec(r34_target), {"x": torch.randn(2, channels, size, size, generator=_gen(seed))}))
+    _assert(
+        check_op(
+            "adaptive_avg_pool2d", _spec(r34_target), {"x": torch.randn(2, channels, size, size, generator=_gen(seed))}
+        )
+    )
 
 
 @given(seed=seeds, features=st.integers(1, 512), classes=st.integers(1, 1000), batch=st.integers(1, 8))

@@ -31,7 +31,7 @@ def test_cpu_fp32_against_itself_is_exact_and_as_good_as_the_cpu(session):
     assert 0 < case.truth["reference_truth_rel_l2_error"] < 1e-6
 
 
-@pytest.mark.parametrize("spec", ["cpu/channels_last", "cpu/bf16-autocast"])
+@pytest.mark.parametrize("spec", ["cpu/channels_last", pytest.param("cpu/bf16-autocast", marks=pytest.mark.slow)])
 def test_healthy_cpu_targets_pass_the_default_profile(session, spec):
     result = session.evaluate(session.runner(spec), PHOTOS, iters=0)
     assert result.verdict in ("pass", "warn"), [c.verdict.failures for c in result.cases]
@@ -79,7 +79,11 @@ def test_timing_fields(session):
 
 @pytest.mark.parametrize(
     "value, words",
-    [([1, 2], "returned list"), (torch.zeros(1, 10), "shape [1, 10], expected [1, 1000]"), (torch.zeros(1, 1000, dtype=torch.int64), "torch.int64 logits")],
+    [
+        ([1, 2], "returned list"),
+        (torch.zeros(1, 10), "shape [1, 10], expected [1, 1000]"),
+        (torch.zeros(1, 1000, dtype=torch.int64), "torch.int64 logits"),
+    ],
 )
 def test_targets_returning_the_wrong_thing_are_usage_errors(value, words):
     with pytest.raises(InputError, match=words.replace("[", r"\[").replace("]", r"\]")):

@@ -66,7 +66,8 @@ def test_failure_line_reads_like_assert_close():
     c = compare_logits(ref, out)
     assert line == (
         f"rel_l2_error: {c.rel_l2_error:.3e} > 1.000e-05 (allowed: <= 1.000e-05 for fp32); worst element: "
-        f"sample 1, class 500 {class_name(500)!r}: reference {ref[1, 500].item():.6g}, target {out[1, 500].item():.6g}, "
+        f"sample 1, class 500 {class_name(500)!r}: reference {ref[1, 500].item():.6g}, "
+        f"target {out[1, 500].item():.6g}, "
         f"diff {out[1, 500].item() - ref[1, 500].item():.3e}"
     )
 

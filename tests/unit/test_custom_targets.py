@@ -16,7 +16,7 @@ from resnet34_npu.metrics import compare_logits
 from resnet34_npu.runners import CustomRunner
 from resnet34_npu.targets import CustomSpec, parse_target
 
-BAD = '''
+BAD = """
 import torch
 
 def wrong_shape(model):
@@ -64,7 +64,7 @@ def half_output(model):
             with torch.no_grad():
                 return model(batch).half()
     return Half()
-'''
+"""
 
 
 @pytest.fixture
@@ -131,8 +131,9 @@ def test_the_factory_gets_a_copy_of_the_reference(factories, session):
     before = session.model.fc.weight.clone()
     runner = session.runner("resnet34_npu.faults:bn_stats_off")
     assert runner.module is not session.model and torch.equal(session.model.fc.weight, before)
-    assert torch.equal(session.model.layer2[0].bn2.running_mean,
-                       Session("seeded", "cpu").model.layer2[0].bn2.running_mean)
+    assert torch.equal(
+        session.model.layer2[0].bn2.running_mean, Session("seeded", "cpu").model.layer2[0].bn2.running_mean
+    )
 
 
 def test_cli_bad_custom_target_exits_2(factories, tmp_path, capsys):

@@ -6,9 +6,7 @@ import textwrap
 import pytest
 import torch
 
-from resnet34_npu import InputError
-from resnet34_npu import devices
-from resnet34_npu.knobs import default_acl_precision_mode
+from resnet34_npu import InputError, devices
 from resnet34_npu.devices import (
     AUTO_ORDER,
     KINDS,
@@ -19,14 +17,34 @@ from resnet34_npu.devices import (
     probe_npu,
     resolve_device,
 )
+from resnet34_npu.knobs import default_acl_precision_mode
 
 
-@pytest.mark.parametrize("spec, parsed", [("cpu", ("cpu", None)), ("npu:3", ("npu", 3)), ("cuda:0", ("cuda", 0)), ("auto", ("auto", None)), ("mps", ("mps", None)), ("xpu:1", ("xpu", 1))])
+@pytest.mark.parametrize(
+    "spec, parsed",
+    [
+        ("cpu", ("cpu", None)),
+        ("npu:3", ("npu", 3)),
+        ("cuda:0", ("cuda", 0)),
+        ("auto", ("auto", None)),
+        ("mps", ("mps", None)),
+        ("xpu:1", ("xpu", 1)),
+    ],
+)
 def test_parse_device(spec, parsed):
     assert parse_device(spec) == parsed
 
 
-@pytest.mark.parametrize("spec, words", [("npx", "Unknown device 'npx'. Choose one of: auto, cpu, npu, cuda, mps, xpu"), ("cuda:x", "index must be"), ("cpu:1", "cpu/mps have only :0"), ("auto:1", "Unknown device"), ("", "Unknown device")])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("npx", "Unknown device 'npx'. Choose one of: auto, cpu, npu, cuda, mps, xpu"),
+        ("cuda:x", "index must be"),
+        ("cpu:1", "cpu/mps have only :0"),
+        ("auto:1", "Unknown device"),
+        ("", "Unknown device"),
+    ],
+)
 def test_bad_device_strings(spec, words):
     with pytest.raises(InputError) as err:
         parse_device(spec)
@@ -77,6 +95,7 @@ def test_list_devices_has_one_row_per_kind_or_index():
 
 # --- torch_npu detection, against real broken packages --------------------------------------
 
+
 def _package(tmp_path, monkeypatch, name, body):
     root = tmp_path / "site"
     (root / name).mkdir(parents=True)
@@ -94,18 +113,31 @@ def test_missing_torch_npu():
 
 
 def test_torch_npu_that_fails_to_import_reports_the_real_cause(tmp_path, monkeypatch):
-    name = _package(tmp_path, monkeypatch, "fake_npu_nocann", """
+    name = _package(
+        tmp_path,
+        monkeypatch,
+        "fake_npu_nocann",
+        """
         raise ImportError("libhccl.so: cannot open shared object file: No such file or directory")
-    """)
+    """,
+    )
     status = probe_npu(name)
     assert not status.available and status.count == 0
-    assert status.reason == f"import {name} failed: ImportError: libhccl.so: cannot open shared object file: No such file or directory"
+    assert (
+        status.reason
+        == f"import {name} failed: ImportError: libhccl.so: cannot open shared object file: No such file or directory"
+    )
 
 
 def test_torch_npu_raising_anything_else_is_contained(tmp_path, monkeypatch):
-    name = _package(tmp_path, monkeypatch, "fake_npu_runtime", """
+    name = _package(
+        tmp_path,
+        monkeypatch,
+        "fake_npu_runtime",
+        """
         raise RuntimeError("ACL init failed, error code 507008\\nmore detail")
-    """)
+    """,
+    )
     assert probe_npu(name).reason == f"import {name} failed: RuntimeError: ACL init failed, error code 507008"
 
 
@@ -116,6 +148,14 @@ def test_torch_npu_that_imports_but_registers_nothing(tmp_path, monkeypatch):
     assert probe_npu(name).reason == f"{name} imported but did not register torch.npu"
 
 
-@pytest.mark.parametrize("soc, mode", [("Ascend910A", "allow_fp32_to_fp16"), ("Ascend910ProB", "allow_fp32_to_fp16"), ("Ascend910B3", "must_keep_origin_dtype"), ("Ascend910_9391", "must_keep_origin_dtype")])
+@pytest.mark.parametrize(
+    "soc, mode",
+    [
+        ("Ascend910A", "allow_fp32_to_fp16"),
+        ("Ascend910ProB", "allow_fp32_to_fp16"),
+        ("Ascend910B3", "must_keep_origin_dtype"),
+        ("Ascend910_9391", "must_keep_origin_dtype"),
+    ],
+)
 def test_acl_default_precision_mode_by_soc(soc, mode):
     assert default_acl_precision_mode(soc) == mode

@@ -87,6 +87,7 @@ def test_degenerate_sizes():
 
 # --- bad input: one clear error naming the file and the reason ---------------------------
 
+
 def _bad(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / f"{kind}.jpg"
     if kind == "missing":

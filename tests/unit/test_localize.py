@@ -70,7 +70,7 @@ def test_localize_command_table_and_png(tmp_path, capsys):
     code, out, err = _cli(capsys, "localize", "--target", "resnet34_npu.faults:residual_dropped", "--png", str(png))
     assert code == 1, err
     assert "first diverging stage: layer2.1:" in out
-    assert [line.split()[0] for line in out.splitlines()[2:2 + len(STAGES)]] == list(STAGES)
+    assert [line.split()[0] for line in out.splitlines()[2 : 2 + len(STAGES)]] == list(STAGES)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -79,7 +79,8 @@ def test_localize_without_matplotlib_is_one_clear_line(tmp_path, capsys, monkeyp
     code, _, err = _cli(capsys, "localize", "--target", "cpu", "--png", str(tmp_path / "x.png"))
     assert code == 2 and not (tmp_path / "x.png").exists()
     assert err.strip().splitlines() == [
-        f"resnet34-npu localize: error: chart '{tmp_path / 'x.png'}': matplotlib is not installed (pip install matplotlib)"
+        f"resnet34-npu localize: error: chart '{tmp_path / 'x.png'}': "
+        "matplotlib is not installed (pip install matplotlib)"
     ]
 
 

@@ -27,8 +27,10 @@ def test_without_native_kernels_reduced_cpu_targets_are_skipped_with_the_reason(
         assert choice.slow_reason.startswith(f"{name}: this CPU has no native {dtype} kernels")
         assert "ATen CPU capability is AVX2" in choice.slow_reason or "oneDNN" in choice.slow_reason
         assert choice.slow_reason.endswith("run it with -m slow or --r34-target")
-    assert [c.name for c in compare_defaults()[0]] in (["cpu/fp32", "cpu/fp32/channels_last"],
-                                                        [c.name for c in default_matrix() if c.runnable and c.kind != "cpu"])
+    assert [c.name for c in compare_defaults()[0]] in (
+        ["cpu/fp32", "cpu/fp32/channels_last"],
+        [c.name for c in default_matrix() if c.runnable and c.kind != "cpu"],
+    )
 
 
 def test_native_kernels_put_the_target_in_the_matrix():

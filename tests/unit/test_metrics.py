@@ -161,10 +161,26 @@ def test_bad_arguments():
 
 def test_report_names_are_exact(c):
     expected = {
-        "max_abs_error", "mean_abs_error", "l2_error", "rel_l2_error", "cosine_similarity", "rmse",
-        "max_rel_error", "mean_rel_error", "error_balance", "rel_err_ratio_1e-2", "rel_err_ratio_1e-3",
-        "rel_err_ratio_1e-4", "nonfinite_mismatch", "prob_max_abs_error", "prob_mean_abs_error",
-        "prob_max_rel_error", "kl_divergence", "top1_match", "top5_overlap", "top5_order_match",
+        "max_abs_error",
+        "mean_abs_error",
+        "l2_error",
+        "rel_l2_error",
+        "cosine_similarity",
+        "rmse",
+        "max_rel_error",
+        "mean_rel_error",
+        "error_balance",
+        "rel_err_ratio_1e-2",
+        "rel_err_ratio_1e-3",
+        "rel_err_ratio_1e-4",
+        "nonfinite_mismatch",
+        "prob_max_abs_error",
+        "prob_mean_abs_error",
+        "prob_max_rel_error",
+        "kl_divergence",
+        "top1_match",
+        "top5_overlap",
+        "top5_order_match",
     }
     assert expected <= set(c.metrics())
     assert set(c.to_dict()["samples"][0]) >= {"top1_match", "top5_overlap", "top5_order_match"}

@@ -35,7 +35,10 @@ def test_wrong_padding_fails():
         out = F.conv2d(x, weight, None, stride, padding)
         return torch.roll(out, 1, dims=-1)
 
-    assert check_op("conv2d", parse_target("cpu"), inputs(), implementation=shifted, stride=1, padding=1).verdict.status == "fail"
+    assert (
+        check_op("conv2d", parse_target("cpu"), inputs(), implementation=shifted, stride=1, padding=1).verdict.status
+        == "fail"
+    )
 
 
 def test_nan_in_an_operator_fails():
@@ -56,7 +59,7 @@ def test_bf16_output_rounding_passes_bf16_rules_but_would_fail_fp32_ones():
 def test_round_to_tf32_keeps_ten_mantissa_bits_to_nearest_even():
     from resnet34_npu.ops import round_to
 
-    one_ulp = 2.0 ** -10
+    one_ulp = 2.0**-10
     x = torch.tensor([1.0 + one_ulp / 2, 1.0 + 3 * one_ulp / 2, 1.0 + one_ulp * 0.49, -2.5, float("inf"), float("nan")])
     out = round_to(x, "tf32")
     assert out[0] == 1.0 and out[1] == 1.0 + 2 * one_ulp and out[2] == 1.0  # ties to even, then nearest
@@ -64,4 +67,4 @@ def test_round_to_tf32_keeps_ten_mantissa_bits_to_nearest_even():
     assert torch.equal(round_to(out[:5], "tf32"), out[:5]), "representable values pass unchanged"
     assert round_to(torch.tensor([-(1.0 + 3 * one_ulp / 2)]), "tf32") == -(1.0 + 2 * one_ulp)
     assert torch.equal(round_to(x[:4], "fp32"), x[:4])
-    assert round_to(torch.tensor([1.0 + 2.0 ** -12]), "fp16") == 1.0
+    assert round_to(torch.tensor([1.0 + 2.0**-12]), "fp16") == 1.0

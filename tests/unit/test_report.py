@@ -50,7 +50,9 @@ def test_report_verdict_and_machine():
     doc = build_report(profile="default", weights={}, reference={"device_name": "cpu0"}, targets=[target])
     assert doc["schema_version"] == SCHEMA_VERSION and doc["verdict"] == "pass"
     assert doc["created"].endswith("+00:00")
-    assert build_report(profile="p", weights={}, reference={}, targets=[target, {"verdict": "fail"}])["verdict"] == "fail"
+    assert (
+        build_report(profile="p", weights={}, reference={}, targets=[target, {"verdict": "fail"}])["verdict"] == "fail"
+    )
     machine = machine_info(["a", "a", "b"])
     assert machine["devices"] == ["a", "b"]
     assert {"host", "cpu", "python", "torch", "torchvision", "torch_npu", "cann"} <= set(machine)

@@ -20,7 +20,10 @@ from resnet34_npu.targets import TargetSpec, parse_target
         ("cuda/fp16/channels_last/eager", None),
         ("cuda/tf32=off", TargetSpec("cuda", "fp32", (), (("tf32", "off"),))),
         ("cuda:1/bf16/reduced_reduction=off", TargetSpec("cuda:1", "bf16", (), (("reduced_reduction", "off"),))),
-        ("npu/fp32/hf32=off/acl=must_keep_origin_dtype", TargetSpec("npu", "fp32", (), (("acl", "must_keep_origin_dtype"), ("hf32", "off")))),
+        (
+            "npu/fp32/hf32=off/acl=must_keep_origin_dtype",
+            TargetSpec("npu", "fp32", (), (("acl", "must_keep_origin_dtype"), ("hf32", "off"))),
+        ),
     ],
 )
 def test_parse(text, spec):
@@ -42,7 +45,10 @@ def test_parse(text, spec):
         ("cpu/bf16/reduced_reduction=off", "reduced_reduction applies to cuda devices only"),
         ("cuda/tf32=maybe", "tf32='maybe' is not valid. Choose one of: on, off"),
         ("npu/speed=fast", "unknown or repeated knob 'speed'"),
-        ("npu/acl=force_fp16", "acl='force_fp16' is not valid. Choose one of: allow_fp32_to_fp16, must_keep_origin_dtype"),
+        (
+            "npu/acl=force_fp16",
+            "acl='force_fp16' is not valid. Choose one of: allow_fp32_to_fp16, must_keep_origin_dtype",
+        ),
     ],
 )
 def test_bad_targets_name_the_valid_parts(text, words):
@@ -54,7 +60,9 @@ def test_bad_targets_name_the_valid_parts(text, words):
 def test_name_is_canonical():
     assert parse_target("cuda/channels_last").name == "cuda/fp32/channels_last"
     assert parse_target("cuda/eager").name == "cuda/fp32" and parse_target("cuda/eager").mode == "eager"
-    assert parse_target("npu:2/acl=must_keep_origin_dtype/hf32=on").name == "npu:2/fp32/acl=must_keep_origin_dtype/hf32=on"
+    assert (
+        parse_target("npu:2/acl=must_keep_origin_dtype/hf32=on").name == "npu:2/fp32/acl=must_keep_origin_dtype/hf32=on"
+    )
 
 
 @pytest.mark.parametrize(
@@ -66,7 +74,11 @@ def test_name_is_canonical():
         ("fp32", {"cudnn.allow_tf32": True, "cuda.matmul.allow_tf32": False}, "tf32"),
         ("fp32", {"cudnn.allow_tf32": False, "cuda.matmul.allow_tf32": False}, "fp32"),
         ("fp32", {"npu.conv.allow_hf32": True, "ACL_PRECISION_MODE": "must_keep_origin_dtype"}, "hf32"),
-        ("fp32", {"npu.conv.allow_hf32": False, "ACL_PRECISION_MODE": "allow_fp32_to_fp16 (device default, not set)"}, "fp16"),
+        (
+            "fp32",
+            {"npu.conv.allow_hf32": False, "ACL_PRECISION_MODE": "allow_fp32_to_fp16 (device default, not set)"},
+            "fp16",
+        ),
         ("fp32", {"float32_matmul_precision": "high"}, "tf32"),
     ],
 )

@@ -19,7 +19,9 @@ def test_statistics_match_numpy():
 
 def test_calls_warmup_plus_iters_and_synchronizes_around_each():
     log = []
-    t = time_call(lambda: log.append("call"), torch.device("cpu"), warmup=2, iters=3, synchronize=lambda: log.append("sync"))
+    t = time_call(
+        lambda: log.append("call"), torch.device("cpu"), warmup=2, iters=3, synchronize=lambda: log.append("sync")
+    )
     assert log.count("call") == 5 and t.iterations == 3 and t.warmup == 2
     assert log[:3] == ["call", "call", "sync"]
     assert log[3:] == ["sync", "call", "sync"] * 3

@@ -28,7 +28,12 @@ def test_parse_specs(tmp_path):
 
 @pytest.mark.parametrize(
     "spec, words",
-    [("", "empty"), ("seeded:x", "non-negative integer"), ("seeded:-1", "non-negative integer"), ("nope.pth", "no such file")],
+    [
+        ("", "empty"),
+        ("seeded:x", "non-negative integer"),
+        ("seeded:-1", "non-negative integer"),
+        ("nope.pth", "no such file"),
+    ],
 )
 def test_bad_specs_are_named(spec, words):
     with pytest.raises(InputError) as err:
@@ -69,10 +74,14 @@ def test_other_seeds_differ(tmp_cache):
 def test_two_processes_racing_both_get_a_whole_file(tmp_cache):
     """This process and another generate the same weights at the same moment (the other one
     waits, torch imported, for the word go): both must load a whole file."""
-    code = ("import sys, resnet34_npu as r; print('ready', flush=True); sys.stdin.readline(); "
-            "print(r.build_model_with_info('seeded:3')[1].tensor_sha256)")
+    code = (
+        "import sys, resnet34_npu as r; print('ready', flush=True); sys.stdin.readline(); "
+        "print(r.build_model_with_info('seeded:3')[1].tensor_sha256)"
+    )
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    other = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    other = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+    )
     assert other.stdout.readline().strip() == "ready"
     other.stdin.write("go\n")
     other.stdin.flush()
@@ -152,7 +161,10 @@ def _write(path: Path, kind: str, seeded_state) -> None:
         ("random", "not a PyTorch checkpoint (torch.load cannot unpickle it)"),
         ("empty", "is empty"),
         ("truncated", "truncated"),
-        ("pickle", "refused by torch.load(weights_only=True), it pickles more than tensors (Unsupported global: GLOBAL"),
+        (
+            "pickle",
+            "refused by torch.load(weights_only=True), it pickles more than tensors (Unsupported global: GLOBAL",
+        ),
         ("missing", "2 missing key(s): fc.weight [1000, 512], fc.bias [1000]"),
         ("unexpected", "1 unexpected key(s): head.weight [10, 512]"),
         ("shapes", "wrong shape(s): fc.weight expected [1000, 512] found [10, 512]"),
@@ -193,8 +205,11 @@ def test_imagenet_with_the_wrong_file_is_refused(tmp_path, monkeypatch, seeded_m
 
 def test_half_precision_old_and_wrapped_checkpoints_load_as_float32(tmp_path, seeded):
     model, info = seeded
-    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()
-             if not k.endswith("num_batches_tracked")}
+    state = {
+        k: (v.half() if v.is_floating_point() else v)
+        for k, v in model.state_dict().items()
+        if not k.endswith("num_batches_tracked")
+    }
     path = tmp_path / "old_half.pth"
     torch.save({"state_dict": state, "epoch": 90, "arch": "resnet34"}, path)
     loaded, _ = build_model_with_info(str(path))
