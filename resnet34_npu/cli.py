@@ -55,6 +55,12 @@ def _positive(text: str) -> int:
     return value
 
 
+def _add_profile(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--profile", default=DEFAULT_PROFILE, choices=tuple(PROFILES), help=f"{what} (default: {DEFAULT_PROFILE})"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="resnet34-npu", description="ResNet34 conformance suite for accelerators (Ascend NPU, CUDA, ...)."
@@ -124,12 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         help="the same weights on both sides: seeded, seeded:N, imagenet or a file (default: seeded)",
     )
-    p.add_argument(
-        "--profile",
-        default=DEFAULT_PROFILE,
-        choices=tuple(PROFILES),
-        help=f"verdict rules (default: {DEFAULT_PROFILE})",
-    )
+    _add_profile(p, "verdict rules")
     p.add_argument(
         "--fp64-truth",
         action="store_true",
@@ -168,12 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--reference", default="cpu", metavar="SPEC", help="the reference target (default: cpu)")
     p.add_argument("--weights", default="seeded", metavar="SPEC", help="weights spec (default: seeded)")
-    p.add_argument(
-        "--profile",
-        default=DEFAULT_PROFILE,
-        choices=tuple(PROFILES),
-        help=f"rules a stage must keep (default: {DEFAULT_PROFILE})",
-    )
+    _add_profile(p, "rules a stage must keep")
     p.add_argument(
         "--png", metavar="PATH", help="also write a chart of the relative L2 error per stage (needs matplotlib)"
     )
@@ -192,15 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_infer(args: argparse.Namespace) -> int:
-    result = infer(
-        Path(args.image),
-        device=args.device,
-        dtype=args.dtype,
-        weights=args.weights,
-        topk=args.topk,
-        warmup=args.warmup,
-        iters=args.iters,
-    )
+    options = ("device", "dtype", "weights", "topk", "warmup", "iters")
+    result = infer(Path(args.image), **{name: getattr(args, name) for name in options})
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
         return EXIT_OK

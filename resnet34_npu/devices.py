@@ -244,58 +244,31 @@ class DeviceKind:
         return f"{self.name}:{index or 0}" if self.indexed else self.name
 
 
-KINDS: dict[str, DeviceKind] = {
-    k.name: k
-    for k in (
-        DeviceKind(
-            "cpu",
-            lambda: KindStatus("cpu", True, 1),
-            False,
-            cpu_native_kernels,
-            "runs on the CPU",
-            device_name=lambda _d: cpu_name(),
-            settings=_cpu_settings,
-            synchronize=lambda _d: None,
-        ),
-        DeviceKind(
-            "npu",
-            probe_npu,
-            True,
-            lambda: _accelerator_reduced("npu"),
-            "runs on an Ascend NPU (torch_npu); skipped with the reason when none is available",
-            settings=knobs.npu_settings,
-            events=True,
-            shown=True,
-        ),
-        DeviceKind(
-            "cuda",
-            _probe_cuda,
-            True,
-            lambda: _accelerator_reduced("cuda"),
-            "runs on a CUDA GPU; skipped with the reason when none is available",
-            settings=knobs.cuda_settings,
-            events=True,
-            shown=True,
-        ),
-        DeviceKind(
-            "mps",
-            _probe_mps,
-            False,
-            lambda: {"fp16": "", "bf16": "MPS: bf16 is not tested by default"},
-            "runs on Apple MPS; skipped with the reason when it is not available",
-            device_name=lambda _d: "Apple MPS",
-            shown=True,
-        ),
-        DeviceKind(
-            "xpu",
-            _probe_xpu,
-            True,
-            lambda: _accelerator_reduced("xpu"),
-            "runs on an Intel XPU; skipped with the reason when none is available",
-            events=True,
-        ),
+def _accelerator(name: str, probe: Callable[[], KindStatus], what: str, **fields: Any) -> DeviceKind:
+    """An indexed accelerator kind timed with device events, its reduced precisions from torch."""
+    return DeviceKind(
+        name,
+        probe,
+        True,
+        lambda: _accelerator_reduced(name),
+        f"runs on {what}; skipped with the reason when none is available",
+        events=True,
+        **fields,
     )
-}
+
+
+# fmt: off
+KINDS: dict[str, DeviceKind] = {k.name: k for k in (
+    DeviceKind("cpu", lambda: KindStatus("cpu", True, 1), False, cpu_native_kernels, "runs on the CPU",
+               device_name=lambda _d: cpu_name(), settings=_cpu_settings, synchronize=lambda _d: None),
+    _accelerator("npu", probe_npu, "an Ascend NPU (torch_npu)", settings=knobs.npu_settings, shown=True),
+    _accelerator("cuda", _probe_cuda, "a CUDA GPU", settings=knobs.cuda_settings, shown=True),
+    DeviceKind("mps", _probe_mps, False, lambda: {"fp16": "", "bf16": "MPS: bf16 is not tested by default"},
+               "runs on Apple MPS; skipped with the reason when it is not available",
+               device_name=lambda _d: "Apple MPS", shown=True),
+    _accelerator("xpu", _probe_xpu, "an Intel XPU"),
+)}
+# fmt: on
 AUTO_ORDER = ("npu", "cuda", "mps", "cpu")
 
 

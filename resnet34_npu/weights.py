@@ -287,18 +287,12 @@ def _check_fits(path: Path, state: StateDict, expected: StateDict) -> None:
     not_float = [
         k for k in expected if k in state and expected[k].is_floating_point() and not state[k].is_floating_point()
     ]
-    parts = []
-    if missing:
-        shown = ", ".join(f"{k} {_shape(expected[k])}" for k in missing[:_SHOWN_KEYS])
-        parts.append(f"{len(missing)} missing key(s): {shown}")
-    if unexpected:
-        shown = ", ".join(f"{k} {_shape(state[k])}" for k in unexpected[:_SHOWN_KEYS])
-        parts.append(f"{len(unexpected)} unexpected key(s): {shown}")
-    if wrong:
-        shown = ", ".join(f"{k} expected {_shape(expected[k])} found {_shape(state[k])}" for k in wrong[:_SHOWN_KEYS])
-        parts.append(f"{len(wrong)} wrong shape(s): {shown}")
-    if not_float:
-        shown = ", ".join(f"{k} is {state[k].dtype}" for k in not_float[:_SHOWN_KEYS])
-        parts.append(f"{len(not_float)} non-float tensor(s): {shown}")
+    found = (
+        ("missing key(s)", missing, lambda k: f"{k} {_shape(expected[k])}"),
+        ("unexpected key(s)", unexpected, lambda k: f"{k} {_shape(state[k])}"),
+        ("wrong shape(s)", wrong, lambda k: f"{k} expected {_shape(expected[k])} found {_shape(state[k])}"),
+        ("non-float tensor(s)", not_float, lambda k: f"{k} is {state[k].dtype}"),
+    )
+    parts = [f"{len(keys)} {what}: {', '.join(map(show, keys[:_SHOWN_KEYS]))}" for what, keys, show in found if keys]
     if parts:
         raise InputError(f"weights file '{path}': does not fit ResNet34: " + "; ".join(parts))

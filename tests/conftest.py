@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet34_npu import devices
 from resnet34_npu.constants import IMAGES_DIR
 from resnet34_npu.model import build_model_with_info
 
@@ -30,3 +31,13 @@ def tmp_cache(tmp_path, monkeypatch) -> Path:
     cache = tmp_path / "cache"
     monkeypatch.setenv("RESNET34_NPU_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture
+def avx2_only(monkeypatch):
+    """This host judged as a CPU without native bf16 and fp16 kernels: AVX2 only, what
+    ``ATEN_CPU_CAPABILITY=avx2`` makes torch report."""
+    monkeypatch.setattr(devices, "cpu_capability", lambda: "AVX2")
+    devices.cpu_native_kernels.cache_clear()
+    yield
+    devices.cpu_native_kernels.cache_clear()

@@ -3,19 +3,8 @@ reduced precision on the CPU follows the CPU's native kernels."""
 
 from __future__ import annotations
 
-import pytest
-
 from resnet34_npu import devices
 from resnet34_npu.matrix import choose_targets, compare_defaults, default_matrix
-
-
-@pytest.fixture
-def avx2_only(monkeypatch):
-    """This host judged as an AVX2-only CPU (what ``ATEN_CPU_CAPABILITY=avx2`` makes torch report)."""
-    monkeypatch.setattr(devices, "cpu_capability", lambda: "AVX2")
-    devices.cpu_native_kernels.cache_clear()
-    yield
-    devices.cpu_native_kernels.cache_clear()
 
 
 def test_without_native_kernels_reduced_cpu_targets_are_skipped_with_the_reason(avx2_only):

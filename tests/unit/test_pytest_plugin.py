@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from resnet34_npu import devices
 from resnet34_npu.devices import NPU_NOT_INSTALLED, probe
 from resnet34_npu.weights import cache_dir
 
@@ -195,15 +194,6 @@ def test_junit_xml_works_as_usual(suite):
     result.assert_outcomes(passed=1)
     text = (suite.path / "j.xml").read_text()
     assert 'tests="1"' in text and "test_verdict" in text
-
-
-@pytest.fixture
-def avx2_only(monkeypatch):
-    """This host judged as a CPU without native bf16 and fp16 kernels (AVX2 only)."""
-    monkeypatch.setattr(devices, "cpu_capability", lambda: "AVX2")
-    devices.cpu_native_kernels.cache_clear()
-    yield
-    devices.cpu_native_kernels.cache_clear()
 
 
 def test_reduced_precision_without_native_kernels_is_skipped_with_the_reason(suite, avx2_only):
