@@ -55,3 +55,13 @@ def test_pytest_example(pytester, monkeypatch, tmp_path):
     )
     doc = json.loads(report.read_text())
     assert doc["verdict"] == "pass" and doc["targets"][0]["images"]
+
+
+def test_python_api_example(monkeypatch, capsys):
+    """The README's Python API block runs as written, from the checkout."""
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(REPO)
+    exec(compile(block, "README.md (Python API)", "exec"), {})
+    out = capsys.readouterr().out
+    assert out.startswith("pass ") and float(out.split()[1]) < 1e-5
