@@ -9,7 +9,6 @@ own forward passes. ``compare`` and the pytest plugin both go through it.
 from __future__ import annotations
 
 import copy
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -111,11 +110,12 @@ _SHARED: dict[tuple[Any, ...], torch.Tensor] = {}
 
 
 def _image_key(image: str | Path) -> tuple[Any, ...]:
+    path = Path(image).resolve()
     try:
-        stat = os.stat(image)
+        stat = path.stat()
     except OSError:
-        return (str(image),)
-    return (str(image), stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        return (str(path),)
+    return (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_dev)
 
 
 class Session:
@@ -154,7 +154,7 @@ class Session:
         key = ("input", *_image_key(image))
         if key not in _SHARED:
             _SHARED[key] = preprocess(load_image(image))
-        return _SHARED[key]
+        return _SHARED[key].clone()  # callers may edit what they get
 
     def batch(self, images: Sequence[str | Path]) -> torch.Tensor:
         return torch.stack([self.input(i) for i in images])
@@ -164,6 +164,7 @@ class Session:
             what,
             self.weights_info.tensor_sha256,
             self.reference.name,
+            repr(sorted(self.reference.describe()["precision_settings"].items())),
             torch.get_num_threads(),
             *(_image_key(i) for i in images),
         )
@@ -173,7 +174,7 @@ class Session:
         key = self._key("reference", images)
         if key not in _SHARED:
             _SHARED[key] = self.reference.run(self.batch(images))
-        return _SHARED[key]
+        return _SHARED[key].clone()  # callers may edit what they get
 
     def truth_logits(self, images: Sequence[str | Path]) -> torch.Tensor:
         """The same model in float64 on the CPU: the truth both sides are measured against."""
@@ -183,7 +184,7 @@ class Session:
                 self._truth_model = copy.deepcopy(self.model).double().eval()
             with torch.inference_mode():
                 _SHARED[key] = self._truth_model(self.batch(images).double())
-        return _SHARED[key]
+        return _SHARED[key].clone()  # callers may edit what they get
 
     def truth_metrics(self, images: Sequence[str | Path], logits: torch.Tensor) -> dict[str, float]:
         truth = self.truth_logits(images)

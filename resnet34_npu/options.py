@@ -78,20 +78,15 @@ class Option:
         return convert
 
     def full_help(self) -> str:
-        env = (
-            f"env {self.env}"
-            + (
-                " (comma-separated)"
-                if self.kind == "list" and self.separator == ","
-                else " (os.pathsep-separated)"
-                if self.kind == "list"
-                else ""
-            )
-            if self.env
-            else ""
-        )
-        default = self.default if not isinstance(self.default, (list, tuple)) else "see the README"
-        return f"{self.help} ({env + '; ' if env else ''}default: {default})"
+        """The help text, its environment variable and its default (where ``help`` does not say
+        the default itself, as a list option's does)."""
+        parts = []
+        if self.env:
+            split = {",": "comma-separated", os.pathsep: "os.pathsep-separated"}[self.separator]
+            parts.append(f"env {self.env}" + (f", {split}" if self.kind == "list" else ""))
+        if self.default is not None:
+            parts.append(f"default: {self.default}")
+        return f"{self.help} ({'; '.join(parts)})" if parts else self.help
 
     def from_env(self) -> Any:
         """The value of the environment variable, parsed (None when unset or empty)."""
@@ -172,7 +167,7 @@ OPTIONS: tuple[Option, ...] = (
         "R34_ITERS",
         parse_count,
         DEFAULT_ITERS,
-        "timed runs per target and batch size for the latency column, 0 = none",
+        "timed runs per target at batch 1 for the latency column, 0 = none",
         metavar="N",
     ),
     Option(
@@ -218,3 +213,15 @@ def resolve(getoption: Callable[[str], Any]) -> dict[str, Any]:
 def named_explicitly(values: dict[str, Any]) -> bool:
     """Whether the user named the targets (then nothing of theirs is deselected as slow)."""
     return bool(values["r34_targets"])
+
+
+def selects_slow(markexpr: str) -> bool:
+    """Whether ``-m`` selects a test marked ``slow`` (and nothing else): ``slow`` yes, ``not slow`` no."""
+    if "slow" not in markexpr:
+        return False
+    try:
+        from _pytest.mark.expression import Expression
+
+        return bool(Expression.compile(markexpr).evaluate(lambda name, **_: name == "slow"))
+    except Exception:  # pytest's expression API is internal: fall back to the word
+        return "not slow" not in markexpr

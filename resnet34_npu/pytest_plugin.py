@@ -68,6 +68,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         values = options.resolve(config.getoption)
         config.stash[SUITE] = Suite.from_options(values, worker=hasattr(config, "workerinput"))
+        config.stash[SUITE].slow_selected = options.selects_slow(config.getoption("markexpr") or "")
     except InputError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[ENTRIES] = []
@@ -98,8 +99,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             lines.append(f"resnet34-npu device {row.device}: {row.name} ({settings})")
         else:
             lines.append(f"resnet34-npu device {row.device}: not available: {row.reason}")
-    run = [t.name for t in suite.targets if t.runnable]
-    skipped = [t.name for t in suite.targets if not t.runnable]
+    run = [t.name for t in suite.targets if not suite.skip_reason(t)]
+    skipped = [t.name for t in suite.targets if suite.skip_reason(t)]
     lines.append(
         f"resnet34-npu targets: {', '.join(run) or 'none'}" + (f" (skipped: {', '.join(skipped)})" if skipped else "")
     )
@@ -116,13 +117,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "r34_target" in metafunc.fixturenames:
         params = []
         for t in suite.targets:
-            marks = (
-                [pytest.mark.custom]
-                if t.kind == "custom"
-                else []
-                if t.kind == "cpu"
-                else [pytest.mark.accelerator, getattr(pytest.mark, t.kind)]
-            )
+            kind = devices.KINDS.get(t.kind)
+            if kind is None:
+                marks = [pytest.mark.custom]
+            else:
+                marks = [pytest.mark.accelerator, getattr(pytest.mark, kind.name)] if kind.accelerator else []
             params.append(pytest.param(t.name, id=t.name, marks=marks))
         metafunc.parametrize("r34_target", params, scope="session")
     if "r34_image" in metafunc.fixturenames:
@@ -141,16 +140,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         callspec = getattr(item, "callspec", None)
         target = suite.choice(callspec.params.get("r34_target")) if callspec else None
         if target is not None:
-            if target.reason:
-                item.add_marker(pytest.mark.skip(reason=target.reason))
-            elif target.slow_reason:
-                item.add_marker(pytest.mark.slow)
-                if "slow" not in markexpr:
-                    item.add_marker(pytest.mark.skip(reason=target.slow_reason))
-            elif target.reduced_cpu and (
-                callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_heavy")
+            if target.slow_reason or (
+                target.reduced_cpu and (callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_heavy"))
             ):
                 item.add_marker(pytest.mark.slow)
+            if suite.skip_reason(target):
+                item.add_marker(pytest.mark.skip(reason=suite.skip_reason(target)))
         if item.get_closest_marker("benchmark") and not run_benchmarks:
             item.add_marker(pytest.mark.skip(reason=BENCHMARKS_SKIPPED))
     if any("r34" in getattr(item, "fixturenames", ()) for item in items):
@@ -158,12 +153,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             suite.session  # noqa: B018 - builds the comparison session
         except InputError as exc:
             raise pytest.UsageError(str(exc)) from None
-    if "slow" not in markexpr and not config.stash[NAMED]:
-        keep = [item for item in items if not item.get_closest_marker("slow") or item.get_closest_marker("skip")]
-        drop = [item for item in items if item not in keep]
+    if not suite.slow_selected:
+        # The default selection leaves the slow cases out (-m slow runs them); named targets
+        # keep every case of their own, and nothing else that is slow.
+        named = config.stash[NAMED]
+
+        def kept(item: pytest.Item) -> bool:
+            has_target = "r34_target" in getattr(getattr(item, "callspec", None), "params", {})
+            return (
+                not item.get_closest_marker("slow") or bool(item.get_closest_marker("skip")) or (named and has_target)
+            )
+
+        drop = [item for item in items if not kept(item)]
         if drop:
             config.hook.pytest_deselected(items=drop)
-            items[:] = keep
+            items[:] = [item for item in items if kept(item)]
 
 
 @pytest.fixture(scope="session")

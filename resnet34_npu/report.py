@@ -191,7 +191,7 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, 
     targets: dict[str, dict[str, Any]] = {
         choice.name: {
             "name": choice.name,
-            "skipped": choice.reason or choice.slow_reason or None,
+            "skipped": suite.skip_reason(choice) or None,
             "images": [],
             "checks": [],
         }
@@ -230,7 +230,7 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, 
         )
         latency = target.setdefault("latency_ms", None)
         timing = None if not latency else Timing.from_dict(latency)
-        target["throughput_ips"] = None if timing is None else timing.throughput_ips
+        target["throughput_ips"] = None if timing is None or timing.median <= 0 else timing.throughput_ips
         target["speedup_vs_reference"] = speedup(
             Timing.from_dict(reference_latency) if reference_latency else None, timing
         )

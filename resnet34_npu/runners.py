@@ -204,16 +204,17 @@ class CustomRunner:
             sync()
 
     def describe(self) -> dict[str, Any]:
-        device = getattr(self.fn, "device", None)
+        """Only what a custom target documents (``name``, ``precision``): where and how it runs
+        is its own business."""
         return {
             "name": self.name,
-            "device": str(device) if device is not None else "custom",
-            "device_name": devices.device_name(device) if isinstance(device, torch.device) else "custom",
-            "dtype": getattr(self.fn, "dtype", self.precision),
-            "mode": getattr(self.fn, "mode", "custom"),
+            "device": "custom",
+            "device_name": "custom",
+            "dtype": self.precision,
+            "mode": "custom",
             "effective_precision": self.precision,
-            "precision_reason": getattr(self.fn, "precision_reason", "declared by the custom target"),
-            "precision_settings": getattr(self.fn, "precision_settings", {}),
+            "precision_reason": "declared by the custom target",
+            "precision_settings": {},
         }
 
 

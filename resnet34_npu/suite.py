@@ -42,6 +42,8 @@ class Suite:
     report: Path | None
     iters: int
     update_golden: bool = False
+    #: ``-m slow`` asked for the slow cases: targets left out for slowness run.
+    slow_selected: bool = False
     _session: Session | None = None
     _runners: dict[str, Runner] = field(default_factory=dict)
     _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
@@ -78,6 +80,11 @@ class Suite:
         if self._session is None:
             self._session = Session(self.weights, "cpu", fp64_truth=self.fp64_truth, profile=self.profile)
         return self._session
+
+    def skip_reason(self, choice: TargetChoice) -> str:
+        """Why this run skips the target ("" when it runs): its device is absent, or it is
+        left out for slowness and ``-m slow`` did not ask for it."""
+        return choice.reason or ("" if self.slow_selected else choice.slow_reason)
 
     def choice(self, name: str) -> TargetChoice | None:
         return next((t for t in self.targets if t.name == name), None)

@@ -149,38 +149,26 @@ def load_weights(text: str, factory: Callable[[], torch.nn.Module]) -> tuple[Wei
     else:
         assert spec.path is not None
         path = spec.path
-    key = _file_key(text, path)
-    if key is not None and key in _LOADED:
-        info, state = _LOADED[key]
-        return info, {name: tensor.clone() for name, tensor in state.items()}
-    info, state = _load_checked(spec, path, factory)
-    if key is not None:
-        _LOADED.clear()  # one weights file at a time is plenty: the suite uses one per run
-        _LOADED[key] = (info, {name: tensor.clone() for name, tensor in state.items()})
-    return info, state
-
-
-#: The last weights file loaded and checked in this process, by its identity (see _file_key):
-#: tests and the suite's sessions build the same model many times.
-_LOADED: dict[tuple, tuple[WeightsInfo, StateDict]] = {}
-
-
-def _file_key(text: str, path: Path) -> tuple | None:
-    """A file's identity: the spec, its path, size, inode and modification time (a rewritten or
-    regenerated file is a new key)."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return (text, str(path.resolve()), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_dev)
-
-
-def _load_checked(
-    spec: WeightsSpec, path: Path, factory: Callable[[], torch.nn.Module]
-) -> tuple[WeightsInfo, StateDict]:
-    text = spec.text
     data = _read_file(path)
     sha256 = hashlib.sha256(data).hexdigest()
+    key = (text, str(path.resolve()), sha256)
+    if key not in _LOADED:
+        _LOADED.clear()  # one weights file at a time is plenty: the suite uses one per run
+        _LOADED[key] = _check(spec, path, data, sha256, factory)
+    info, state = _LOADED[key]
+    return info, {name: tensor.clone() for name, tensor in state.items()}
+
+
+#: The last weights file loaded and checked in this process, by its spec, path and the sha256
+#: of its bytes (so any change to the file is a new key): tests and the suite's sessions build
+#: the same model many times, and skip only the unpickling and checking.
+_LOADED: dict[tuple[str, str, str], tuple[WeightsInfo, StateDict]] = {}
+
+
+def _check(
+    spec: WeightsSpec, path: Path, data: bytes, sha256: str, factory: Callable[[], torch.nn.Module]
+) -> tuple[WeightsInfo, StateDict]:
+    text = spec.text
     if spec.kind == "imagenet" and not sha256.startswith(IMAGENET_CHECKPOINT.split("-")[1].split(".")[0]):
         raise InputError(
             f"weights file '{path}': sha256 {sha256[:8]}... does not match torchvision's {IMAGENET_CHECKPOINT}"

@@ -17,10 +17,15 @@ def session():
     return Session("seeded", "cpu", fp64_truth=True)
 
 
-def test_reference_and_truth_are_computed_once(session):
+def test_reference_and_truth_are_computed_once(session, monkeypatch):
     first = session.reference_logits(PHOTOS[:1])
-    assert session.reference_logits(PHOTOS[:1]) is first
-    assert session.truth_logits(PHOTOS[:1]) is session.truth_logits(PHOTOS[:1])
+    monkeypatch.setattr(session.reference, "run", lambda batch: pytest.fail("the reference ran again"))
+    again = session.reference_logits(PHOTOS[:1])
+    assert torch.equal(again, first) and again is not first, "a copy: callers may edit what they get"
+    again.add_(1)
+    assert torch.equal(session.reference_logits(PHOTOS[:1]), first)
+    assert Session("seeded", "cpu").reference_logits(PHOTOS[:1]).equal(first), "shared by every session"
+    assert torch.equal(session.truth_logits(PHOTOS[:1]), session.truth_logits(PHOTOS[:1]))
     assert session.truth_logits(PHOTOS[:1]).dtype == torch.float64
 
 

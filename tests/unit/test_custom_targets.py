@@ -3,6 +3,7 @@ device; every way a factory can be wrong is a clear usage error."""
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -141,3 +142,23 @@ def test_cli_bad_custom_target_exits_2(factories, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "returned logits of shape [2, 10]" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "r.json").exists()
+
+
+def test_a_custom_target_is_described_by_what_it_documents(factories, session, tmp_path):
+    """Attributes the protocol does not document (a torch dtype, a device) never reach the report."""
+    (tmp_path / "wrapped_engine.py").write_text(
+        "import torch\n"
+        "class Engine:\n"
+        "    dtype = torch.float32\n"
+        "    device = torch.device('cpu')\n"
+        "    def __init__(self, model):\n"
+        "        self.model = model\n"
+        "    def __call__(self, batch):\n"
+        "        with torch.no_grad():\n"
+        "            return self.model(batch)\n"
+        "def build(model):\n"
+        "    return Engine(model)\n"
+    )
+    result = session.evaluate(session.runner("wrapped_engine:build"), [DEFAULT_IMAGE], iters=0)
+    document = json.loads(json.dumps(result.to_dict()))
+    assert document["device"] == "custom" and document["dtype"] == "fp32" and document["verdict"] == "pass"

@@ -204,5 +204,16 @@ def test_reduced_precision_without_native_kernels_is_skipped_with_the_reason(sui
 
 @pytest.mark.slow
 def test_reduced_precision_without_native_kernels_runs_with_m_slow(suite, avx2_only):
-    result = run(suite, "-m", "slow", "-k", "test_verdict and batch1 and bf16")
+    result = run(suite, "-m", "slow", "-k", "test_verdict and batch1 and bf16", "--r34-report=r.json")
     assert result.parseoutcomes() == {"passed": 1, "deselected": result.parseoutcomes()["deselected"]}
+    report = json.loads((suite.path / "r.json").read_text())
+    bf16 = next(t for t in report["targets"] if t["name"] == "cpu/bf16-autocast")
+    assert bf16["verdict"] == "pass" and bf16["skipped"] is None, "it ran: not reported as skipped"
+
+
+def test_named_targets_keep_their_slow_cases_and_nothing_else_slow(suite):
+    suite.makepyfile(test_other="import pytest\n\n@pytest.mark.slow\ndef test_unrelated_slow():\n    pass\n")
+    result = run(suite, "--r34-target=cpu/bf16-autocast", "-k", "unrelated or (test_repeatability)")
+    outcomes = result.parseoutcomes()
+    assert outcomes["passed"] == 1 and outcomes["deselected"] >= 1, outcomes  # the target's slow case ran
+    assert "test_unrelated_slow" not in result.stdout.str()
