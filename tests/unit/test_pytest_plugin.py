@@ -118,12 +118,16 @@ def test_skips_carry_their_reasons_and_markers_select(suite):
 
 
 @pytest.mark.subprocess
-def test_report_is_merged_under_xdist(suite):
+def test_report_is_merged_under_xdist(suite, monkeypatch):
     """One image, one target, two workers: the controller's report has every worker's records.
-    Three processes (the controller and two workers) import torch here."""
+    The controller runs in this process; its two workers are processes that import torch.
+    pytest-xdist gives local workers the sys.path it froze when it was imported (before pytest
+    put the checkout on it, when pytest runs as a console script): add the checkout."""
+    workermanage = pytest.importorskip("xdist.workermanage")
+    monkeypatch.setattr(workermanage, "_sys_path", [str(REPO), *getattr(workermanage, "_sys_path", [])])
     args = ("--r34-target=cpu/channels_last", "-k", "not batch8", "--r34-iters=2")
     plain = run(suite, *args, "--r34-report=plain.json")
-    xdist = suite.runpytest_subprocess(ONE_IMAGE, *args, "--r34-report=xdist.json", "-n", "2")
+    xdist = run(suite, *args, "--r34-report=xdist.json", "-n", "2")
     ran = {k: v for k, v in plain.parseoutcomes().items() if k != "deselected"}  # xdist does not print deselections
     assert ran == xdist.parseoutcomes() == {"passed": 5}
     a = json.loads((suite.path / "plain.json").read_text())

@@ -101,6 +101,22 @@ def test_corrupted_cache_is_refused(tmp_cache):
         load_weights("seeded", resnet34)
 
 
+def test_an_old_file_changed_in_place_with_its_timestamps_restored_is_checked_again(tmp_cache):
+    """The process-wide cache trusts an unchanged stat only: same size, same mtime (restored
+    with os.utime) but new bytes still change the ctime, and the file is checked again."""
+    load_weights("seeded", resnet34)
+    path = seeded_path(42)
+    old = path.stat().st_mtime_ns - 3600 * 10**9
+    os.utime(path, ns=(old, old))  # an old, settled file: its stat is trusted from now on
+    load_weights("seeded", resnet34)
+    data = bytearray(path.read_bytes())
+    data[-5000] ^= 0xFF  # a byte inside the last tensor: the same size, other values
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(old, old))
+    with pytest.raises(InputError, match="are not seeded:42|not a readable PyTorch checkpoint"):
+        load_weights("seeded", resnet34)
+
+
 def test_state_dict_file_round_trip(tmp_path, seeded):
     model, info = seeded
     path = tmp_path / "copy.pth"
