@@ -125,7 +125,8 @@ def test_report_is_merged_under_xdist(suite, monkeypatch):
     put the checkout on it, when pytest runs as a console script): add the checkout."""
     workermanage = pytest.importorskip("xdist.workermanage")
     monkeypatch.setattr(workermanage, "_sys_path", [str(REPO), *getattr(workermanage, "_sys_path", [])])
-    args = ("--r34-target=cpu/channels_last", "-k", "not batch8", "--r34-iters=2")
+    # pytest-benchmark disables itself under xdist with a warning; there are no benchmarks here
+    args = ("--r34-target=cpu/channels_last", "-k", "not batch8", "--r34-iters=2", "-p", "no:benchmark")
     plain = run(suite, *args, "--r34-report=plain.json")
     xdist = run(suite, *args, "--r34-report=xdist.json", "-n", "2")
     ran = {k: v for k, v in plain.parseoutcomes().items() if k != "deselected"}  # xdist does not print deselections
