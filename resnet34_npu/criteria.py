@@ -34,6 +34,7 @@ class Status(str, enum.Enum):
     FAIL = "fail"
     SKIPPED = "skipped"
     NOT_RUN = "not run"
+    INTERRUPTED = "interrupted"
 
     __str__ = str.__str__
     __format__ = str.__format__

@@ -43,6 +43,7 @@ SUITE = pytest.StashKey[Suite]()
 ENTRIES = pytest.StashKey[list]()
 RECORDS = pytest.StashKey[list]()
 NAMED = pytest.StashKey[bool]()
+CONFORMANCE = pytest.StashKey[bool]()
 NO_BASELINE = pytest.StashKey[str]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
@@ -168,6 +169,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = [item for item in items if kept(item)]
+    config.stash[CONFORMANCE] = any(
+        "r34_image" in getattr(getattr(item, "callspec", None), "params", {}) for item in items
+    )
 
 
 @pytest.fixture(scope="session")
@@ -255,6 +259,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput") or SUITE not in config.stash:
         return
     suite, entries = config.stash[SUITE], config.stash[ENTRIES]
-    if suite.report is None or not any(entry["params"].get("r34_image") for entry in entries):
-        return  # no conformance test ran or was skipped (unit, operator or benchmark runs): leave the last report alone
-    write_json_atomic(suite.report, acceptance_report(suite, entries))
+    if suite.report is None or not config.stash.get(CONFORMANCE, False):
+        return  # no conformance test was selected (unit, operator or benchmark runs): leave the last report alone
+    # An interrupted session (Ctrl-C, an internal error) says so, whatever it had compared.
+    interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    write_json_atomic(suite.report, acceptance_report(suite, entries, interrupted=interrupted))

@@ -183,11 +183,12 @@ def summary_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, ...]]:
     return list(rows.values())
 
 
-def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def acceptance_report(suite: Suite, entries: list[dict[str, Any]], *, interrupted: bool = False) -> dict[str, Any]:
     """The compare report's schema, built from the records of every test (from every xdist
     worker), plus each test's outcome. A target nothing was compared on is "not run" (or
     "skipped", with the reason); a run that compared nothing is "not run" as a whole; any
-    failed test makes the whole report "fail"."""
+    failed test makes the whole report "fail"; a session that did not finish (interrupted, or
+    stopped by an internal error) is "interrupted" whatever ran, with what ran."""
     targets: dict[str, dict[str, Any]] = {
         choice.name: {
             "name": choice.name,
@@ -244,7 +245,10 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]]) -> dict[str, 
         targets=list(targets.values()),
         extra={"fp64_truth": suite.fp64_truth, "images": [str(p) for p in suite.images], "tests": tests},
     )
-    if any(t["outcome"] == "failed" for t in tests):
+    document["interrupted"] = interrupted
+    if interrupted:
+        document["verdict"] = Status.INTERRUPTED
+    elif any(t["outcome"] == "failed" for t in tests):
         document["verdict"] = Status.FAIL
     elif not any(t["images"] or t["checks"] for t in targets.values()):
         document["verdict"] = Status.NOT_RUN

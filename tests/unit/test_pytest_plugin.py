@@ -222,3 +222,18 @@ def test_named_targets_keep_their_slow_cases_and_nothing_else_slow(suite):
     outcomes = result.parseoutcomes()
     assert outcomes["passed"] == 1 and outcomes["deselected"] >= 1, outcomes  # the target's slow case ran
     assert "test_unrelated_slow" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("where", ["test_aa_stop.py", "test_zz_stop.py"])
+def test_an_interrupted_session_never_reads_as_a_pass(suite, where):
+    """Ctrl-C before the comparisons (an old "pass" report at the path) or after some of them:
+    the report says the session was interrupted, with what ran."""
+    (suite.path / "r.json").write_text('{"verdict": "pass", "stale": true}')
+    suite.makepyfile(**{where[:-3]: "def test_stop():\n    raise KeyboardInterrupt\n"})
+    args = ("--r34-iters=0", ONE_IMAGE, "--r34-target=cpu", "-k", "(test_verdict and batch1) or test_stop")
+    result = suite.runpytest_inprocess(*args, "--r34-report=r.json", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = json.loads((suite.path / "r.json").read_text())
+    assert "stale" not in report and report["verdict"] == "interrupted" and report["interrupted"] is True
+    ran = [t["test"] for t in report["tests"]]
+    assert any("test_verdict" in t for t in ran) == (where == "test_zz_stop.py")
