@@ -23,7 +23,7 @@ from .images import find_images, load_image
 from .infer import infer
 from .labels import class_name, describe
 from .matrix import compare_defaults
-from .report import build_report, check_writable, format_table, write_json_atomic
+from .report import build_report, check_writable, format_table, unfinished_report, write_json_atomic
 from .targets import parse_target
 from .timing import DEFAULT_ITERS, DEFAULT_WARMUP
 
@@ -281,6 +281,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         f"weights: {session.weights.spec} sha256 {session.weights.sha256[:16]}...; profile: {session.profile.name}"
         + ("; float64 truth on" if args.fp64_truth else "")
     )
+    write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it
     results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
     _print_compare_table(session.reference.name, results)
     reference = session.reference.describe()

@@ -124,6 +124,18 @@ def check_writable(path: str | Path) -> Path:
     return path
 
 
+def unfinished_report(command: str) -> dict[str, Any]:
+    """What stands at a report's path while a run is under way: a run that never finishes
+    (killed, interrupted) leaves this, never the previous run's verdict."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": utc_now(),
+        "verdict": Status.INTERRUPTED,
+        "interrupted": True,
+        "note": f"{command} started and has not finished; a finished run replaces this file",
+    }
+
+
 def build_report(
     *,
     profile: str,

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from resnet34_npu import cli
+from resnet34_npu.compare import Session
 from resnet34_npu.constants import IMAGES_DIR, SEED_TOP5
 from resnet34_npu.devices import KINDS, probe
 from resnet34_npu.labels import class_name
@@ -307,3 +308,17 @@ def test_an_internal_error_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys)
     code = cli.main(["compare", "--target", "crash_engine:build", "--iters", "0", "--output", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
     assert code == 3 and "Traceback (most recent call last)" in err and "ZeroDivisionError: kernel bug" in err
+
+
+def test_an_interrupted_compare_leaves_no_old_verdict(tmp_path, capsys, monkeypatch):
+    report = tmp_path / "r.json"
+    report.write_text('{"verdict": "pass", "stale": true}')
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Session, "evaluate", interrupted)
+    code = cli.main(["compare", "--target", "cpu", "--iters", "0", "--output", str(report)])
+    assert code == 130 and capsys.readouterr().err.strip() == "resnet34-npu: interrupted"
+    doc = json.loads(report.read_text())
+    assert doc["verdict"] == "interrupted" and "stale" not in doc and "has not finished" in doc["note"]
