@@ -9,6 +9,7 @@ own forward passes. ``compare`` and the pytest plugin both go through it.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,8 @@ class CaseResult:
     truth: dict[str, float] = field(default_factory=dict)
     localization: Localization | None = None
     paths: tuple[str, ...] = ()
+    #: What the target's code raised, when it did (the case then fails with it).
+    error: str = ""
 
     @property
     def image(self) -> str:
@@ -62,6 +65,7 @@ class CaseResult:
             "first_nonfinite": detail["first_nonfinite"],
             "samples": detail["samples"],
             "localization": None if self.localization is None else self.localization.to_dict(),
+            "error": self.error or None,
         }
 
 
@@ -102,6 +106,10 @@ class TargetResult:
             "images": [c.to_dict() for c in self.cases],
         }
 
+
+#: What a target's own code may raise and still be only that target's failure (SystemExit
+#: too: a target that calls sys.exit() fails; Ctrl-C still stops the run).
+TARGET_ERRORS = (Exception, SystemExit)
 
 #: What every Session of this process shares (tests build many): preprocessed images, and the
 #: reference's and the float64 truth's logits, keyed by everything that decides them (the
@@ -210,7 +218,10 @@ class Session:
         """Run ``runner`` on the batch of ``images`` (unless ``logits`` are given) and judge it
         against the reference with the session's profile."""
         if logits is None:
-            logits = runner.run(self.batch(images))
+            try:
+                logits = runner.run(self.batch(images))
+            except TARGET_ERRORS as exc:
+                return self.raised(runner, images, exc)
         comparison = compare_logits(self.reference_logits(images), logits, precision=runner.precision)
         truth = self.truth_metrics(images, logits) if self.fp64_truth else {}
         verdict = judge(comparison, self.profile, truth)
@@ -222,6 +233,16 @@ class Session:
         return CaseResult(
             tuple(Path(i).name for i in images), verdict, comparison, truth, localization, tuple(map(str, images))
         )
+
+    def raised(self, runner: Runner, images: Sequence[str | Path], exc: BaseException) -> CaseResult:
+        """The case of a target whose code raised (SystemExit included): it fails, named, with
+        the exception; its metrics are those of logits that are all NaN."""
+        reference = self.reference_logits(images)
+        comparison = compare_logits(reference, torch.full_like(reference, math.nan), precision=runner.precision)
+        line = f"target {runner.name!r} raised {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+        verdict = Verdict(Status.FAIL, (line.splitlines()[0],))
+        names = tuple(Path(i).name for i in images)
+        return CaseResult(names, verdict, comparison, paths=tuple(map(str, images)), error=line.splitlines()[0])
 
     def localize(self, runner: Runner, images: Sequence[str | Path]) -> Localization:
         """Stage-by-stage comparison of ``runner`` with the reference on ``images``."""
@@ -248,9 +269,13 @@ class Session:
         """Every image at batch 1, then latency on the first image (``iters`` = 0: no timing)."""
         cases = tuple(self.compare(runner, [image]) for image in images)
         latency = reference = None
-        if iters > 0:
-            latency = runner.time(self.batch(images[:1]), warmup=warmup, iters=iters)
-            reference = self.reference_timing(1, warmup, iters, images[0])
+        if iters > 0 and not any(c.error for c in cases):  # a target that raised is not timed
+            try:
+                latency = runner.time(self.batch(images[:1]), warmup=warmup, iters=iters)
+            except TARGET_ERRORS as exc:
+                cases += (self.raised(runner, images[:1], exc),)
+            else:
+                reference = self.reference_timing(1, warmup, iters, images[0])
         return TargetResult(
             **runner.describe(), cases=cases, latency=latency, speedup_vs_reference=speedup(reference, latency)
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .compare import CaseResult, Session
+from .compare import TARGET_ERRORS, CaseResult, Session
 from .constants import IMAGES_DIR, PHOTOS
 from .images import find_images, load_image
 from .matrix import TargetChoice, choose_targets
@@ -110,7 +110,12 @@ class Suite:
         """The comparison (and, when it fails, the localization), computed once per session."""
         key = (name, tuple(map(str, images)))
         if key not in self._cases:
-            self._cases[key] = self.session.compare(self.runner(name), images, logits=self.logits(name, images))
+            try:
+                logits = self.logits(name, images)
+            except TARGET_ERRORS as exc:
+                self._cases[key] = self.session.raised(self.runner(name), images, exc)
+            else:
+                self._cases[key] = self.session.compare(self.runner(name), images, logits=logits)
         return self._cases[key]
 
     def latency(self, name: str, batch: int) -> Timing | None:

@@ -282,32 +282,55 @@ def test_compare_unavailable_target_is_refused_before_any_work(tmp_path, capsys)
     assert code == 2 and "is a directory" in err
 
 
-def test_an_internal_error_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys):
-    (tmp_path / "crash_engine.py").write_text(
-        "import torch\n"
+@pytest.mark.parametrize("crash", ["raise ZeroDivisionError('kernel bug')", "sys.exit(7)", "raise SystemExit"])
+def test_target_code_that_raises_is_that_targets_failure(tmp_path, monkeypatch, capsys, crash):
+    """A target whose code raises mid-run, sys.exit() included, fails, named; the other targets
+    are still judged, the report is written and the exit code is 1."""
+    module = f"crash_engine_{abs(hash(crash))}"
+    (tmp_path / f"{module}.py").write_text(
+        "import sys, torch\n"
         "class E:\n"
         "    calls = 0\n"
         "    def __call__(self, batch):\n"
         "        E.calls += 1\n"
         "        if E.calls > 1:\n"
-        "            raise ZeroDivisionError('kernel bug')\n"
+        f"            {crash}\n"
         "        return torch.zeros(batch.shape[0], 1000)\n"
         "def build(model):\n"
         "    return E()\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
+    report = tmp_path / "r.json"
+    argv = ["compare", "--target", f"{module}:build", "cpu", "--iters", "2", "--warmup", "0", "--output", str(report)]
+    code, out, err = run(capsys, *argv, "--image", str(IMAGES_DIR / "cat.jpg"))
+    assert code == 1 and err == ""
+    assert f"FAIL {module}:build cat.jpg: target '{module}:build' raised " in out
+    doc = json.loads(report.read_text())
+    assert [t["verdict"] for t in doc["targets"]] == ["fail", "pass"] and doc["verdict"] == "fail"
+    assert doc["targets"][0]["images"][0]["error"].startswith(f"target '{module}:build' raised ")
+    assert doc["targets"][0]["latency_ms"] is None, "a target that raised is not timed"
+
+
+def test_an_internal_error_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys):
+    """A crash in the suite's own code is not a verdict: exit 3, one line (the traceback with
+    RESNET34_NPU_DEBUG=1)."""
+
+    def bug(*args, **kwargs):
+        raise ZeroDivisionError("suite bug")
+
+    monkeypatch.setattr(cli, "_print_compare_table", bug)
     monkeypatch.delenv("RESNET34_NPU_DEBUG", raising=False)
-    code = cli.main(["compare", "--target", "crash_engine:build", "--iters", "0", "--output", str(tmp_path / "r.json")])
+    argv = ["compare", "--target", "cpu", "--iters", "0", "--image", str(IMAGES_DIR / "cat.jpg")]
+    code = cli.main([*argv, "--output", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
     assert code == 3 and err.strip() == (
-        "resnet34-npu compare: internal error: ZeroDivisionError: kernel bug "
+        "resnet34-npu compare: internal error: ZeroDivisionError: suite bug "
         "(set RESNET34_NPU_DEBUG=1 for the traceback)"
     )
     monkeypatch.setenv("RESNET34_NPU_DEBUG", "1")
-    sys.modules.pop("crash_engine", None)
-    code = cli.main(["compare", "--target", "crash_engine:build", "--iters", "0", "--output", str(tmp_path / "r.json")])
+    code = cli.main([*argv, "--output", str(tmp_path / "r.json")])
     err = capsys.readouterr().err
-    assert code == 3 and "Traceback (most recent call last)" in err and "ZeroDivisionError: kernel bug" in err
+    assert code == 3 and "Traceback (most recent call last)" in err and "ZeroDivisionError: suite bug" in err
 
 
 def test_an_interrupted_compare_leaves_no_old_verdict(tmp_path, capsys, monkeypatch):

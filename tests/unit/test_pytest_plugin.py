@@ -237,3 +237,24 @@ def test_an_interrupted_session_never_reads_as_a_pass(suite, where):
     assert "stale" not in report and report["verdict"] == "interrupted" and report["interrupted"] is True
     ran = [t["test"] for t in report["tests"]]
     assert any("test_verdict" in t for t in ran) == (where == "test_zz_stop.py")
+
+
+def test_a_target_that_calls_sys_exit_fails_and_the_report_is_written(suite):
+    suite.makepyfile(
+        exiting_engine="""
+        import sys, torch
+        class Engine:
+            calls = 0
+            def __call__(self, batch):
+                Engine.calls += 1
+                if Engine.calls > 1:
+                    sys.exit(0)
+                return torch.zeros(batch.shape[0], 1000)
+        def build(model):
+            return Engine()
+    """
+    )
+    result = run(suite, "--r34-target=exiting_engine:build", "-k", "test_verdict and batch1", "--r34-report=r.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*target 'exiting_engine:build' raised SystemExit: 0*"])
+    assert json.loads((suite.path / "r.json").read_text())["verdict"] == "fail"
