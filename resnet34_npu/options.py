@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from . import devices
 from .criteria import DEFAULT_PROFILE, PROFILES
 from .errors import InputError
 from .targets import parse_target
@@ -42,6 +43,12 @@ def parse_count(text: str) -> int:
     if not (text.isascii() and text.isdigit()):
         raise InputError(f"{text!r} is not a non-negative integer")
     return int(text)
+
+
+def parse_kind(text: str) -> str:
+    if text not in devices.KINDS:
+        raise InputError(f"Unknown device kind {text!r}. Choose one of: {', '.join(devices.KINDS)}")
+    return text
 
 
 def parse_bool(text: str) -> bool:
@@ -178,6 +185,17 @@ OPTIONS: tuple[Option, ...] = (
         False,
         "regenerate fixtures/golden/ from the CPU reference instead of checking it",
         kind="flag",
+    ),
+    Option(
+        "r34_require",
+        "--r34-require",
+        "R34_REQUIRE",
+        parse_kind,
+        None,
+        "device kind that must be present and tested, repeatable (e.g. npu): its targets fail, with the reason, "
+        "instead of skipping when it is missing; default: none (absent devices skip)",
+        kind="list",
+        metavar="KIND",
     ),
 )
 

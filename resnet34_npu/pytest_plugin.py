@@ -44,6 +44,7 @@ ENTRIES = pytest.StashKey[list]()
 RECORDS = pytest.StashKey[list]()
 NAMED = pytest.StashKey[bool]()
 CONFORMANCE = pytest.StashKey[bool]()
+MISSING = pytest.StashKey[str]()
 NO_BASELINE = pytest.StashKey[str]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
@@ -145,7 +146,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 target.reduced_cpu and (callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_heavy"))
             ):
                 item.add_marker(pytest.mark.slow)
-            if suite.skip_reason(target):
+            if suite.missing_required(target):
+                item.stash[MISSING] = suite.missing_required(target)
+            elif suite.skip_reason(target):
                 item.add_marker(pytest.mark.skip(reason=suite.skip_reason(target)))
         if item.get_closest_marker("benchmark") and not run_benchmarks:
             item.add_marker(pytest.mark.skip(reason=BENCHMARKS_SKIPPED))
@@ -172,6 +175,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[CONFORMANCE] = any(
         "r34_image" in getattr(getattr(item, "callspec", None), "params", {}) for item in items
     )
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A required device that is missing fails its tests, with the reason."""
+    if MISSING in item.stash:
+        pytest.fail(item.stash[MISSING], pytrace=False)
 
 
 @pytest.fixture(scope="session")

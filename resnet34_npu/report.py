@@ -241,6 +241,9 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]], *, interrupte
         target["verdict"] = (
             worst_status(statuses) if statuses else (Status.SKIPPED if target["skipped"] else Status.NOT_RUN)
         )
+        choice = suite.choice(target["name"])
+        if choice is not None and suite.missing_required(choice):
+            target["verdict"], target["required_missing"] = Status.FAIL, suite.missing_required(choice)
         latency = target.setdefault("latency_ms", None)
         timing = None if not latency else Timing.from_dict(latency)
         target["throughput_ips"] = None if timing is None or timing.median <= 0 else timing.throughput_ips

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from . import devices
 from .compare import TARGET_ERRORS, CaseResult, Session
 from .constants import IMAGES_DIR, PHOTOS
 from .images import find_images, load_image
@@ -44,6 +45,8 @@ class Suite:
     update_golden: bool = False
     #: ``-m slow`` asked for the slow cases: targets left out for slowness run.
     slow_selected: bool = False
+    #: Device kinds that must be present (``--r34-require``): their absence fails, not skips.
+    required: tuple[str, ...] = ()
     _session: Session | None = None
     _runners: dict[str, Runner] = field(default_factory=dict)
     _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
@@ -69,7 +72,11 @@ class Suite:
             report=None if report == "none" or worker else check_writable(Path(report)),
             iters=values["r34_iters"],
             update_golden=bool(values["r34_update_golden"]),
+            required=tuple(dict.fromkeys(values["r34_require"] or ())),
         )
+        for kind in suite.required:  # a required kind is in the matrix, as a target or as its absence
+            if not any(choice.kind == kind for choice in suite.targets):
+                suite.targets += choose_targets([devices.KINDS[kind].label(0)])
         for choice in suite.targets:
             if choice.kind == "custom":
                 suite.runner(choice.name)  # import, build and check it now: a broken one is a usage error
@@ -85,6 +92,12 @@ class Suite:
         """Why this run skips the target ("" when it runs): its device is absent, or it is
         left out for slowness and ``-m slow`` did not ask for it."""
         return choice.reason or ("" if self.slow_selected else choice.slow_reason)
+
+    def missing_required(self, choice: TargetChoice) -> str:
+        """The failure of a required target whose device is missing ("" otherwise)."""
+        if choice.kind in self.required and choice.reason:
+            return f"required device missing (--r34-require={choice.kind}): {choice.reason}"
+        return ""
 
     def choice(self, name: str) -> TargetChoice | None:
         return next((t for t in self.targets if t.name == name), None)

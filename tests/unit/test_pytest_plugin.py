@@ -258,3 +258,31 @@ def test_a_target_that_calls_sys_exit_fails_and_the_report_is_written(suite):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*target 'exiting_engine:build' raised SystemExit: 0*"])
     assert json.loads((suite.path / "r.json").read_text())["verdict"] == "fail"
+
+
+@pytest.mark.skipif(probe("npu").available, reason="an NPU is available here")
+@pytest.mark.parametrize("how", ["option", "environment"])
+def test_a_required_device_that_is_missing_fails_the_run(suite, monkeypatch, how):
+    """On the host being signed off, a run that tested no NPU is not an acceptance."""
+    required = ["--r34-require=npu"] if how == "option" else []
+    if how == "environment":
+        monkeypatch.setenv("R34_REQUIRE", "npu")
+    result = run(suite, "--r34-target=cpu", *required, "-k", "test_verdict and batch1", "--r34-report=r.json")
+    outcomes = result.parseoutcomes()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and outcomes["passed"] == 1 and outcomes["errors"] == 1
+    result.stdout.fnmatch_lines([f"*required device missing (--r34-require=npu): NPU: {probe('npu').reason}*"])
+    report = json.loads((suite.path / "r.json").read_text())
+    npu = next(t for t in report["targets"] if t["name"].startswith("npu"))
+    assert report["verdict"] == "fail" and npu["verdict"] == "fail" and npu["required_missing"]
+    monkeypatch.delenv("R34_REQUIRE", raising=False)
+    plain = run(suite, "--r34-target=npu:0", "-k", "test_verdict and batch1")  # not required: a skip
+    assert (
+        plain.ret == pytest.ExitCode.OK
+        and plain.parseoutcomes()["skipped"] == 1
+        and "errors" not in plain.parseoutcomes()
+    )
+
+
+def test_an_unknown_required_kind_is_a_usage_error(suite):
+    result = suite.runpytest_inprocess("--r34-require=tpu")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "Unknown device kind 'tpu'" in result.stderr.str()
