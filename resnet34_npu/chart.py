@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, show
 from .localize import Localization
 
 
@@ -17,7 +17,7 @@ def write_stage_chart(localization: Localization, path: str | Path, title: str) 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InputError(f"chart '{path}': matplotlib is not installed (pip install matplotlib)") from None
+        raise InputError(f"chart {show(path)}: matplotlib is not installed (pip install matplotlib)") from None
     path = Path(path)
     names = [s.name for s in localization.stages]
     values = [
@@ -36,7 +36,7 @@ def write_stage_chart(localization: Localization, path: str | Path, title: str) 
     try:
         fig.savefig(path, format="png", dpi=120)
     except OSError as exc:
-        raise InputError(f"chart '{path}': cannot write it ({exc.strerror})") from None
+        raise InputError(f"chart {show(path)}: cannot write it ({exc.strerror})") from None
     finally:
         plt.close(fig)
     return path

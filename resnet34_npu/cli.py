@@ -7,23 +7,26 @@ code 2; no traceback.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
+import signal
 import sys
+import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from . import __version__, devices
 from .compare import Session, TargetResult
 from .constants import DEFAULT_IMAGE, IMAGES_DIR, PHOTOS
 from .criteria import DEFAULT_PROFILE, PROFILES, Status
-from .errors import InputError
+from .errors import InputError, one_line, plain
 from .images import find_images, load_image
 from .infer import infer
 from .labels import class_name, describe
 from .matrix import compare_defaults
-from .report import build_report, check_writable, format_table, unfinished_report, write_json_atomic
+from .report import STDOUT, build_report, check_writable, dumps, format_table, unfinished_report, write_json_atomic
 from .targets import parse_target
 from .timing import DEFAULT_ITERS, DEFAULT_WARMUP
 
@@ -191,13 +194,13 @@ def _cmd_infer(args: argparse.Namespace) -> int:
     options = ("device", "dtype", "weights", "topk", "warmup", "iters")
     result = infer(Path(args.image), **{name: getattr(args, name) for name in options})
     if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
+        print(dumps(result.to_dict()), end="")
         return EXIT_OK
     t, target = result.latency_ms, result.target
     print(f"device:    {target['device']} ({target['device_name']}), {target['dtype']}")
     print(f"precision: {_settings(target['precision_settings'])}")
-    print(f"image:     {result.image}")
-    print(f"weights:   {result.weights.spec} ({result.weights.path})")
+    print(f"image:     {plain(result.image)}")
+    print(f"weights:   {plain(result.weights.spec)} ({plain(result.weights.path)})")
     print(f"sha256:    {result.weights.sha256}")
     print(
         f"latency:   {t.median:.2f} ms median of {t.iterations} synchronized runs after {t.warmup} warm-up "
@@ -255,13 +258,22 @@ def _print_compare_table(reference_name: str, results: list[TargetResult]) -> No
     for result in results:
         for case in result.cases:
             for line in case.verdict.failures:
-                print(f"FAIL {result.name} {case.image}: {line}")
+                print(f"FAIL {plain(result.name)} {plain(case.image)}: {plain(line)}")
             for line in case.verdict.warnings:
-                print(f"warn {result.name} {case.image}: {line}")
+                print(f"warn {plain(result.name)} {plain(case.image)}: {plain(line)}")
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     output = check_writable(args.output)
+    if output != STDOUT:
+        return _compare(args, output)
+    # --output -: the report is standard output's only content; everything else goes to stderr
+    stdout = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        return _compare(args, output, stdout)
+
+
+def _compare(args: argparse.Namespace, output: Path | str, stdout: TextIO | None = None) -> int:
     images = find_images(args.image) if args.image else [IMAGES_DIR / name for name in PHOTOS]
     for image in images:
         load_image(image)  # every bad image is refused before any model work
@@ -281,7 +293,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         f"weights: {session.weights.spec} sha256 {session.weights.sha256[:16]}...; profile: {session.profile.name}"
         + ("; float64 truth on" if args.fp64_truth else "")
     )
-    write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it
+    if stdout is None:
+        write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it
     results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
     _print_compare_table(session.reference.name, results)
     reference = session.reference.describe()
@@ -294,12 +307,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         targets=[r.to_dict() for r in results],
         extra={"fp64_truth": args.fp64_truth, "images": [str(i) for i in images]},
     )
-    write_json_atomic(output, report)
-    failed = [r.name for r in results if r.verdict == Status.FAIL]
+    if stdout is None:
+        write_json_atomic(output, report)
+    else:
+        stdout.write(dumps(report))
+    failed = [plain(r.name) for r in results if r.verdict == Status.FAIL]
+    where = "standard output" if output == STDOUT else plain(output)
     print(
         f"verdict: {report['verdict'].upper()}"
         + (f" ({', '.join(failed)} failed)" if failed else "")
-        + f"; report written to {output}"
+        + f"; report written to {where}"
     )
     return EXIT_FAIL if failed else EXIT_OK
 
@@ -315,10 +332,11 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     if not localization.available:
         raise InputError(f"target {runner.name!r}: {localization.note}")
     if args.json:
-        print(json.dumps({"target": runner.name, "verdict": case.verdict.status, **localization.to_dict()}, indent=2))
+        print(dumps({"target": runner.name, "verdict": case.verdict.status, **localization.to_dict()}), end="")
     else:
         print(
-            f"{runner.name} vs {session.reference.name} on {Path(args.image).name}, profile {session.profile.name}: "
+            f"{plain(runner.name)} vs {session.reference.name} on {plain(Path(args.image).name)}, "
+            f"profile {session.profile.name}: "
             f"logits {case.verdict.status.upper()}"
         )
         width = max(len(s.name) for s in localization.stages)
@@ -376,7 +394,7 @@ def _settings(settings: dict) -> str:
 def _cmd_devices(args: argparse.Namespace) -> int:
     rows = devices.list_devices()
     if args.json:
-        print(json.dumps([row.to_dict() for row in rows], indent=2))
+        print(dumps([row.to_dict() for row in rows]), end="")
         return EXIT_OK
     width = max(len(row.device) for row in rows)
     for row in rows:
@@ -387,12 +405,25 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is, so that cleanup (temporary files) runs."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.func(args))
+    except Terminated:
+        print("resnet34-npu: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except InputError as exc:
-        print(f"resnet34-npu {args.command}: error: {exc}", file=sys.stderr)
+        print(f"resnet34-npu {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("resnet34-npu: interrupted", file=sys.stderr)
@@ -406,8 +437,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get(DEBUG_ENV):
             traceback.print_exc()
         print(
-            f"resnet34-npu {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"resnet34-npu {args.command}: internal error: {type(exc).__name__}: {one_line(exc)} "
             + ("" if os.environ.get(DEBUG_ENV) else f"(set {DEBUG_ENV}=1 for the traceback)"),
             file=sys.stderr,
         )
         return EXIT_CRASH
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)

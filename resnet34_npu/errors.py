@@ -3,6 +3,8 @@ test can carry (documented in the README)."""
 
 from __future__ import annotations
 
+import os
+
 
 class InputError(ValueError):
     """A user error, reported as one line: the CLI exits 2, the pytest plugin raises
@@ -15,3 +17,37 @@ class NonDeterminismWarning(UserWarning):
 
 class RankingWarning(UserWarning):
     """A ranking (top-1, top-5) differs where the profile only warns about it."""
+
+
+def _escaped(text: object, backslash: bool) -> str:
+    value = os.fsdecode(text) if isinstance(text, (bytes, os.PathLike)) else str(text)
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:  # a byte that was not valid UTF-8, kept as a lone surrogate
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif ch == "\\" and backslash:
+            out.append("\\\\")
+        elif not ch.isprintable():
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def plain(text: object) -> str:
+    """Text made safe for one line of output: control characters escaped (a newline in a file
+    name cannot forge a second line such as ``verdict: PASS``), backslashes doubled (so the
+    escapes are unambiguous), and bytes that were not valid UTF-8 shown as ``\\xNN``."""
+    return _escaped(text, backslash=True)
+
+
+def one_line(message: object) -> str:
+    """A message (whose names are already :func:`show`-n) made one printable line: what is
+    still a control character or an undecodable byte is escaped; backslashes are left alone."""
+    return _escaped(message, backslash=False)
+
+
+def show(name: object) -> str:
+    """A file name (or any user-given text) quoted for a message: ``'name'``, made :func:`plain`."""
+    return f"'{plain(name)}'"

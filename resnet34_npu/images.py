@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, show
 
 _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 _INTEGER_GRAY_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -41,15 +41,15 @@ def load_image(path: str | Path) -> Image.Image:
     readable image."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"image '{path}': no such file")
+        raise InputError(f"image {show(path)}: no such file")
     if path.is_dir():
-        raise InputError(f"image '{path}': is a directory, not an image file")
+        raise InputError(f"image {show(path)}: is a directory, not an image file")
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise InputError(f"image '{path}': cannot be read ({exc.strerror})") from None
+        raise InputError(f"image {show(path)}: cannot be read ({exc.strerror})") from None
     if size == 0:
-        raise InputError(f"image '{path}': is empty (0 bytes)")
+        raise InputError(f"image {show(path)}: is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
@@ -60,14 +60,14 @@ def load_image(path: str | Path) -> Image.Image:
                 return to_rgb(ImageOps.exif_transpose(image))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputError(
-            f"image '{path}': refused, larger than Pillow's decompression-bomb limit of "
+            f"image {show(path)}: refused, larger than Pillow's decompression-bomb limit of "
             f"{Image.MAX_IMAGE_PIXELS} pixels (PIL.Image.MAX_IMAGE_PIXELS)"
         ) from None
     except UnidentifiedImageError:
-        raise InputError(f"image '{path}': not an image Pillow can identify") from None
+        raise InputError(f"image {show(path)}: not an image Pillow can identify") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"image '{path}': cannot be decoded ({reason})") from None
+        raise InputError(f"image {show(path)}: cannot be decoded ({reason})") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -98,7 +98,7 @@ def find_images(paths: list[str | Path]) -> list[Path]:
         if entry.is_dir():
             files = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in _EXTENSIONS)
             if not files:
-                raise InputError(f"image folder '{entry}': holds no image files ({', '.join(sorted(_EXTENSIONS))})")
+                raise InputError(f"image folder {show(entry)}: holds no image files ({', '.join(sorted(_EXTENSIONS))})")
             found.extend(files)
         else:
             found.append(entry)

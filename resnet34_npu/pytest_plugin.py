@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 
 from . import devices, options
-from .errors import InputError
+from .errors import InputError, one_line
 from .report import SUMMARY_HEADER, acceptance_report, format_table, summary_rows, write_json_atomic
 from .suite import BATCH_SIZES, Suite
 from .weights import weights_digest
@@ -72,7 +72,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SUITE] = Suite.from_options(values, worker=hasattr(config, "workerinput"))
         config.stash[SUITE].slow_selected = options.selects_slow(config.getoption("markexpr") or "")
     except InputError as exc:
-        raise pytest.UsageError(str(exc)) from None
+        raise pytest.UsageError(one_line(exc)) from None
     config.stash[ENTRIES] = []
     config.stash[NAMED] = options.named_explicitly(values)
     config.pluginmanager.register(_Collector(config.stash[ENTRIES]), "resnet34-npu-collector")
@@ -156,7 +156,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         try:  # bad weights are a usage error before any test runs, whatever the verbosity
             suite.session  # noqa: B018 - builds the comparison session
         except InputError as exc:
-            raise pytest.UsageError(str(exc)) from None
+            raise pytest.UsageError(one_line(exc)) from None
     if not suite.slow_selected:
         # The default selection leaves the slow cases out (-m slow runs them); named targets
         # keep every case of their own, and nothing else that is slow.

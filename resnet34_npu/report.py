@@ -25,7 +25,7 @@ import torchvision
 
 from . import __version__, devices
 from .criteria import Status, worst_status
-from .errors import InputError
+from .errors import InputError, plain, show
 from .timing import Timing, speedup
 
 if TYPE_CHECKING:
@@ -81,38 +81,79 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def dumps(document: dict[str, Any]) -> str:
+def dumps(document: Any) -> str:
+    """Strict JSON (no NaN or Infinity tokens: non-finite floats become "nan", "inf", "-inf")."""
     return json.dumps(_clean(document), indent=2, allow_nan=False) + "\n"
 
 
-def write_json_atomic(path: str | Path, document: dict[str, Any]) -> Path:
-    """Write ``document`` to ``path`` via a temporary file and a rename."""
+#: ``--output -``: the report goes to standard output.
+STDOUT = "-"
+
+
+def _target(path: str | Path) -> Path:
+    """Where a report for ``path`` really goes: a symlink's target; never a non-regular file or
+    a mount point (a bind-mounted file, which the atomic rename cannot replace)."""
     path = Path(path)
-    text = dumps(document)
+    if path.is_symlink():
+        path = path.resolve()
     if path.is_dir():
-        raise InputError(f"report '{path}': is a directory")
+        raise InputError(f"report {show(path)}: is a directory")
+    if path.exists() and not path.is_file():
+        raise InputError(
+            f"report {show(path)}: is not a regular file (a device, FIFO or socket); "
+            f"reports are written to regular files, or to standard output with {STDOUT}"
+        )
+    try:
+        if path.exists() and path.stat().st_dev != path.parent.stat().st_dev:
+            raise InputError(
+                f"report {show(path)}: is a mount point (a bind-mounted file) that a rename cannot "
+                "replace; write the report to another path"
+            )
+    except OSError as exc:
+        raise InputError(f"report {show(path)}: cannot be examined ({exc.strerror or exc})") from None
+    return path
+
+
+def write_json_atomic(path: str | Path, document: Any) -> Path | None:
+    """Write ``document`` to ``path`` via a temporary file in the same folder and a rename, so a
+    reader never sees half a report; ``-`` prints it. Any failure (a full disk included) is one
+    :class:`InputError` naming the file, and leaves no temporary file behind."""
+    text = dumps(document)
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return None
+    path = _target(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise InputError(f"report '{path}': cannot write there ({exc.strerror})") from None
+        raise InputError(f"report {show(path)}: cannot write there ({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(
+            f"report {show(path)}: cannot write it ({exc.strerror or exc}); the previous file, if any, is unchanged"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
 
 
-def check_writable(path: str | Path) -> Path:
-    """Fail early, before any work, when the report cannot be written at ``path``: its folder
-    is created if missing, then a probe file is created and removed there."""
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"report '{path}': is a directory")
+def check_writable(path: str | Path) -> Path | str:
+    """Fail early, before any work, when the report cannot be written at ``path``: not a
+    regular file, a mount point, or a folder where a file cannot be created (the folder is made
+    if missing, a probe file created and removed). ``-`` (standard output) always can."""
+    if str(path) == STDOUT:
+        return STDOUT
+    path = _target(path)
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +161,7 @@ def check_writable(path: str | Path) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(f"report '{path}': cannot write in '{parent}' ({exc.strerror or exc})") from None
+        raise InputError(f"report {show(path)}: cannot write in {show(parent)} ({exc.strerror or exc})") from None
     return path
 
 
@@ -161,8 +202,9 @@ def build_report(
 
 def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     """Columns left-aligned to their widest cell, two spaces apart."""
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    return ["  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    cells = [[plain(v) for v in row] for row in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
 
 
 def _number(value: Any, spec: str) -> str:

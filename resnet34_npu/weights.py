@@ -33,7 +33,7 @@ from .constants import (
     IMAGENET_CHECKPOINT,
     SEEDED_TENSOR_SHA256,
 )
-from .errors import InputError
+from .errors import InputError, show
 
 StateDict = dict[str, torch.Tensor]
 
@@ -189,7 +189,7 @@ def _check(
     text = spec.text
     if spec.kind == "imagenet" and not sha256.startswith(IMAGENET_CHECKPOINT.split("-")[1].split(".")[0]):
         raise InputError(
-            f"weights file '{path}': sha256 {sha256[:8]}... does not match torchvision's {IMAGENET_CHECKPOINT}"
+            f"weights file {show(path)}: sha256 {sha256[:8]}... does not match torchvision's {IMAGENET_CHECKPOINT}"
         )
     state = _unpickle(path, data)
     with torch.device("meta"):
@@ -197,34 +197,63 @@ def _check(
     _check_fits(path, state, expected)
     digest = tensor_digest(state)
     if spec.kind == "seeded":
-        known = SEEDED_TENSOR_SHA256.get(spec.seed)
-        if known is not None and digest != known:
+        # Every generated file is checked, whatever N: against the published digest (seed 42)
+        # or against the tensors generated again here.
+        known = SEEDED_TENSOR_SHA256.get(spec.seed) or tensor_digest(_seeded_state(spec.seed, factory))
+        if digest != known:
             raise InputError(
-                f"weights file '{path}': its tensors (sha256 {digest[:12]}...) are not seeded:{spec.seed} "
+                f"weights file {show(path)}: its tensors (sha256 {digest[:12]}...) are not seeded:{spec.seed} "
                 f"(expected {known[:12]}...); delete the file to regenerate it"
             )
     return WeightsInfo(spec=text, path=str(path), sha256=sha256, tensor_sha256=digest), state
 
 
-def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Module]) -> None:
-    """Build ``factory()`` after ``torch.manual_seed(seed)`` and save its state dict atomically:
-    a temporary file in the same folder, then a rename, so racing processes never see half a
-    file. The caller's RNG state is left as it was."""
+def _seeded_state(seed: int, factory: Callable[[], torch.nn.Module]) -> StateDict:
+    """``torch.manual_seed(seed)`` then ``factory()``; the caller's RNG state is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        state = factory().state_dict()
+        return factory().state_dict()
+
+
+def _sweep_temporaries(folder: Path) -> None:
+    """Remove temporary files left in the cache by generations that were killed (their process
+    is gone): ``NAME.PID.XXXX.tmp``."""
+    for tmp in folder.glob("*.pth.*.tmp"):
+        pid = tmp.name.split(".")[-3]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            continue
+
+
+def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Module]) -> None:
+    """Save ``seeded:N``'s state dict atomically: a temporary file in the same folder (named
+    with this process's id, so a later run can sweep it if this one is killed), then a rename,
+    so racing processes never see half a file. A full disk or an unwritable folder is one
+    :class:`InputError` naming the file, and leaves no temporary file."""
+    state = _seeded_state(seed, factory)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        _sweep_temporaries(path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
         raise InputError(
-            f"cache folder '{path.parent}': cannot write there ({exc.strerror}); set {CACHE_ENV}"
+            f"cache folder {show(path.parent)}: cannot write there ({exc.strerror}); set {CACHE_ENV}"
         ) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise InputError(
+            f"weights file {show(path)}: cannot write it ({exc.strerror or exc}); free space or set {CACHE_ENV}"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -232,13 +261,13 @@ def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Modul
 
 def _read_file(path: Path) -> bytes:
     if path.is_dir():
-        raise InputError(f"weights file '{path}': is a directory, not a state-dict file")
+        raise InputError(f"weights file {show(path)}: is a directory, not a state-dict file")
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"weights file '{path}': cannot be read ({exc.strerror})") from None
+        raise InputError(f"weights file {show(path)}: cannot be read ({exc.strerror})") from None
     if not data:
-        raise InputError(f"weights file '{path}': is empty (0 bytes)")
+        raise InputError(f"weights file {show(path)}: is empty (0 bytes)")
     return data
 
 
@@ -251,14 +280,16 @@ def _unpickle(path: Path, data: bytes) -> StateDict:
             # a real pickle of more than tensors, which weights_only refuses to run
             reason = unsupported.split("WeightsUnpickler error:")[-1].strip().split(" was not")[0]
             raise InputError(
-                f"weights file '{path}': refused by torch.load(weights_only=True), "
+                f"weights file {show(path)}: refused by torch.load(weights_only=True), "
                 f"it pickles more than tensors ({reason})"
             ) from None
-        raise InputError(f"weights file '{path}': not a PyTorch checkpoint (torch.load cannot unpickle it)") from None
+        raise InputError(
+            f"weights file {show(path)}: not a PyTorch checkpoint (torch.load cannot unpickle it)"
+        ) from None
     except Exception as exc:  # torch.load raises RuntimeError, KeyError, EOFError... on arbitrary bytes
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputError(
-            f"weights file '{path}': not a readable PyTorch checkpoint, truncated or another format "
+            f"weights file {show(path)}: not a readable PyTorch checkpoint, truncated or another format "
             f"({type(exc).__name__}{': ' + first if first else ''})"
         ) from None
     for wrapper in ("state_dict", "model"):
@@ -271,10 +302,10 @@ def _unpickle(path: Path, data: bytes) -> StateDict:
             obj = obj[wrapper]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise InputError(f"weights file '{path}': holds a {type(obj).__name__}, not a state dict of tensors")
+        raise InputError(f"weights file {show(path)}: holds a {type(obj).__name__}, not a state dict of tensors")
     if not all(isinstance(k, str) for k in obj):
         bad = next(k for k in obj if not isinstance(k, str))
-        raise InputError(f"weights file '{path}': key {bad!r} is not a parameter name (a string)")
+        raise InputError(f"weights file {show(path)}: key {bad!r} is not a parameter name (a string)")
     if obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module.") :]: v for k, v in obj.items()}
     return obj
@@ -301,4 +332,4 @@ def _check_fits(path: Path, state: StateDict, expected: StateDict) -> None:
     )
     parts = [f"{len(keys)} {what}: {', '.join(map(show, keys[:_SHOWN_KEYS]))}" for what, keys, show in found if keys]
     if parts:
-        raise InputError(f"weights file '{path}': does not fit ResNet34: " + "; ".join(parts))
+        raise InputError(f"weights file {show(path)}: does not fit ResNet34: " + "; ".join(parts))

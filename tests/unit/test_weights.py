@@ -240,3 +240,24 @@ def test_non_string_keys_and_huge_seeds_are_refused(tmp_path):
         build_model_with_info(str(path))
     with pytest.raises(InputError, match="below 2\\*\\*63"):
         parse_weights_spec("seeded:99999999999999999999999")
+
+
+def test_a_damaged_cached_file_is_refused_whatever_the_seed(tmp_cache):
+    load_weights("seeded:7", resnet34)
+    state = torch.load(seeded_path(7), weights_only=True)
+    state["fc.bias"][0] = float("nan")
+    torch.save(state, seeded_path(7))
+    with pytest.raises(InputError, match="are not seeded:7.*delete the file"):
+        load_weights("seeded:7", resnet34)
+
+
+def test_temporaries_of_a_killed_generation_are_swept(tmp_cache):
+    tmp_cache.mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process id that no longer runs
+    orphan = tmp_cache / f"resnet34-seeded-3.pth.{dead.pid}.abcd1234.tmp"
+    orphan.write_bytes(b"half a file")
+    mine = tmp_cache / f"resnet34-seeded-3.pth.{os.getpid()}.efgh5678.tmp"  # a live generation's
+    mine.write_bytes(b"being written")
+    load_weights("seeded:4", resnet34)
+    assert not orphan.exists() and mine.exists()

@@ -1,0 +1,171 @@
+"""Faults and hostile input: reports are strict JSON, written where the user meant or not at
+all, full disks and odd names give one line, and nothing forges a line of output."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+
+import pytest
+import torch
+
+from resnet34_npu import cli
+from resnet34_npu.constants import IMAGES_DIR
+from resnet34_npu.errors import InputError, plain, show
+from resnet34_npu.report import check_writable, write_json_atomic
+
+CAT = str(IMAGES_DIR / "cat.jpg")
+
+
+def strict(text: str):
+    """json.loads that refuses NaN / Infinity tokens, as JavaScript and jq do."""
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def run(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def nan_weights(tmp_path, seeded):
+    state = {k: v.clone() for k, v in seeded[0].state_dict().items()}
+    state["fc.bias"][:] = float("nan")
+    path = tmp_path / "nan.pth"
+    torch.save(state, path)
+    return str(path)
+
+
+def test_every_json_the_cli_prints_or_writes_is_strict(tmp_path, capsys, nan_weights):
+    code, out, _ = run(capsys, "infer", "--device", "cpu", "--weights", nan_weights, "--json", "--iters", "1")
+    assert code == 0 and strict(out)["top"][0]["probability"] == "nan"
+    code, out, _ = run(capsys, "localize", "--target", "resnet34_npu.faults:nan_output", "--json", "--image", CAT)
+    assert code == 1 and strict(out)["stages"]
+    code, out, _ = run(capsys, "devices", "--json")
+    assert code == 0 and strict(out)
+    report = tmp_path / "r.json"
+    code, _, _ = run(
+        capsys,
+        "compare",
+        "--target",
+        "resnet34_npu.faults:nan_output",
+        "--iters",
+        "0",
+        "--image",
+        CAT,
+        "--output",
+        str(report),
+    )
+    assert code == 1 and strict(report.read_text())["targets"][0]["images"][0]["metrics"]["rel_l2_error"] == "nan"
+    code, out, _ = run(capsys, "compare", "--target", "cpu", "--iters", "0", "--image", CAT, "--output", "-")
+    assert code == 0 and strict(out)["verdict"] == "pass", "with --output -, standard output is the report only"
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_report_never_replaces_a_file_that_is_not_regular(tmp_path, capsys, kind):
+    if kind == "device":
+        target = "/dev/null"
+    else:
+        target = str(tmp_path / "pipe")
+        os.mkfifo(target)
+    before = os.stat(target)
+    code, out, err = run(capsys, "compare", "--target", "cpu", "--iters", "0", "--image", CAT, "--output", target)
+    assert code == 2 and out == "" and err.count("\n") == 1 and "is not a regular file" in err
+    after = os.stat(target)
+    assert stat.S_IFMT(after.st_mode) == stat.S_IFMT(before.st_mode) and after.st_ino == before.st_ino
+    with pytest.raises(InputError, match="is not a regular file"):
+        write_json_atomic(target, {"verdict": "pass"})
+
+
+def test_a_symlinked_report_is_written_to_its_target(tmp_path):
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_json_atomic(check_writable(link), {"verdict": "pass"})
+    assert link.is_symlink() and strict(real.read_text()) == {"verdict": "pass"}
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, full filesystem: a 64 KiB tmpfs filled to the last byte (needs root and mount)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here to fill it: {done.stderr.decode().strip()[:120]}")
+    try:
+        (mount / "old.json").write_text('{"verdict": "pass", "old": true}')
+        with open(mount / "filler", "wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"x" * 4096)
+                    handle.flush()
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_old_report_whole(full_disk):
+    big = {"blob": "x" * 200_000}
+    with pytest.raises(InputError) as err:
+        write_json_atomic(full_disk / "old.json", big)
+    message = str(err.value)
+    assert message.startswith(f"report {show(full_disk / 'old.json')}: cannot write it (No space left on device)")
+    assert "\n" not in message
+    assert strict((full_disk / "old.json").read_text())["old"] is True
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "old.json"], "no temporary file left"
+
+
+def test_a_full_cache_folder_is_one_line(full_disk, monkeypatch, capsys):
+    monkeypatch.setenv("RESNET34_NPU_CACHE", str(full_disk / "cache"))
+    code, out, err = run(capsys, "infer", "--device", "cpu", "--weights", "seeded:5", "--iters", "1")
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "No space left on device" in err and "resnet34-seeded-5.pth" in err
+    assert not list((full_disk / "cache").glob("*.tmp")), "no temporary file left"
+
+
+@pytest.mark.parametrize("name", ["evil\nverdict: PASS.jpg", "tab\there.jpg", "cr\rhere.jpg"])
+def test_a_crafted_file_name_cannot_forge_a_line(tmp_path, capsys, name):
+    (tmp_path / name).write_text("not an image")
+    code, out, err = run(capsys, "infer", "--image", str(tmp_path / name))
+    assert code == 2 and err.count("\n") == 1 and "\nverdict" not in err and plain(name) in err
+
+
+def test_a_file_name_that_is_not_utf8_works(tmp_path, capsys):
+    name = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: not valid UTF-8
+    (tmp_path / name).write_bytes((IMAGES_DIR / "cat.jpg").read_bytes())
+    report = tmp_path / "r.json"
+    code, out, err = run(
+        capsys, "compare", "--target", "cpu", "--iters", "0", "--image", str(tmp_path / name), "--output", str(report)
+    )
+    assert code == 0, err
+    assert "caf\\xe9.jpg" in out and strict(report.read_text())["verdict"] == "pass"
+
+
+def test_sigterm_during_the_first_weights_generation_leaves_no_temporary(tmp_path, monkeypatch, capsys):
+    import signal
+
+    from resnet34_npu import weights
+
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RESNET34_NPU_CACHE", str(cache))
+    real_save = torch.save
+
+    def save_then_terminated(state, handle):
+        real_save(state, handle)
+        os.kill(os.getpid(), signal.SIGTERM)  # the signal arrives mid-generation, before the rename
+
+    monkeypatch.setattr(weights.torch, "save", save_then_terminated)
+    code, out, err = run(capsys, "infer", "--device", "cpu", "--weights", "seeded:6", "--iters", "1")
+    assert code == 143 and err.strip() == "resnet34-npu: terminated"
+    assert list(cache.iterdir()) == [], "neither the file nor a temporary is left"
