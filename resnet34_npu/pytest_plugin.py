@@ -268,8 +268,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if hasattr(config, "workerinput") or SUITE not in config.stash:
         return
     suite, entries = config.stash[SUITE], config.stash[ENTRIES]
-    if suite.report is None or not config.stash.get(CONFORMANCE, False):
-        return  # no conformance test was selected (unit, operator or benchmark runs): leave the last report alone
+    # Conformance tests selected here, or (on the pytest-xdist controller, which collects nothing)
+    # reported by the workers; else (unit, operator or benchmark runs) leave the last report alone.
+    selected = config.stash.get(CONFORMANCE, False) or any(entry["params"].get("r34_image") for entry in entries)
+    if suite.report is None or not selected:
+        return
     # An interrupted session (Ctrl-C, an internal error) says so, whatever it had compared.
     interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
     write_json_atomic(suite.report, acceptance_report(suite, entries, interrupted=interrupted))
