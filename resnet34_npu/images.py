@@ -21,14 +21,22 @@ before any pixel is decoded.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import InputError, show
+from .errors import InputError, one_line, show
 
+#: The raster formats the suite opens. Pillow would also hand a PostScript or EPS file (whatever
+#: its name) to Ghostscript, an external program: never for a file the suite is given.
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "PPM")  # JPEG includes MPO (phone photos)
 _ALPHA_MODES = {"RGBA", "LA", "PA", "La", "RGBa"}
 _INTEGER_GRAY_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 _BACKGROUND = (255, 255, 255)
@@ -44,6 +52,8 @@ def load_image(path: str | Path) -> Image.Image:
         raise InputError(f"image {show(path)}: no such file")
     if path.is_dir():
         raise InputError(f"image {show(path)}: is a directory, not an image file")
+    if not path.is_file():
+        raise InputError(f"image {show(path)}: is not a regular file (a device, FIFO or socket)")
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -54,7 +64,7 @@ def load_image(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with _stderr_of_decoders() as chatter, Image.open(path, formats=FORMATS) as image:
                 image.seek(0)
                 image.load()
                 return to_rgb(ImageOps.exif_transpose(image))
@@ -64,10 +74,36 @@ def load_image(path: str | Path) -> Image.Image:
             f"{Image.MAX_IMAGE_PIXELS} pixels (PIL.Image.MAX_IMAGE_PIXELS)"
         ) from None
     except UnidentifiedImageError:
-        raise InputError(f"image {show(path)}: not an image Pillow can identify") from None
+        raise InputError(
+            f"image {show(path)}: not an image Pillow can identify in the supported formats ({', '.join(FORMATS)})"
+        ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"image {show(path)}: cannot be decoded ({reason})") from None
+        said = [line.strip() for line in [str(exc), *chatter] if line.strip()]
+        reason = said[0].splitlines()[0] if said else type(exc).__name__
+        raise InputError(f"image {show(path)}: cannot be decoded ({one_line(reason)})") from None
+
+
+@contextlib.contextmanager
+def _stderr_of_decoders() -> Iterator[list[str]]:
+    """Catch what C decoders (libtiff, libjpeg) print on the process's stderr while an image is
+    read, so the user sees the suite's one line, not theirs first; the lines are kept for the
+    reason of a failure."""
+    lines: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield lines  # no file descriptor 2 to redirect
+        return
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            lines.extend(sink.read(64 * 1024).decode("utf-8", "replace").splitlines())
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -169,3 +169,45 @@ def test_sigterm_during_the_first_weights_generation_leaves_no_temporary(tmp_pat
     code, out, err = run(capsys, "infer", "--device", "cpu", "--weights", "seeded:6", "--iters", "1")
     assert code == 143 and err.strip() == "resnet34-npu: terminated"
     assert list(cache.iterdir()) == [], "neither the file nor a temporary is left"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "sparse"])
+def test_weights_that_are_not_a_checkpoint_file_are_refused_before_reading(tmp_path, capsys, kind):
+    if kind == "fifo":
+        path = tmp_path / "w.pth"
+        os.mkfifo(path)  # reading it would hang
+    elif kind == "sparse":
+        path = tmp_path / "huge.pth"
+        with open(path, "wb") as handle:
+            handle.truncate(8 << 30)  # 8 GiB of holes: reading it whole would take the memory
+    else:
+        path = kind
+    code, out, err = run(capsys, "infer", "--device", "cpu", "--weights", str(path))
+    reason = "far larger than a ResNet34 checkpoint" if kind == "sparse" else "is not a regular file"
+    assert code == 2 and out == "" and err.count("\n") == 1 and reason in err
+
+
+def test_a_device_file_as_an_image_gets_a_true_reason(capsys):
+    code, _, err = run(capsys, "infer", "--image", "/dev/urandom")
+    assert code == 2 and "is not a regular file" in err and "empty" not in err
+
+
+def test_a_postscript_file_named_jpg_is_never_handed_to_ghostscript(tmp_path, capsys):
+    ps = tmp_path / "photo.jpg"
+    ps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n")
+    code, _, err = run(capsys, "infer", "--image", str(ps))
+    assert code == 2 and "not an image Pillow can identify in the supported formats (JPEG, PNG" in err
+
+
+def test_a_decoder_s_own_chatter_does_not_reach_the_user(tmp_path, capfd):
+    from PIL import Image
+
+    path = tmp_path / "broken.tif"
+    Image.open(IMAGES_DIR / "cat.jpg").save(path, compression="tiff_lzw")
+    data = bytearray(path.read_bytes())
+    data[2000:6000] = bytes(4000)  # zeroes in the middle of the LZW stream
+    path.write_bytes(bytes(data))
+    code = cli.main(["infer", "--image", str(path)])
+    out, err = capfd.readouterr()
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith(f"resnet34-npu infer: error: image {show(path)}: cannot be decoded")
