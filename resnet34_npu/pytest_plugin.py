@@ -45,6 +45,7 @@ RECORDS = pytest.StashKey[list]()
 NAMED = pytest.StashKey[bool]()
 CONFORMANCE = pytest.StashKey[bool]()
 MISSING = pytest.StashKey[str]()
+REPORT_ERROR = pytest.StashKey[str]()
 NO_BASELINE = pytest.StashKey[str]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
@@ -259,7 +260,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in format_table(SUMMARY_HEADER, rows):
             terminalreporter.write_line(line)
     suite = config.stash[SUITE]
-    if suite.report is not None and any(entry["records"] for entry in config.stash[ENTRIES]):
+    if REPORT_ERROR in config.stash:
+        terminalreporter.write_line(f"resnet34-npu: error: {config.stash[REPORT_ERROR]}", red=True)
+    elif suite.report is not None and any(entry["records"] for entry in config.stash[ENTRIES]):
         terminalreporter.write_line(f"resnet34-npu: acceptance report written to {suite.report}")
 
 
@@ -275,4 +278,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     # An interrupted session (Ctrl-C, an internal error) says so, whatever it had compared.
     interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-    write_json_atomic(suite.report, acceptance_report(suite, entries, interrupted=interrupted))
+    try:
+        write_json_atomic(suite.report, acceptance_report(suite, entries, interrupted=interrupted))
+    except InputError as exc:  # a full disk: one line, and the run is not a success
+        config.stash[REPORT_ERROR] = one_line(exc)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR

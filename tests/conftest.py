@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,25 @@ def avx2_only(monkeypatch):
     devices.cpu_native_kernels.cache_clear()
     yield
     devices.cpu_native_kernels.cache_clear()
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real, full filesystem: a 64 KiB tmpfs filled to the last byte (needs root and mount)."""
+    mount = tmp_path / "full"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here to fill it: {done.stderr.decode().strip()[:120]}")
+    try:
+        (mount / "old.json").write_text('{"verdict": "pass", "old": true}')
+        with open(mount / "filler", "wb", buffering=0) as handle:
+            try:
+                while True:
+                    handle.write(b"x" * 4096)
+                    handle.flush()
+            except OSError:
+                pass
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True)

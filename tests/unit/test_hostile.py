@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 
 import pytest
 import torch
@@ -91,28 +90,6 @@ def test_a_symlinked_report_is_written_to_its_target(tmp_path):
     link.symlink_to(real)
     write_json_atomic(check_writable(link), {"verdict": "pass"})
     assert link.is_symlink() and strict(real.read_text()) == {"verdict": "pass"}
-
-
-@pytest.fixture
-def full_disk(tmp_path):
-    """A real, full filesystem: a 64 KiB tmpfs filled to the last byte (needs root and mount)."""
-    mount = tmp_path / "full"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here to fill it: {done.stderr.decode().strip()[:120]}")
-    try:
-        (mount / "old.json").write_text('{"verdict": "pass", "old": true}')
-        with open(mount / "filler", "wb", buffering=0) as handle:
-            try:
-                while True:
-                    handle.write(b"x" * 4096)
-                    handle.flush()
-            except OSError:
-                pass
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_a_full_disk_is_one_line_and_leaves_the_old_report_whole(full_disk):

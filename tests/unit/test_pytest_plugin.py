@@ -286,3 +286,12 @@ def test_a_required_device_that_is_missing_fails_the_run(suite, monkeypatch, how
 def test_an_unknown_required_kind_is_a_usage_error(suite):
     result = suite.runpytest_inprocess("--r34-require=tpu")
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "Unknown device kind 'tpu'" in result.stderr.str()
+
+
+def test_a_full_disk_for_the_acceptance_report_is_one_line(suite, full_disk):
+    report = full_disk / "acceptance.json"
+    result = run(suite, "--r34-target=cpu", "-k", "test_verdict and batch1", f"--r34-report={report}")
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stdout.fnmatch_lines([f"resnet34-npu: error: report '{report}': cannot write it (No space left on device)*"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str() and not report.exists()
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "old.json"]
