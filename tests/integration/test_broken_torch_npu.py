@@ -116,3 +116,12 @@ def test_pytest_still_starts(npu_site):
     result = _run(npu_site, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_labels.py")
     assert result.returncode == 0, result.stdout[-2000:]
     assert "2 passed" in result.stdout
+
+
+def test_autoload_forced_on_is_one_line_and_exit_3(npu_site):
+    """With TORCH_DEVICE_BACKEND_AUTOLOAD=1 set by the user, `import torch` itself fails here:
+    one line naming the cause and the fix, exit 3 (never 1, "a target failed")."""
+    result = _run(npu_site, "-m", "resnet34_npu", "devices", autoload="1")
+    assert result.returncode == 3 and result.stdout == "", result.stderr
+    assert result.stderr.count("\n") == 1 and "importing torch failed" in result.stderr
+    assert "unset the variable, or fix the torch_npu install" in result.stderr

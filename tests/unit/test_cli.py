@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from resnet34_npu import cli
+from resnet34_npu import cli, launch
 from resnet34_npu.compare import Session
 from resnet34_npu.constants import IMAGES_DIR, SEED_TOP5
 from resnet34_npu.devices import KINDS, probe
@@ -116,7 +116,7 @@ def test_console_script_points_at_main():
     tomllib = pytest.importorskip("tomllib")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     module, _, attr = scripts["resnet34-npu"].partition(":")
-    assert module == "resnet34_npu.cli" and getattr(cli, attr) is cli.main
+    assert module == "resnet34_npu.launch" and getattr(launch, attr) is launch.main
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["infer", "--help"]])

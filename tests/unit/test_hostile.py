@@ -188,3 +188,22 @@ def test_a_decoder_s_own_chatter_does_not_reach_the_user(tmp_path, capfd):
     out, err = capfd.readouterr()
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and err.startswith(f"resnet34-npu infer: error: image {show(path)}: cannot be decoded")
+
+
+def test_a_torch_that_cannot_be_imported_is_one_line_and_exit_3(monkeypatch, capsys):
+    """The entry point imports the command line (and torch) inside a guard."""
+    import sys
+
+    from resnet34_npu import launch
+
+    monkeypatch.setitem(sys.modules, "resnet34_npu.cli", None)  # what a failing import meets
+    monkeypatch.setenv("TORCH_DEVICE_BACKEND_AUTOLOAD", "1")
+    assert launch.main(["devices"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("resnet34-npu: error: importing torch failed: ")
+    assert "unset the variable, or fix the torch_npu install" in err
+    real = RuntimeError(
+        "Failed to load the backend extension: torch_npu. You can disable extension auto-loading "
+        "with TORCH_DEVICE_BACKEND_AUTOLOAD=0.\n  more detail"
+    )
+    assert "\n" not in launch.cannot_import(real) and "backend extension: torch_npu" in launch.cannot_import(real)
