@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,10 @@ class TargetResult:
         }
 
 
+class LeftThreads(Exception):
+    """A target left non-daemon threads running after its runs."""
+
+
 #: What a target's own code may raise and still be only that target's failure (SystemExit
 #: too: a target that calls sys.exit() fails; Ctrl-C still stops the run).
 TARGET_ERRORS = (Exception, SystemExit)
@@ -148,14 +153,19 @@ class Session:
         self.fp64_truth = fp64_truth
         self._truth_model: torch.nn.Module | None = None
         self._reference_timing: dict[int, Timing] = {}
+        self._threads_before: dict[int, set[threading.Thread]] = {}
 
     @property
     def weights(self) -> WeightsInfo:
         return self.weights_info
 
     def runner(self, spec: str) -> Runner:
-        """A target (built-in or custom) running this session's model."""
-        return build_runner(spec, self.model)
+        """A target (built-in or custom) running this session's model. The threads alive before
+        it was built are remembered: those it starts, from its factory on, are its own."""
+        before = set(threading.enumerate())
+        runner = build_runner(spec, self.model)
+        self._threads_before[id(runner)] = before
+        return runner
 
     def input(self, image: str | Path) -> torch.Tensor:
         """The preprocessed image [3, 224, 224], loaded once per process."""
@@ -239,7 +249,10 @@ class Session:
         the exception; its metrics are those of logits that are all NaN."""
         reference = self.reference_logits(images)
         comparison = compare_logits(reference, torch.full_like(reference, math.nan), precision=runner.precision)
-        line = f"target {runner.name!r} raised {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+        if isinstance(exc, LeftThreads):
+            line = f"target {runner.name!r} {exc}"
+        else:
+            line = f"target {runner.name!r} raised {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
         verdict = Verdict(Status.FAIL, (line.splitlines()[0],))
         names = tuple(Path(i).name for i in images)
         return CaseResult(names, verdict, comparison, paths=tuple(map(str, images)), error=line.splitlines()[0])
@@ -266,7 +279,10 @@ class Session:
     def evaluate(
         self, runner: Runner, images: Sequence[str | Path], *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS
     ) -> TargetResult:
-        """Every image at batch 1, then latency on the first image (``iters`` = 0: no timing)."""
+        """Every image at batch 1, then latency on the first image (``iters`` = 0: no timing).
+        A target that leaves non-daemon threads running (they would keep the process from
+        exiting) fails, with their names."""
+        before = self._threads_before.get(id(runner), set(threading.enumerate()))
         cases = tuple(self.compare(runner, [image]) for image in images)
         latency = reference = None
         if iters > 0 and not any(c.error for c in cases):  # a target that raised is not timed
@@ -276,6 +292,15 @@ class Session:
                 cases += (self.raised(runner, images[:1], exc),)
             else:
                 reference = self.reference_timing(1, warmup, iters, images[0])
+        left = [t.name for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+        if left:
+            cases += (
+                self.raised(
+                    runner,
+                    images[:1],
+                    LeftThreads(f"left {len(left)} non-daemon thread(s) running after its runs: {', '.join(left)}"),
+                ),
+            )
         return TargetResult(
             **runner.describe(), cases=cases, latency=latency, speedup_vs_reference=speedup(reference, latency)
         )

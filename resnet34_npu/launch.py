@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 EXIT_CRASH = 3
@@ -31,4 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         print(cannot_import(exc), file=sys.stderr)
         return EXIT_CRASH
-    return cli_main(argv)
+    code = cli_main(argv)
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        # A target left a non-daemon thread running (its verdict says so): the report is written,
+        # so exit now with the run's code instead of waiting for that thread forever.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -207,3 +207,45 @@ def test_a_torch_that_cannot_be_imported_is_one_line_and_exit_3(monkeypatch, cap
         "with TORCH_DEVICE_BACKEND_AUTOLOAD=0.\n  more detail"
     )
     assert "\n" not in launch.cannot_import(real) and "backend extension: torch_npu" in launch.cannot_import(real)
+
+
+def test_a_target_that_leaves_a_thread_running_fails_named(tmp_path, monkeypatch, capsys):
+    import threading
+
+    stop = threading.Event()
+    (tmp_path / "threaded_engine.py").write_text(
+        "import threading, torch\n"
+        "STOP = None\n"
+        "class Engine:\n"
+        "    def __init__(self, model):\n"
+        "        self.model = model\n"
+        "    def __call__(self, batch):\n"
+        "        if not any(t.name == 'engine-poller' for t in threading.enumerate()):\n"
+        "            threading.Thread(target=STOP.wait, name='engine-poller').start()\n"
+        "        with torch.no_grad():\n"
+        "            return self.model(batch)\n"
+        "def build(model):\n"
+        "    return Engine(model)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import threaded_engine
+
+    threaded_engine.STOP = stop
+    try:
+        report = tmp_path / "r.json"
+        code, out, _ = run(
+            capsys,
+            "compare",
+            "--target",
+            "threaded_engine:build",
+            "--iters",
+            "0",
+            "--image",
+            CAT,
+            "--output",
+            str(report),
+        )
+    finally:
+        stop.set()
+    assert code == 1 and "left 1 non-daemon thread(s) running after its runs: engine-poller" in out
+    assert strict(report.read_text())["verdict"] == "fail"
