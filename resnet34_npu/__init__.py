@@ -3,14 +3,13 @@
 Importing the package sets ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` unless it is already set, before
 torch is first imported: a host with torch_npu installed but no CANN would otherwise fail at
 ``import torch`` itself. torch_npu is imported explicitly, inside try/except, only when an NPU
-is asked for or probed (see ``devices.py``). The package itself imports no torch: the names
-below load their module on first use, so the command line can report a torch that fails to
-import in one line (``launch.py``).
+is asked for or probed (see ``devices.py``). When torch itself cannot be imported, the package
+still imports (``IMPORT_ERROR`` says why), so the command line can report it in one line
+(``launch.py``).
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -18,45 +17,59 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 __version__ = "0.1.0"
 
-#: The documented API: name -> the module that defines it.
-_API = {
-    "CaseResult": "compare",
-    "Session": "compare",
-    "TargetResult": "compare",
-    "PROFILES": "criteria",
-    "Status": "criteria",
-    "Verdict": "criteria",
-    "judge": "criteria",
-    "InputError": "errors",
-    "NonDeterminismWarning": "errors",
-    "RankingWarning": "errors",
-    "load_image": "images",
-    "class_name": "labels",
-    "class_names": "labels",
-    "Comparison": "metrics",
-    "compare_logits": "metrics",
-    "compare_tensors": "metrics",
-    "build_model": "model",
-    "build_model_with_info": "model",
-    "count_parameters": "model",
-    "make_batch": "preprocess",
-    "preprocess": "preprocess",
-    "Runner": "runners",
-    "build_runner": "runners",
-    "parse_target": "targets",
-    "WeightsInfo": "weights",
-    "parse_weights_spec": "weights",
-}
-__all__ = sorted(_API)
+#: Why the API could not be imported (torch failing at import), or None. The entry point
+#: (``launch.py``) reports it in one line; a library user gets an ImportError saying so.
+IMPORT_ERROR: BaseException | None = None
+
+try:
+    from .compare import CaseResult, Session, TargetResult
+    from .criteria import PROFILES, Status, Verdict, judge
+    from .errors import InputError, NonDeterminismWarning, RankingWarning
+    from .images import load_image
+    from .labels import class_name, class_names
+    from .metrics import Comparison, compare_logits, compare_tensors
+    from .model import build_model, build_model_with_info, count_parameters
+    from .preprocess import make_batch, preprocess
+    from .runners import Runner, build_runner
+    from .targets import parse_target
+    from .weights import WeightsInfo, parse_weights_spec
+except Exception as exc:  # torch (or torchvision) cannot be imported here
+    IMPORT_ERROR = exc
+
+__all__ = [
+    "PROFILES",
+    "CaseResult",
+    "Comparison",
+    "InputError",
+    "NonDeterminismWarning",
+    "RankingWarning",
+    "Runner",
+    "Session",
+    "Status",
+    "TargetResult",
+    "Verdict",
+    "WeightsInfo",
+    "build_model",
+    "build_model_with_info",
+    "build_runner",
+    "class_name",
+    "class_names",
+    "compare_logits",
+    "compare_tensors",
+    "count_parameters",
+    "judge",
+    "load_image",
+    "make_batch",
+    "parse_target",
+    "parse_weights_spec",
+    "preprocess",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _API:
-        raise AttributeError(f"module 'resnet34_npu' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_API])
+    if name in __all__ and IMPORT_ERROR is not None:
+        raise ImportError(
+            f"resnet34_npu.{name} is unavailable: importing torch failed "
+            f"({type(IMPORT_ERROR).__name__}: {IMPORT_ERROR})"
+        ) from IMPORT_ERROR
+    raise AttributeError(f"module 'resnet34_npu' has no attribute {name!r}")

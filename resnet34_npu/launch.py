@@ -27,7 +27,11 @@ def cannot_import(exc: BaseException) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from . import IMPORT_ERROR
+
     try:
+        if IMPORT_ERROR is not None:
+            raise IMPORT_ERROR
         from .cli import main as cli_main
     except Exception as exc:
         print(cannot_import(exc), file=sys.stderr)
