@@ -13,6 +13,7 @@ import json
 import math
 import os
 import platform
+import re
 import socket
 import sys
 import tempfile
@@ -90,6 +91,21 @@ def dumps(document: Any) -> str:
 STDOUT = "-"
 
 
+def _mount_point(path: Path) -> bool:
+    """Whether ``path`` is itself a mount point (Linux: /proc/self/mountinfo; a file bind-mounted
+    from the same filesystem keeps its device number, so ``st_dev`` alone cannot tell)."""
+    try:
+        text = Path("/proc/self/mountinfo").read_text(errors="replace")
+    except OSError:
+        return False
+    where = str(path.resolve())
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) > 4 and re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4]) == where:
+            return True
+    return False
+
+
 def _target(path: str | Path) -> Path:
     """Where a report for ``path`` really goes: a symlink's target; never a non-regular file or
     a mount point (a bind-mounted file, which the atomic rename cannot replace)."""
@@ -104,7 +120,7 @@ def _target(path: str | Path) -> Path:
             f"reports are written to regular files, or to standard output with {STDOUT}"
         )
     try:
-        if path.exists() and path.stat().st_dev != path.parent.stat().st_dev:
+        if path.exists() and (_mount_point(path) or path.stat().st_dev != path.parent.stat().st_dev):
             raise InputError(
                 f"report {show(path)}: is a mount point (a bind-mounted file) that a rename cannot "
                 "replace; write the report to another path"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 
 import pytest
 import torch
@@ -249,3 +250,20 @@ def test_a_target_that_leaves_a_thread_running_fails_named(tmp_path, monkeypatch
         stop.set()
     assert code == 1 and "left 1 non-daemon thread(s) running after its runs: engine-poller" in out
     assert strict(report.read_text())["verdict"] == "fail"
+
+
+def test_a_bind_mounted_report_is_refused_before_any_work(tmp_path, capsys):
+    source, target = tmp_path / "source.json", tmp_path / "mounted.json"
+    source.write_text('{"verdict": "pass", "old": true}')
+    target.write_text("{}")
+    done = subprocess.run(["mount", "--bind", str(source), str(target)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot bind-mount a file here: {done.stderr.decode().strip()[:120]}")
+    try:
+        code, out, err = run(
+            capsys, "compare", "--target", "cpu", "--iters", "0", "--image", CAT, "--output", str(target)
+        )
+        assert code == 2 and out == "" and "is a mount point (a bind-mounted file)" in err
+        assert strict(source.read_text())["old"] is True
+    finally:
+        subprocess.run(["umount", str(target)], capture_output=True)
