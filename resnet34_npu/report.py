@@ -27,6 +27,7 @@ import torchvision
 from . import __version__, devices
 from .criteria import Status, worst_status
 from .errors import InputError, plain, show
+from .files import write_atomic
 from .timing import Timing, speedup
 
 if TYPE_CHECKING:
@@ -140,26 +141,13 @@ def write_json_atomic(path: str | Path, document: Any) -> Path | None:
         sys.stdout.flush()
         return None
     path = _target(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError(f"report {show(path)}: cannot write there ({exc.strerror or exc})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(
-            f"report {show(path)}: cannot write it ({exc.strerror or exc}); the previous file, if any, is unchanged"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(
+        path,
+        lambda handle: handle.write(text.encode("utf-8")),
+        what="report",
+        prefix=f".{path.name}.",
+        hint="the previous file, if any, is unchanged",
+    )
     return path
 
 

@@ -18,7 +18,6 @@ import hashlib
 import io
 import os
 import pickle
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from .constants import (
     SEEDED_TENSOR_SHA256,
 )
 from .errors import InputError, show
+from .files import write_atomic
 
 StateDict = dict[str, torch.Tensor]
 
@@ -236,27 +236,15 @@ def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Modul
     so racing processes never see half a file. A full disk or an unwritable folder is one
     :class:`InputError` naming the file, and leaves no temporary file."""
     state = _seeded_state(seed, factory)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent.is_dir():
         _sweep_temporaries(path.parent)
-        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise InputError(
-            f"cache folder {show(path.parent)}: cannot write there ({exc.strerror}); set {CACHE_ENV}"
-        ) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise InputError(
-            f"weights file {show(path)}: cannot write it ({exc.strerror or exc}); free space or set {CACHE_ENV}"
-        ) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(
+        path,
+        lambda handle: torch.save(state, handle),
+        what="weights file",
+        prefix=f"{path.name}.{os.getpid()}.",
+        hint=f"free space or set {CACHE_ENV}",
+    )
 
 
 #: The largest weights file read: a ResNet34 state dict is 87 MB in fp32, 175 MB in fp64, and a
