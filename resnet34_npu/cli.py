@@ -11,7 +11,6 @@ import contextlib
 import os
 import signal
 import sys
-import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from . import __version__, devices
 from .compare import Session, TargetResult
 from .constants import DEFAULT_IMAGE, IMAGES_DIR, PHOTOS
 from .criteria import DEFAULT_PROFILE, PROFILES, Status
-from .errors import InputError, one_line, plain
+from .errors import InputError, Terminated, one_line, plain
 from .images import find_images, load_image
 from .infer import infer
 from .labels import class_name, describe
@@ -405,18 +404,8 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised where the program is, so that cleanup (temporary files) runs."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return int(args.func(args))
     except Terminated:
@@ -442,6 +431,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return EXIT_CRASH
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from .criteria import DEFAULT_PROFILE, Profile, Status, Verdict, get_profile, judge, worst_status
-from .errors import InputError
+from .errors import InputError, Terminated
 from .images import load_image
 from .localize import Localization, localize
 from .metrics import Comparison, compare_logits, rel_l2, worst_of
@@ -112,9 +112,19 @@ class LeftThreads(Exception):
     """A target left non-daemon threads running after its runs."""
 
 
-#: What a target's own code may raise and still be only that target's failure (SystemExit
-#: too: a target that calls sys.exit() fails; Ctrl-C still stops the run).
-TARGET_ERRORS = (Exception, SystemExit)
+def is_target_error(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by a target's own code, is only that target's failure: anything
+    (SystemExit included: a target that calls sys.exit() fails) but Ctrl-C, SIGTERM or a
+    generator's close, which stop the run."""
+    return not isinstance(exc, (KeyboardInterrupt, GeneratorExit, Terminated))
+
+
+def _text(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # an exception whose __str__ raises
+        return "(its message could not be read)"
+
 
 #: What every Session of this process shares (tests build many): preprocessed images, and the
 #: reference's and the float64 truth's logits, keyed by everything that decides them (the
@@ -153,7 +163,7 @@ class Session:
         self.fp64_truth = fp64_truth
         self._truth_model: torch.nn.Module | None = None
         self._reference_timing: dict[int, Timing] = {}
-        self._threads_before: dict[int, set[threading.Thread]] = {}
+        self._threads_of: dict[int, set[threading.Thread]] = {}  # started by a target's factory
 
     @property
     def weights(self) -> WeightsInfo:
@@ -164,7 +174,7 @@ class Session:
         it was built are remembered: those it starts, from its factory on, are its own."""
         before = set(threading.enumerate())
         runner = build_runner(spec, self.model)
-        self._threads_before[id(runner)] = before
+        self._threads_of[id(runner)] = set(threading.enumerate()) - before
         return runner
 
     def input(self, image: str | Path) -> torch.Tensor:
@@ -230,7 +240,9 @@ class Session:
         if logits is None:
             try:
                 logits = runner.run(self.batch(images))
-            except TARGET_ERRORS as exc:
+            except BaseException as exc:
+                if not is_target_error(exc):
+                    raise
                 return self.raised(runner, images, exc)
         comparison = compare_logits(self.reference_logits(images), logits, precision=runner.precision)
         truth = self.truth_metrics(images, logits) if self.fp64_truth else {}
@@ -252,7 +264,8 @@ class Session:
         if isinstance(exc, LeftThreads):
             line = f"target {runner.name!r} {exc}"
         else:
-            line = f"target {runner.name!r} raised {type(exc).__name__}" + (f": {exc}" if str(exc) else "")
+            text = _text(exc)
+            line = f"target {runner.name!r} raised {type(exc).__name__}" + (f": {text}" if text else "")
         verdict = Verdict(Status.FAIL, (line.splitlines()[0],))
         names = tuple(Path(i).name for i in images)
         return CaseResult(names, verdict, comparison, paths=tuple(map(str, images)), error=line.splitlines()[0])
@@ -282,17 +295,20 @@ class Session:
         """Every image at batch 1, then latency on the first image (``iters`` = 0: no timing).
         A target that leaves non-daemon threads running (they would keep the process from
         exiting) fails, with their names."""
-        before = self._threads_before.get(id(runner), set(threading.enumerate()))
+        before = set(threading.enumerate())
         cases = tuple(self.compare(runner, [image]) for image in images)
         latency = reference = None
         if iters > 0 and not any(c.error for c in cases):  # a target that raised is not timed
             try:
                 latency = runner.time(self.batch(images[:1]), warmup=warmup, iters=iters)
-            except TARGET_ERRORS as exc:
+            except BaseException as exc:
+                if not is_target_error(exc):
+                    raise
                 cases += (self.raised(runner, images[:1], exc),)
             else:
                 reference = self.reference_timing(1, warmup, iters, images[0])
-        left = [t.name for t in threading.enumerate() if t not in before and t.is_alive() and not t.daemon]
+        own = (set(threading.enumerate()) - before) | self._threads_of.get(id(runner), set())
+        left = sorted(t.name for t in own if t.is_alive() and not t.daemon)
         if left:
             cases += (
                 self.raised(

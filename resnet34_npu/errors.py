@@ -51,3 +51,8 @@ def one_line(message: object) -> str:
 def show(name: object) -> str:
     """A file name (or any user-given text) quoted for a message: ``'name'``, made :func:`plain`."""
     return f"'{plain(name)}'"
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the program is (by the entry point's handler), so that cleanup runs:
+    temporary files are removed and the run says it was terminated."""

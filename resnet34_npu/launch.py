@@ -6,6 +6,7 @@ internal-error exit code, never a traceback read as a verdict."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -26,6 +27,12 @@ def cannot_import(exc: BaseException) -> str:
     return line
 
 
+def _terminate(signum: int, frame: object) -> None:
+    from .errors import Terminated
+
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from . import IMPORT_ERROR
 
@@ -36,7 +43,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         print(cannot_import(exc), file=sys.stderr)
         return EXIT_CRASH
-    code = cli_main(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up (temporary files)
+    try:
+        code = cli_main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         # A target left a non-daemon thread running (its verdict says so): the report is written,
         # so exit now with the run's code instead of waiting for that thread forever.

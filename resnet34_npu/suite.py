@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from . import devices
-from .compare import TARGET_ERRORS, CaseResult, Session
+from .compare import CaseResult, Session, is_target_error
 from .constants import IMAGES_DIR, PHOTOS
 from .images import find_images, load_image
 from .matrix import TargetChoice, choose_targets
@@ -125,7 +125,9 @@ class Suite:
         if key not in self._cases:
             try:
                 logits = self.logits(name, images)
-            except TARGET_ERRORS as exc:
+            except BaseException as exc:
+                if not is_target_error(exc):
+                    raise
                 self._cases[key] = self.session.raised(self.runner(name), images, exc)
             else:
                 self._cases[key] = self.session.compare(self.runner(name), images, logits=logits)
@@ -151,7 +153,7 @@ class Suite:
         """What the terminal table and the acceptance report read about one check. ``target``
         is the matrix name (the test id); ``batch`` asks for the latencies of the target and
         the reference at that batch size (when it is one of :data:`TIMED_BATCHES`)."""
-        timed = batch in TIMED_BATCHES
+        timed = batch in TIMED_BATCHES and not case.error  # a target that raised is not timed
         latency = self.latency(target, batch) if timed else None
         reference_latency = self.reference_latency(batch) if timed else None
         return {

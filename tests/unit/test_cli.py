@@ -282,7 +282,16 @@ def test_compare_unavailable_target_is_refused_before_any_work(tmp_path, capsys)
     assert code == 2 and "is a directory" in err
 
 
-@pytest.mark.parametrize("crash", ["raise ZeroDivisionError('kernel bug')", "sys.exit(7)", "raise SystemExit"])
+@pytest.mark.parametrize(
+    "crash",
+    [
+        "raise ZeroDivisionError('kernel bug')",
+        "sys.exit(7)",
+        "raise SystemExit",
+        "raise type('EngineAbort', (BaseException,), {})()",
+        "raise type('Unprintable', (Exception,), {'__str__': lambda self: 1 / 0})()",
+    ],
+)
 def test_target_code_that_raises_is_that_targets_failure(tmp_path, monkeypatch, capsys, crash):
     """A target whose code raises mid-run, sys.exit() included, fails, named; the other targets
     are still judged, the report is written and the exit code is 1."""

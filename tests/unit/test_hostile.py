@@ -144,7 +144,10 @@ def test_sigterm_during_the_first_weights_generation_leaves_no_temporary(tmp_pat
         os.kill(os.getpid(), signal.SIGTERM)  # the signal arrives mid-generation, before the rename
 
     monkeypatch.setattr(weights.torch, "save", save_then_terminated)
-    code, out, err = run(capsys, "infer", "--device", "cpu", "--weights", "seeded:6", "--iters", "1")
+    from resnet34_npu import launch  # the entry point installs the SIGTERM handler
+
+    code = launch.main(["infer", "--device", "cpu", "--weights", "seeded:6", "--iters", "1"])
+    out, err = capsys.readouterr()
     assert code == 143 and err.strip() == "resnet34-npu: terminated"
     assert list(cache.iterdir()) == [], "neither the file nor a temporary is left"
 
@@ -239,6 +242,7 @@ def test_a_target_that_leaves_a_thread_running_fails_named(tmp_path, monkeypatch
             "compare",
             "--target",
             "threaded_engine:build",
+            "cpu",
             "--iters",
             "0",
             "--image",
@@ -249,7 +253,8 @@ def test_a_target_that_leaves_a_thread_running_fails_named(tmp_path, monkeypatch
     finally:
         stop.set()
     assert code == 1 and "left 1 non-daemon thread(s) running after its runs: engine-poller" in out
-    assert strict(report.read_text())["verdict"] == "fail"
+    doc = strict(report.read_text())
+    assert doc["verdict"] == "fail" and [t["verdict"] for t in doc["targets"]] == ["fail", "pass"], "cpu not blamed"
 
 
 def test_a_bind_mounted_report_is_refused_before_any_work(tmp_path, capsys):
