@@ -289,8 +289,8 @@ def _compare(args: argparse.Namespace, output: Path | str, stdout: TextIO | None
         print(note)
     print(
         f"reference: {session.reference.name} ({devices.device_name(session.reference.device)}); "
-        f"weights: {session.weights.spec} sha256 {session.weights.sha256[:16]}...; profile: {session.profile.name}"
-        + ("; float64 truth on" if args.fp64_truth else "")
+        f"weights: {plain(session.weights.spec)} sha256 {session.weights.sha256[:16]}...; "
+        f"profile: {session.profile.name}" + ("; float64 truth on" if args.fp64_truth else "")
     )
     if stdout is None:
         write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it

@@ -13,12 +13,14 @@ and how to enable it.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any, Callable
 
 import pytest
 
 from . import devices, options
-from .errors import InputError, one_line
+from .errors import InputError, one_line, plain
 from .report import SUMMARY_HEADER, acceptance_report, format_table, summary_rows, write_json_atomic
 from .suite import BATCH_SIZES, Suite
 from .weights import weights_digest
@@ -46,6 +48,7 @@ NAMED = pytest.StashKey[bool]()
 CONFORMANCE = pytest.StashKey[bool]()
 MISSING = pytest.StashKey[str]()
 REPORT_ERROR = pytest.StashKey[str]()
+SIGTERM = pytest.StashKey[Any]()
 NO_BASELINE = pytest.StashKey[str]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
@@ -77,6 +80,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[ENTRIES] = []
     config.stash[NAMED] = options.named_explicitly(values)
     config.pluginmanager.register(_Collector(config.stash[ENTRIES]), "resnet34-npu-collector")
+    if not hasattr(config, "workerinput") and threading.current_thread() is threading.main_thread():
+        # SIGTERM ends the session as Ctrl-C does, so its report says "interrupted"
+        config.stash[SIGTERM] = signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if SIGTERM in config.stash:
+        signal.signal(signal.SIGTERM, config.stash[SIGTERM])
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -112,7 +123,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"resnet34-npu profile: {suite.profile}; images: {', '.join(p.name for p in suite.images)}; "
         f"float64 truth: {'on' if suite.fp64_truth else 'off'}; batch sizes: {', '.join(map(str, BATCH_SIZES))}"
     )
-    return lines
+    return [one_line(line) for line in lines]  # names (images, weights, custom targets) cannot split a line
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -227,7 +238,7 @@ class _Collector:
         self.entries = entries
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if not (report.when == "call" or (report.when == "setup" and not report.passed)):
+        if not (report.when == "call" or (report.when in ("setup", "teardown") and not report.passed)):
             return
         if report.skipped and isinstance(report.longrepr, tuple):
             message = str(report.longrepr[2]).removeprefix("Skipped: ")
@@ -263,7 +274,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if REPORT_ERROR in config.stash:
         terminalreporter.write_line(f"resnet34-npu: error: {config.stash[REPORT_ERROR]}", red=True)
     elif suite.report is not None and any(entry["records"] for entry in config.stash[ENTRIES]):
-        terminalreporter.write_line(f"resnet34-npu: acceptance report written to {suite.report}")
+        terminalreporter.write_line(f"resnet34-npu: acceptance report written to {plain(suite.report)}")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -273,13 +284,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     suite, entries = config.stash[SUITE], config.stash[ENTRIES]
     # Conformance tests selected here, or (on the pytest-xdist controller, which collects nothing)
     # reported by the workers; else (unit, operator or benchmark runs) leave the last report alone.
-    selected = config.stash.get(CONFORMANCE, False) or any(entry["params"].get("r34_image") for entry in entries)
-    if suite.report is None or not selected:
-        return
-    # An interrupted session (Ctrl-C, an internal error) says so, whatever it had compared.
+    # An interrupted session (Ctrl-C, SIGTERM, an internal error) says so, whatever it had
+    # compared, and replaces the last report even when it never reached a comparison.
     interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    selected = config.stash.get(CONFORMANCE, False) or any(entry["params"].get("r34_image") for entry in entries)
+    if suite.report is None or not (selected or interrupted):
+        return
+    document = acceptance_report(suite, entries, interrupted=interrupted)
     try:
-        write_json_atomic(suite.report, acceptance_report(suite, entries, interrupted=interrupted))
+        write_json_atomic(suite.report, document)
     except InputError as exc:  # a full disk: one line, and the run is not a success
         config.stash[REPORT_ERROR] = one_line(exc)
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
+    if document["verdict"] == "fail" and session.exitstatus == pytest.ExitCode.OK:
+        # every selected test passed, yet the report fails (a required device not tested): so does the run
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -298,6 +298,12 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]], *, interrupte
         )
     if reference_latency is not None:
         reference["latency_ms"] = reference_latency
+    tested = {c.kind for c in suite.targets if targets[c.name]["images"] or targets[c.name]["checks"]}
+    for choice in suite.targets:  # a required kind must have been tested at least once
+        target = targets[choice.name]
+        if choice.kind in suite.required and choice.kind not in tested and target["verdict"] != Status.FAIL:
+            target["verdict"] = Status.FAIL
+            target["required_missing"] = f"required (--r34-require={choice.kind}) but not tested in this run"
     tests = [{k: v for k, v in e.items() if k != "records"} for e in entries]
     document = build_report(
         profile=suite.profile,
@@ -311,6 +317,6 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]], *, interrupte
         document["verdict"] = Status.INTERRUPTED
     elif any(t["outcome"] == "failed" for t in tests):
         document["verdict"] = Status.FAIL
-    elif not any(t["images"] or t["checks"] for t in targets.values()):
+    elif document["verdict"] != Status.FAIL and not any(t["images"] or t["checks"] for t in targets.values()):
         document["verdict"] = Status.NOT_RUN
     return document

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from resnet34_npu import CaseResult, NonDeterminismWarning, RankingWarning, compare_logits, judge
+from resnet34_npu.errors import plain
 from resnet34_npu.labels import describe
 
 
@@ -25,7 +26,8 @@ def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
     r34_record("verdict", r34_target, case, batch=r34_batch)
     if not case.verdict.passed:
         pytest.fail(
-            f"{r34_target} on {case.image} fails profile {r34.profile!r}:\n" + "\n".join(case.verdict.failures),
+            f"{plain(r34_target)} on {plain(case.image)} fails profile {r34.profile!r}:\n"
+            + "\n".join(map(plain, case.verdict.failures)),
             pytrace=False,
         )
 

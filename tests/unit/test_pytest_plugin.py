@@ -295,3 +295,49 @@ def test_a_full_disk_for_the_acceptance_report_is_one_line(suite, full_disk):
     result.stdout.fnmatch_lines([f"resnet34-npu: error: report '{report}': cannot write it (No space left on device)*"])
     assert "Traceback" not in result.stdout.str() + result.stderr.str() and not report.exists()
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "old.json"]
+
+
+def test_sigterm_ends_the_session_as_interrupted(suite):
+    (suite.path / "r.json").write_text('{"verdict": "pass", "stale": true}')
+    suite.makepyfile(test_zz_term="import os, signal\n\ndef test_term():\n    os.kill(os.getpid(), signal.SIGTERM)\n")
+    args = ("--r34-iters=0", ONE_IMAGE, "--r34-target=cpu", "-k", "(test_verdict and batch1) or test_term")
+    result = suite.runpytest_inprocess(*args, "--r34-report=r.json", no_reraise_ctrlc=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    assert json.loads((suite.path / "r.json").read_text())["verdict"] == "interrupted"
+
+
+def test_a_teardown_failure_fails_the_report(suite):
+    suite.makeconftest(
+        'pytest_plugins = ["resnet34_npu.pytest_plugin"]\n'
+        "import pytest\n\n@pytest.fixture(autouse=True)\ndef broken_teardown():\n    yield\n"
+        "    raise RuntimeError('teardown broke')\n"
+    )
+    result = run(suite, "--r34-target=cpu", "-k", "test_verdict and batch1", "--r34-report=r.json")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert json.loads((suite.path / "r.json").read_text())["verdict"] == "fail"
+
+
+def test_a_required_kind_that_was_not_tested_fails(suite):
+    engine = "examples.custom_target:torchscript_frozen"
+    result = run(
+        suite,
+        "--r34-target=cpu",
+        f"--r34-target={engine}",
+        "--r34-require=cpu",
+        "-k",
+        "test_verdict and batch1 and torchscript",
+        "--r34-report=r.json",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, "all selected tests passed, but no CPU target was tested"
+    report = json.loads((suite.path / "r.json").read_text())
+    cpu = next(t for t in report["targets"] if t["name"] == "cpu/fp32")
+    assert report["verdict"] == "fail" and cpu["verdict"] == "fail" and "not tested" in cpu["required_missing"]
+    one_card = run(
+        suite,
+        "--r34-target=cpu",
+        "--r34-target=cpu/channels_last",
+        "--r34-require=cpu",
+        "-k",
+        "test_verdict and batch1 and channels_last",
+    )
+    assert one_card.ret == pytest.ExitCode.OK, "one target of the kind tested is enough"
