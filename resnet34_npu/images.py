@@ -25,6 +25,7 @@ import contextlib
 import os
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,27 +84,38 @@ def load_image(path: str | Path) -> Image.Image:
         raise InputError(f"image {show(path)}: cannot be decoded ({one_line(reason)})") from None
 
 
+_FD2 = threading.Lock()  # file descriptor 2 is the process's: one redirection at a time
+
+
 @contextlib.contextmanager
 def _stderr_of_decoders() -> Iterator[list[str]]:
     """Catch what C decoders (libtiff, libjpeg) print on the process's stderr while an image is
     read, so the user sees the suite's one line, not theirs first; the lines are kept for the
-    reason of a failure."""
+    reason of a failure. Without a usable file descriptor 2 nothing is redirected."""
     lines: list[str] = []
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):
-        yield lines  # no file descriptor 2 to redirect
-        return
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
+    with _FD2:
         try:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
             yield lines
-        finally:
-            os.dup2(saved, 2)
+            return
+        try:
+            sink = tempfile.TemporaryFile()  # noqa: SIM115 - closed by the `with sink` below
+        except OSError:
             os.close(saved)
-            sink.seek(0)
-            lines.extend(sink.read(64 * 1024).decode("utf-8", "replace").splitlines())
+            yield lines
+            return
+        with sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                lines.extend(sink.read(64 * 1024).decode("utf-8", "replace").splitlines())
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -112,7 +112,10 @@ def _target(path: str | Path) -> Path:
     a mount point (a bind-mounted file, which the atomic rename cannot replace)."""
     path = Path(path)
     if path.is_symlink():
-        path = path.resolve()
+        try:
+            path = path.resolve()
+        except (OSError, RuntimeError):  # a loop of links
+            raise InputError(f"report {show(path)}: a loop of symbolic links") from None
     if path.is_dir():
         raise InputError(f"report {show(path)}: is a directory")
     if path.exists() and not path.is_file():

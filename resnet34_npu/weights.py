@@ -18,6 +18,8 @@ import hashlib
 import io
 import os
 import pickle
+import socket
+import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -161,7 +163,7 @@ def load_weights(text: str, factory: Callable[[], torch.nn.Module]) -> tuple[Wei
         _LOADED.clear()  # one weights file at a time is plenty: the suite uses one per run
         # Trusted by its stat from now on only if it had not changed for a while when read (git's
         # "racy" rule): a rewrite in the same timestamp tick would otherwise keep the same stat.
-        settled = stat is not None and stat[-1] < time.time_ns() - _SETTLED_NS
+        settled = stat is not None and stat[3] < time.time_ns() - _SETTLED_NS  # ctime: touch cannot set it
         _LOADED[key] = (stat if settled else None, cached[1])
     info, state = _LOADED[key][1]
     return info, {name: tensor.clone() for name, tensor in state.items()}
@@ -227,10 +229,17 @@ def _seeded_digest(seed: int, factory: Callable[[], torch.nn.Module]) -> str:
     return _SEEDED_DIGESTS[seed]
 
 
+def _temporary_prefix(path: Path) -> str:
+    """``NAME.HOST.PID.``: whose generation a temporary file is (a cache may be shared by hosts)."""
+    host = socket.gethostname().replace(".", "-") or "host"
+    return f"{path.name}.{host}.{os.getpid()}."
+
+
 def _sweep_temporaries(folder: Path) -> None:
-    """Remove temporary files left in the cache by generations that were killed (their process
-    is gone): ``NAME.PID.XXXX.tmp``."""
-    for tmp in folder.glob("*.pth.*.tmp"):
+    """Remove temporary files left in the cache by generations of this host whose process is
+    gone (killed): ``NAME.HOST.PID.XXXX.tmp``."""
+    host = socket.gethostname().replace(".", "-") or "host"
+    for tmp in folder.glob(f"*.pth.{host}.*.tmp"):
         pid = tmp.name.split(".")[-3]
         if not pid.isdigit():
             continue
@@ -254,7 +263,7 @@ def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Modul
         path,
         lambda handle: torch.save(state, handle),
         what="weights file",
-        prefix=f"{path.name}.{os.getpid()}.",
+        prefix=_temporary_prefix(path),
         hint=f"free space or set {CACHE_ENV}",
     )
 
@@ -270,15 +279,18 @@ def _read_file(path: Path) -> bytes:
     if path.is_dir():
         raise InputError(f"weights file {show(path)}: is a directory, not a state-dict file")
     try:
-        if not path.is_file():
-            raise InputError(f"weights file {show(path)}: is not a regular file (a device, FIFO or socket)")
-        size = path.stat().st_size
-        if size > MAX_WEIGHTS_BYTES:
-            raise InputError(
-                f"weights file {show(path)}: is {size} bytes, far larger than a ResNet34 checkpoint "
-                f"(at most {MAX_WEIGHTS_BYTES} bytes are read)"
-            )
-        with open(path, "rb") as handle:
+        # Opened without blocking and examined through the open descriptor: a FIFO swapped in
+        # after a check cannot make the read hang.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"weights file {show(path)}: is not a regular file (a device, FIFO or socket)")
+            if info.st_size > MAX_WEIGHTS_BYTES:
+                raise InputError(
+                    f"weights file {show(path)}: is {info.st_size} bytes, far larger than a ResNet34 checkpoint "
+                    f"(at most {MAX_WEIGHTS_BYTES} bytes are read)"
+                )
             data = handle.read(MAX_WEIGHTS_BYTES + 1)
     except OSError as exc:
         raise InputError(f"weights file {show(path)}: cannot be read ({exc.strerror})") from None

@@ -272,3 +272,24 @@ def test_a_bind_mounted_report_is_refused_before_any_work(tmp_path, capsys):
         assert strict(source.read_text())["old"] is True
     finally:
         subprocess.run(["umount", str(target)], capture_output=True)
+
+
+def test_a_report_path_in_a_symlink_loop_is_one_line(tmp_path, capsys):
+    (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
+    (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
+    code, out, err = run(
+        capsys, "compare", "--target", "cpu", "--iters", "0", "--image", CAT, "--output", str(tmp_path / "a.json")
+    )
+    assert code == 2 and out == "" and err.count("\n") == 1 and "loop of symbolic links" in err
+
+
+def test_decoder_stderr_capture_is_safe_from_threads(tmp_path, capfd):
+    """Images decoded from several threads at once: fd 2 is restored, so later output still shows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from resnet34_npu import load_image
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(load_image, [IMAGES_DIR / "cat.jpg"] * 16))
+    os.write(2, b"still here\n")
+    assert capfd.readouterr().err == "still here\n"

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -255,9 +256,12 @@ def test_temporaries_of_a_killed_generation_are_swept(tmp_cache):
     tmp_cache.mkdir(parents=True)
     dead = subprocess.Popen(["true"])
     dead.wait()  # a process id that no longer runs
-    orphan = tmp_cache / f"resnet34-seeded-3.pth.{dead.pid}.abcd1234.tmp"
+    host = socket.gethostname().replace(".", "-")
+    orphan = tmp_cache / f"resnet34-seeded-3.pth.{host}.{dead.pid}.abcd1234.tmp"
+    elsewhere = tmp_cache / f"resnet34-seeded-3.pth.another-host.{dead.pid}.abcd1234.tmp"  # not ours to judge
+    elsewhere.write_bytes(b"another host's")
     orphan.write_bytes(b"half a file")
-    mine = tmp_cache / f"resnet34-seeded-3.pth.{os.getpid()}.efgh5678.tmp"  # a live generation's
+    mine = tmp_cache / f"resnet34-seeded-3.pth.{host}.{os.getpid()}.efgh5678.tmp"  # a live generation's
     mine.write_bytes(b"being written")
     load_weights("seeded:4", resnet34)
-    assert not orphan.exists() and mine.exists()
+    assert not orphan.exists() and mine.exists() and elsewhere.exists()
