@@ -14,7 +14,6 @@ import sys
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
 
 from . import __version__, devices
 from .compare import Session, TargetResult
@@ -266,13 +265,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     output = check_writable(args.output)
     if output != STDOUT:
         return _compare(args, output)
-    # --output -: the report is standard output's only content; everything else goes to stderr
-    stdout = sys.stdout
-    with contextlib.redirect_stdout(sys.stderr):
-        return _compare(args, output, stdout)
+    # --output -: the report is standard output's only content. Everything else goes to stderr,
+    # at the file-descriptor level too (a target's C code or logging may write to fd 1).
+    sys.stdout.flush()
+    report_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return _compare(args, output, report_fd)
+    finally:
+        sys.stdout.flush()
+        os.dup2(report_fd, 1)
+        os.close(report_fd)
 
 
-def _compare(args: argparse.Namespace, output: Path | str, stdout: TextIO | None = None) -> int:
+def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None = None) -> int:
     images = find_images(args.image) if args.image else [IMAGES_DIR / name for name in PHOTOS]
     for image in images:
         load_image(image)  # every bad image is refused before any model work
@@ -292,7 +299,7 @@ def _compare(args: argparse.Namespace, output: Path | str, stdout: TextIO | None
         f"weights: {plain(session.weights.spec)} sha256 {session.weights.sha256[:16]}...; "
         f"profile: {session.profile.name}" + ("; float64 truth on" if args.fp64_truth else "")
     )
-    if stdout is None:
+    if report_fd is None:
         write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it
     results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
     _print_compare_table(session.reference.name, results)
@@ -306,10 +313,12 @@ def _compare(args: argparse.Namespace, output: Path | str, stdout: TextIO | None
         targets=[r.to_dict() for r in results],
         extra={"fp64_truth": args.fp64_truth, "images": [str(i) for i in images]},
     )
-    if stdout is None:
+    if report_fd is None:
         write_json_atomic(output, report)
     else:
-        stdout.write(dumps(report))
+        data = dumps(report).encode("utf-8")
+        while data:
+            data = data[os.write(report_fd, data) :]
     failed = [plain(r.name) for r in results if r.verdict == Status.FAIL]
     where = "standard output" if output == STDOUT else plain(output)
     print(

@@ -64,8 +64,6 @@ def test_every_json_the_cli_prints_or_writes_is_strict(tmp_path, capsys, nan_wei
         str(report),
     )
     assert code == 1 and strict(report.read_text())["targets"][0]["images"][0]["metrics"]["rel_l2_error"] == "nan"
-    code, out, _ = run(capsys, "compare", "--target", "cpu", "--iters", "0", "--image", CAT, "--output", "-")
-    assert code == 0 and strict(out)["verdict"] == "pass", "with --output -, standard output is the report only"
 
 
 @pytest.mark.parametrize("kind", ["device", "fifo"])
@@ -293,3 +291,19 @@ def test_decoder_stderr_capture_is_safe_from_threads(tmp_path, capfd):
         list(pool.map(load_image, [IMAGES_DIR / "cat.jpg"] * 16))
     os.write(2, b"still here\n")
     assert capfd.readouterr().err == "still here\n"
+
+
+def test_output_dash_is_the_report_alone_even_when_a_target_writes_to_fd_1(tmp_path, monkeypatch, capfd):
+    (tmp_path / "chatty_engine.py").write_text(
+        "import os, torch\n"
+        "def build(model):\n"
+        "    def run(batch):\n"
+        "        os.write(1, b'CANN log line on fd 1\\n')\n"
+        "        with torch.no_grad():\n"
+        "            return model(batch)\n"
+        "    return run\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = cli.main(["compare", "--target", "chatty_engine:build", "--iters", "0", "--image", CAT, "--output", "-"])
+    out, err = capfd.readouterr()
+    assert code == 0 and strict(out)["verdict"] == "pass" and "CANN log line" in err
