@@ -21,7 +21,7 @@ import torch
 from .criteria import DEFAULT_PROFILE, Profile, Status, Verdict, get_profile, judge, worst_status
 from .errors import InputError, Terminated
 from .images import load_image
-from .localize import Localization, localize
+from .localize import Localization, capture, localize
 from .metrics import Comparison, compare_logits, rel_l2, worst_of
 from .model import build_model_with_info
 from .preprocess import preprocess
@@ -112,6 +112,11 @@ class LeftThreads(Exception):
     """A target left non-daemon threads running after its runs."""
 
 
+def left_threads_line(names: Sequence[str]) -> str:
+    """What a target that left non-daemon threads running is told (after its name)."""
+    return f"left {len(names)} non-daemon thread(s) running after its runs: {', '.join(names)}"
+
+
 def is_target_error(exc: BaseException) -> bool:
     """Whether ``exc``, raised by a target's own code, is only that target's failure: anything
     (SystemExit included: a target that calls sys.exit() fails) but Ctrl-C, SIGTERM or a
@@ -163,6 +168,7 @@ class Session:
         self.fp64_truth = fp64_truth
         self._truth_model: torch.nn.Module | None = None
         self._reference_timing: dict[int, Timing] = {}
+        self._stages: tuple[tuple[Any, ...], dict[str, torch.Tensor]] | None = None
         self._threads_of: dict[int, set[threading.Thread]] = {}  # started by a target's factory
 
     @property
@@ -203,6 +209,16 @@ class Session:
         if key not in _SHARED:
             _SHARED[key] = self.reference.run(self.batch(images))
         return _SHARED[key].clone()  # callers may edit what they get
+
+    def reference_stages(self, images: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+        """The reference's stage outputs for the batch of ``images``; the last batch's are kept
+        (every control, every failing case of a run, localises the same image again)."""
+        key = self._key("stages", images)
+        if self._stages is None or self._stages[0] != key:
+            self._stages = None  # free the old ones first: a batch of 8 holds hundreds of MB
+            batch = self.batch(images)
+            self._stages = (key, capture(self.reference.module, lambda: self.reference.run(batch)))
+        return self._stages[1]
 
     def truth_logits(self, images: Sequence[str | Path]) -> torch.Tensor:
         """The same model in float64 on the CPU: the truth both sides are measured against."""
@@ -274,8 +290,7 @@ class Session:
         """Stage-by-stage comparison of ``runner`` with the reference on ``images``."""
         batch = self.batch(images)
         return localize(
-            self.reference.module,
-            lambda: self.reference.run(batch),
+            lambda: self.reference_stages(images),
             runner.module,
             lambda: runner.run(batch),
             runner.precision,
@@ -310,13 +325,7 @@ class Session:
         own = (set(threading.enumerate()) - before) | self._threads_of.get(id(runner), set())
         left = sorted(t.name for t in own if t.is_alive() and not t.daemon)
         if left:
-            cases += (
-                self.raised(
-                    runner,
-                    images[:1],
-                    LeftThreads(f"left {len(left)} non-daemon thread(s) running after its runs: {', '.join(left)}"),
-                ),
-            )
+            cases += (self.raised(runner, images[:1], LeftThreads(left_threads_line(left))),)
         return TargetResult(
             **runner.describe(), cases=cases, latency=latency, speedup_vs_reference=speedup(reference, latency)
         )

@@ -138,18 +138,18 @@ def tensor_profile(profile: Profile) -> Profile:
 
 
 def localize(
-    reference_module: torch.nn.Module,
-    reference_run: Callable[[], Any],
+    reference: Callable[[], dict[str, torch.Tensor]],
     target_module: torch.nn.Module | None,
     target_run: Callable[[], Any],
     precision: str,
     profile: Profile,
 ) -> Localization:
-    """Compare every stage of the two runs; see the module docstring."""
+    """Compare every stage of the two runs; see the module docstring. ``reference()`` gives
+    the reference's stage outputs (what :func:`capture` returns; a caller may cache them)."""
     if target_module is None or not find_stages(target_module):
         return Localization((), None, NO_MODULE)
-    reference = capture(reference_module, reference_run)
     target = capture(target_module, target_run)
+    reference = reference()
     rules = tensor_profile(profile)
     stages = []
     first = None

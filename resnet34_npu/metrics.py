@@ -214,25 +214,31 @@ def compare_tensors(
     numel = ref.numel()
 
     small = SMALL_VALUE[precision] if small_value is None else small_value
-    rel = absdiff / ref.abs().clamp_min(small)
+    ref_abs = ref.abs()
+    rel = absdiff / ref_abs.clamp_min(small)
     rtol, atol = ASSERT_CLOSE_TOLERANCES[precision]
-    tolerance_ratio = absdiff / (atol + rtol * ref.abs())
+    tolerance_ratio = absdiff / (atol + rtol * ref_abs)
 
-    ref_cls, out_cls = _nonfinite_class(ref), _nonfinite_class(out)
+    if bool(torch.isfinite(ref).all()) and bool(torch.isfinite(out).all()):  # the usual case, at a third of the cost
+        ref_cls = out_cls = torch.zeros((), dtype=torch.int8)
+    else:
+        ref_cls, out_cls = _nonfinite_class(ref), _nonfinite_class(out)
     nonfinite = (ref_cls != 0) | (out_cls != 0)
     any_nonfinite = bool(nonfinite.any())
     flat_nonfinite = torch.nonzero(nonfinite.reshape(-1))
 
     def worst(values: torch.Tensor) -> Element:
-        # NaN sorts as the worst, so a NaN element is the one a failure line shows.
+        # NaN sorts as the worst, so a NaN element is the one a failure line shows (finite
+        # inputs give none while the divisors are at least a positive threshold or atol).
         flat = values.reshape(-1)
-        key = torch.where(torch.isnan(flat), torch.full_like(flat, math.inf), flat)
-        return _element(ref, out, int(torch.argmax(key)))
+        if any_nonfinite or small <= 0:
+            flat = torch.where(torch.isnan(flat), torch.full_like(flat, math.inf), flat)
+        return _element(ref, out, int(torch.argmax(flat)))
 
     samples = tuple(
         SampleRanking(False, 0, False, (), (), rel_l2(diff[i], ref[i]), _cosine(ref[i], out[i])) for i in range(n)
     )
-    ratios = {name: float((rel > t).double().mean()) for name, t in REL_THRESHOLDS}
+    ratios = {name: int(torch.count_nonzero(rel > t)) / numel for name, t in REL_THRESHOLDS}
     return Comparison(
         precision=precision,
         batch_size=n,

@@ -12,8 +12,10 @@ and how to enable it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import sys
 import threading
 from typing import Any, Callable
 
@@ -50,6 +52,8 @@ MISSING = pytest.StashKey[str]()
 REPORT_ERROR = pytest.StashKey[str]()
 SIGTERM = pytest.StashKey[Any]()
 NO_BASELINE = pytest.StashKey[str]()
+LEFT_THREADS = pytest.StashKey[dict]()
+EXIT_STATUS = pytest.StashKey[int]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
 
@@ -88,6 +92,26 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if SIGTERM in config.stash:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM])
+    suite = config.stash.get(SUITE, None)
+    if suite is not None and suite.left_threads():
+        # A target's non-daemon threads would keep this process from ever exiting (the
+        # interpreter joins them first): its failure is reported, so exit with the session's code.
+        _exit_past_threads(suite, config.stash.get(EXIT_STATUS, pytest.ExitCode.TESTS_FAILED))
+
+
+def _exit_past_threads(suite: Suite, code: int) -> None:
+    """At interpreter shutdown, before the non-daemon threads are joined: if ``suite``'s
+    targets still have threads running, flush and leave with ``code`` (nothing else is left to
+    do by then; a test that stops its threads itself exits normally)."""
+
+    def leave() -> None:
+        if suite.left_threads():
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(int(code))
+
+    threading._register_atexit(leave)  # noqa: SLF001 - runs before the interpreter joins threads
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -271,17 +295,34 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for line in format_table(SUMMARY_HEADER, rows):
             terminalreporter.write_line(line)
     suite = config.stash[SUITE]
+    for name, line in config.stash.get(LEFT_THREADS, {}).items():
+        terminalreporter.write_line(one_line(f"resnet34-npu: target {name!r} {line}: it fails"), red=True)
     if REPORT_ERROR in config.stash:
         terminalreporter.write_line(f"resnet34-npu: error: {config.stash[REPORT_ERROR]}", red=True)
     elif suite.report is not None and any(entry["records"] for entry in config.stash[ENTRIES]):
         terminalreporter.write_line(f"resnet34-npu: acceptance report written to {plain(suite.report)}")
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """pytest-xdist controller: the targets that left threads running on a worker."""
+    left = getattr(node, "workeroutput", {}).get("r34_left_threads", {})
+    node.config.stash.setdefault(LEFT_THREADS, {}).update(left)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config = session.config
-    if hasattr(config, "workerinput") or SUITE not in config.stash:
+    if SUITE not in config.stash:
         return
     suite, entries = config.stash[SUITE], config.stash[ENTRIES]
+    if hasattr(config, "workerinput"):
+        config.workeroutput["r34_left_threads"] = suite.left_threads()  # sent to the controller
+        return
+    left = {**config.stash.get(LEFT_THREADS, {}), **suite.left_threads()}
+    config.stash[LEFT_THREADS] = left
+    if left and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a target that cannot let the process end fails
+    config.stash[EXIT_STATUS] = session.exitstatus
     # Conformance tests selected here, or (on the pytest-xdist controller, which collects nothing)
     # reported by the workers; else (unit, operator or benchmark runs) leave the last report alone.
     # An interrupted session (Ctrl-C, SIGTERM, an internal error) says so, whatever it had
@@ -290,13 +331,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     selected = config.stash.get(CONFORMANCE, False) or any(entry["params"].get("r34_image") for entry in entries)
     if suite.report is None or not (selected or interrupted):
         return
-    document = acceptance_report(suite, entries, interrupted=interrupted)
+    document = acceptance_report(suite, entries, interrupted=interrupted, left_threads=left)
     try:
         write_json_atomic(suite.report, document)
     except InputError as exc:  # a full disk: one line, and the run is not a success
         config.stash[REPORT_ERROR] = one_line(exc)
-        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        session.exitstatus = config.stash[EXIT_STATUS] = pytest.ExitCode.INTERNAL_ERROR
         return
     if document["verdict"] == "fail" and session.exitstatus == pytest.ExitCode.OK:
         # every selected test passed, yet the report fails (a required device not tested): so does the run
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        session.exitstatus = config.stash[EXIT_STATUS] = pytest.ExitCode.TESTS_FAILED

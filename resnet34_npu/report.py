@@ -244,12 +244,19 @@ def summary_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, ...]]:
     return list(rows.values())
 
 
-def acceptance_report(suite: Suite, entries: list[dict[str, Any]], *, interrupted: bool = False) -> dict[str, Any]:
+def acceptance_report(
+    suite: Suite,
+    entries: list[dict[str, Any]],
+    *,
+    interrupted: bool = False,
+    left_threads: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """The compare report's schema, built from the records of every test (from every xdist
     worker), plus each test's outcome. A target nothing was compared on is "not run" (or
     "skipped", with the reason); a run that compared nothing is "not run" as a whole; any
     failed test makes the whole report "fail"; a session that did not finish (interrupted, or
-    stopped by an internal error) is "interrupted" whatever ran, with what ran."""
+    stopped by an internal error) is "interrupted" whatever ran, with what ran. A target in
+    ``left_threads`` (name -> line) left non-daemon threads running: it fails, with the line."""
     targets: dict[str, dict[str, Any]] = {
         choice.name: {
             "name": choice.name,
@@ -301,6 +308,9 @@ def acceptance_report(suite: Suite, entries: list[dict[str, Any]], *, interrupte
         )
     if reference_latency is not None:
         reference["latency_ms"] = reference_latency
+    for name, line in (left_threads or {}).items():  # its threads would have kept the process from exiting
+        if name in targets:
+            targets[name]["verdict"], targets[name]["left_threads"] = Status.FAIL, line
     tested = {c.kind for c in suite.targets if targets[c.name]["images"] or targets[c.name]["checks"]}
     for choice in suite.targets:  # a required kind must have been tested at least once
         target = targets[choice.name]

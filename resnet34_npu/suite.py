@@ -9,6 +9,8 @@ alone (``report.acceptance_report``).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from typing import Any
 import torch
 
 from . import devices
-from .compare import CaseResult, Session, is_target_error
+from .compare import CaseResult, Session, is_target_error, left_threads_line
 from .constants import IMAGES_DIR, PHOTOS
 from .images import find_images, load_image
 from .matrix import TargetChoice, choose_targets
@@ -52,6 +54,7 @@ class Suite:
     _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
     _latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
     _cases: dict[tuple[str, tuple[str, ...]], CaseResult] = field(default_factory=dict)
+    _threads: dict[str, set[threading.Thread]] = field(default_factory=dict)
 
     @classmethod
     def from_options(cls, values: dict[str, Any], *, worker: bool) -> Suite:
@@ -104,8 +107,28 @@ class Suite:
 
     def runner(self, name: str) -> Runner:
         if name not in self._runners:
-            self._runners[name] = self.session.runner(name)
+            with self._owning_threads(name):
+                self._runners[name] = self.session.runner(name)
         return self._runners[name]
+
+    @contextlib.contextmanager
+    def _owning_threads(self, name: str) -> Any:
+        """The threads started while the target ``name`` is built or runs are its own."""
+        before = set(threading.enumerate())
+        try:
+            yield
+        finally:
+            self._threads.setdefault(name, set()).update(set(threading.enumerate()) - before)
+
+    def left_threads(self) -> dict[str, str]:
+        """Targets that left non-daemon threads running (they would keep the process from
+        exiting): target name -> the failure line, as ``compare`` words it."""
+        left = {}
+        for name, threads in self._threads.items():
+            alive = sorted(t.name for t in threads if t.is_alive() and not t.daemon)
+            if alive:
+                left[name] = left_threads_line(alive)
+        return left
 
     def batch_images(self, image: Path, batch: int) -> tuple[Path, ...]:
         """``image`` first, then the next images of the list, cyclically, up to ``batch``."""
@@ -116,7 +139,9 @@ class Suite:
         """The target's logits for the batch, computed once per session."""
         key = (name, tuple(map(str, images)))
         if key not in self._logits:
-            self._logits[key] = self.runner(name).run(self.session.batch(images))
+            runner = self.runner(name)
+            with self._owning_threads(name):
+                self._logits[key] = runner.run(self.session.batch(images))
         return self._logits[key]
 
     def case(self, name: str, images: tuple[Path, ...]) -> CaseResult:
@@ -139,7 +164,9 @@ class Suite:
         key = (name, batch)
         if key not in self._latency:
             images = self.batch_images(self.images[0], batch)
-            self._latency[key] = self.runner(name).time(self.session.batch(images), warmup=1, iters=self.iters)
+            runner = self.runner(name)
+            with self._owning_threads(name):
+                self._latency[key] = runner.time(self.session.batch(images), warmup=1, iters=self.iters)
         return self._latency[key]
 
     def reference_latency(self, batch: int) -> Timing | None:

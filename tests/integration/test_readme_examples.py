@@ -7,6 +7,8 @@ import json
 import shlex
 from pathlib import Path
 
+import pytest
+
 from resnet34_npu import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -19,6 +21,7 @@ def test_readme_shows_these_commands():
     assert CLI in readme and PYTEST in readme
 
 
+@pytest.mark.slow
 def test_cli_example(tmp_path, capsys):
     argv = shlex.split(CLI)
     assert argv[:3] == ["python", "-m", "resnet34_npu"]
@@ -29,6 +32,7 @@ def test_cli_example(tmp_path, capsys):
     assert [t["name"] for t in doc["targets"]] == ["example:torchscript-frozen"]
 
 
+@pytest.mark.slow
 def test_pytest_example(pytester, monkeypatch, tmp_path):
     argv = shlex.split(PYTEST)
     assert argv[0] == "pytest"
@@ -57,6 +61,7 @@ def test_pytest_example(pytester, monkeypatch, tmp_path):
     assert doc["verdict"] == "pass" and doc["targets"][0]["images"]
 
 
+@pytest.mark.slow
 def test_python_api_example(monkeypatch, capsys):
     """The README's Python API block runs as written, from the checkout."""
     readme = (REPO / "README.md").read_text()

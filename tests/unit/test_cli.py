@@ -103,6 +103,7 @@ def _python_m(*argv, env=None):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_python_dash_m_end_to_end(tmp_path):
     """The real entry point, once: ``python -m resnet34_npu`` exits with main()'s code and prints
@@ -166,6 +167,7 @@ METRIC_KEYS = {
 }
 
 
+@pytest.mark.slow
 def test_compare_with_no_options_passes_and_writes_every_key(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, err = run(capsys, "compare", "--iters", "2", "--warmup", "1")
@@ -187,6 +189,7 @@ def test_compare_with_no_options_passes_and_writes_every_key(tmp_path, capsys, m
     assert f"[134] {class_name(134)}" in out and "verdict: PASS" in out
 
 
+@pytest.mark.slow
 def test_compare_that_should_fail_exits_1_with_readable_lines(tmp_path, capsys):
     report = tmp_path / "r.json"
     code, out, _ = run(
@@ -209,6 +212,7 @@ def test_compare_that_should_fail_exits_1_with_readable_lines(tmp_path, capsys):
     assert doc["targets"][0]["latency_ms"] is None
 
 
+@pytest.mark.slow
 def test_compare_fp64_truth_reports_the_ratio(tmp_path, capsys):
     report = tmp_path / "r.json"
     code, _, _ = run(
@@ -228,6 +232,7 @@ def test_compare_fp64_truth_reports_the_ratio(tmp_path, capsys):
     assert code == 0 and {"truth_rel_l2_error", "reference_truth_rel_l2_error", "error_ratio_vs_cpu"} <= set(metrics)
 
 
+@pytest.mark.slow
 def test_compare_takes_a_folder_of_images(tmp_path, capsys):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -282,6 +287,7 @@ def test_compare_unavailable_target_is_refused_before_any_work(tmp_path, capsys)
     assert code == 2 and "is a directory" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "crash",
     [

@@ -74,6 +74,7 @@ def test_a_wrong_target_fails_with_its_lines(session):
     assert result.speedup_vs_reference == pytest.approx(ref.median / result.latency.median)
 
 
+@pytest.mark.slow
 def test_timing_fields(session):
     result = session.evaluate(session.runner("cpu"), PHOTOS[:1], warmup=1, iters=3)
     latency = result.to_dict()["latency_ms"]
@@ -95,6 +96,7 @@ def test_targets_returning_the_wrong_thing_are_usage_errors(value, words):
         check_logits("odd", value, 1)
 
 
+@pytest.mark.slow
 def test_batches_compare_per_sample(session):
     case = session.compare(session.runner("cpu/channels_last"), PHOTOS)
     assert case.image == "cat.jpg+coffee.jpg" and len(case.comparison.samples) == 2

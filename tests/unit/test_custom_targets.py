@@ -110,6 +110,7 @@ def test_unimportable_module(session):
         session.runner("no_such_pkg.engine:build")
 
 
+@pytest.mark.slow
 def test_a_good_factory_runs_like_a_device(factories, session):
     runner = session.runner(f"{factories}:good")
     assert isinstance(runner, CustomRunner) and runner.name == "my-engine" and runner.module is None

@@ -43,6 +43,7 @@ def nan_weights(tmp_path, seeded):
     return str(path)
 
 
+@pytest.mark.slow
 def test_every_json_the_cli_prints_or_writes_is_strict(tmp_path, capsys, nan_weights):
     code, out, _ = run(capsys, "infer", "--device", "cpu", "--weights", nan_weights, "--json", "--iters", "1")
     assert code == 0 and strict(out)["top"][0]["probability"] == "nan"
@@ -102,6 +103,7 @@ def test_a_full_disk_is_one_line_and_leaves_the_old_report_whole(full_disk):
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "old.json"], "no temporary file left"
 
 
+@pytest.mark.slow
 def test_a_full_cache_folder_is_one_line(full_disk, monkeypatch, capsys):
     monkeypatch.setenv("RESNET34_NPU_CACHE", str(full_disk / "cache"))
     code, out, err = run(capsys, "infer", "--device", "cpu", "--weights", "seeded:5", "--iters", "1")
@@ -117,6 +119,7 @@ def test_a_crafted_file_name_cannot_forge_a_line(tmp_path, capsys, name):
     assert code == 2 and err.count("\n") == 1 and "\nverdict" not in err and plain(name) in err
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_works(tmp_path, capsys):
     name = os.fsdecode(b"caf\xe9.jpg")  # Latin-1 bytes: not valid UTF-8
     (tmp_path / name).write_bytes((IMAGES_DIR / "cat.jpg").read_bytes())
@@ -128,6 +131,7 @@ def test_a_file_name_that_is_not_utf8_works(tmp_path, capsys):
     assert "caf\\xe9.jpg" in out and strict(report.read_text())["verdict"] == "pass"
 
 
+@pytest.mark.slow
 def test_sigterm_during_the_first_weights_generation_leaves_no_temporary(tmp_path, monkeypatch, capsys):
     import signal
 
@@ -211,6 +215,7 @@ def test_a_torch_that_cannot_be_imported_is_one_line_and_exit_3(monkeypatch, cap
     assert "\n" not in launch.cannot_import(real) and "backend extension: torch_npu" in launch.cannot_import(real)
 
 
+@pytest.mark.slow
 def test_a_target_that_leaves_a_thread_running_fails_named(tmp_path, monkeypatch, capsys):
     import threading
 
@@ -293,6 +298,7 @@ def test_decoder_stderr_capture_is_safe_from_threads(tmp_path, capfd):
     assert capfd.readouterr().err == "still here\n"
 
 
+@pytest.mark.slow
 def test_output_dash_is_the_report_alone_even_when_a_target_writes_to_fd_1(tmp_path, monkeypatch, capfd):
     (tmp_path / "chatty_engine.py").write_text(
         "import os, torch\n"

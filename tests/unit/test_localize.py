@@ -44,6 +44,7 @@ def session():
     return Session("seeded", "cpu")
 
 
+@pytest.mark.slow
 def test_healthy_target_has_no_failing_stage(session):
     localization = session.localize(session.runner("cpu/channels_last"), [DEFAULT_IMAGE])
     assert localization.available and localization.first_failing is None
@@ -51,6 +52,7 @@ def test_healthy_target_has_no_failing_stage(session):
     assert max(s.rel_l2_error for s in localization.stages) < 1e-5
 
 
+@pytest.mark.slow
 def test_a_callable_without_a_module_says_so(session):
     runner = session.runner("examples.custom_target:torchscript_frozen")
     localization = session.localize(runner, [DEFAULT_IMAGE])
@@ -64,6 +66,7 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_localize_command_table_and_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "stages.png"
@@ -74,6 +77,7 @@ def test_localize_command_table_and_png(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_localize_without_matplotlib_is_one_clear_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # what `import matplotlib` meets where it is not installed
     code, _, err = _cli(capsys, "localize", "--target", "cpu", "--png", str(tmp_path / "x.png"))
@@ -84,6 +88,7 @@ def test_localize_without_matplotlib_is_one_clear_line(tmp_path, capsys, monkeyp
     ]
 
 
+@pytest.mark.slow
 def test_localize_a_module_less_target_is_exit_2(capsys):
     code, _, err = _cli(capsys, "localize", "--target", "examples.custom_target:torchscript_frozen")
     assert code == 2 and "localization needs a module" in err

@@ -27,7 +27,7 @@ def suite(pytester, monkeypatch):
     for name in [k for k in __import__("os").environ if k.startswith("R34_")]:
         monkeypatch.delenv(name)
     pytester.makeconftest('pytest_plugins = ["resnet34_npu.pytest_plugin"]\n')
-    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider --strict-markers\n")
+    pytester.makeini("[pytest]\naddopts = -p no:cacheprovider -p no:benchmark --strict-markers\n")
     shutil.copy(CONFORMANCE, pytester.path / "test_conformance.py")
     return pytester
 
@@ -104,6 +104,7 @@ def test_environment_variables_choose_targets(suite, monkeypatch):
     result.stdout.fnmatch_lines(["resnet34-npu targets: cpu/fp32/channels_last"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(probe("npu").available, reason="an NPU is available here")
 def test_skips_carry_their_reasons_and_markers_select(suite):
     result = run(suite, "--r34-target=cpu", "--r34-target=npu:0/fp16", "-m", "npu", "-rs")
@@ -117,6 +118,7 @@ def test_skips_carry_their_reasons_and_markers_select(suite):
     assert "skipped" not in cpu_only.parseoutcomes() and cpu_only.parseoutcomes()["passed"] == 3
 
 
+@pytest.mark.slow
 @pytest.mark.subprocess
 def test_report_is_merged_under_xdist(suite, monkeypatch):
     """One image, one target, two workers: the controller's report has every worker's records.
@@ -146,6 +148,7 @@ def test_report_is_merged_under_xdist(suite, monkeypatch):
     assert b["reference"]["precision_settings"]["num_threads"] == 1, "what the workers really ran with"
 
 
+@pytest.mark.slow
 def test_a_run_that_compares_nothing_replaces_an_old_report(suite):
     (suite.path / "r.json").write_text('{"verdict": "pass", "stale": true}')
     result = run(suite, "--r34-target=npu:0/fp16", "--r34-report=r.json") if not probe("npu").available else None
@@ -157,6 +160,7 @@ def test_a_run_that_compares_nothing_replaces_an_old_report(suite):
     assert report["targets"][0]["verdict"] == "skipped" and report["targets"][0]["skipped"].startswith("NPU: ")
 
 
+@pytest.mark.slow
 def test_targets_selected_away_are_not_run_not_pass(suite):
     run(
         suite,
@@ -194,6 +198,7 @@ def test_report_none_writes_nothing(suite):
     assert not (suite.path / "acceptance_report.json").exists()
 
 
+@pytest.mark.slow
 def test_junit_xml_works_as_usual(suite):
     result = run(suite, "--r34-target=cpu", "-k", "test_verdict and batch1", "--junitxml", "j.xml")
     result.assert_outcomes(passed=1)
@@ -216,6 +221,7 @@ def test_reduced_precision_without_native_kernels_runs_with_m_slow(suite, avx2_o
     assert bf16["verdict"] == "pass" and bf16["skipped"] is None, "it ran: not reported as skipped"
 
 
+@pytest.mark.slow
 def test_named_targets_keep_their_slow_cases_and_nothing_else_slow(suite):
     suite.makepyfile(test_other="import pytest\n\n@pytest.mark.slow\ndef test_unrelated_slow():\n    pass\n")
     result = run(suite, "--r34-target=cpu/bf16-autocast", "-k", "unrelated or (test_repeatability)")
@@ -224,6 +230,7 @@ def test_named_targets_keep_their_slow_cases_and_nothing_else_slow(suite):
     assert "test_unrelated_slow" not in result.stdout.str()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["test_aa_stop.py", "test_zz_stop.py"])
 def test_an_interrupted_session_never_reads_as_a_pass(suite, where):
     """Ctrl-C before the comparisons (an old "pass" report at the path) or after some of them:
@@ -288,6 +295,7 @@ def test_an_unknown_required_kind_is_a_usage_error(suite):
     assert result.ret == pytest.ExitCode.USAGE_ERROR and "Unknown device kind 'tpu'" in result.stderr.str()
 
 
+@pytest.mark.slow
 def test_a_full_disk_for_the_acceptance_report_is_one_line(suite, full_disk):
     report = full_disk / "acceptance.json"
     result = run(suite, "--r34-target=cpu", "-k", "test_verdict and batch1", f"--r34-report={report}")
@@ -297,6 +305,7 @@ def test_a_full_disk_for_the_acceptance_report_is_one_line(suite, full_disk):
     assert sorted(p.name for p in full_disk.iterdir()) == ["filler", "old.json"]
 
 
+@pytest.mark.slow
 def test_sigterm_ends_the_session_as_interrupted(suite):
     (suite.path / "r.json").write_text('{"verdict": "pass", "stale": true}')
     suite.makepyfile(test_zz_term="import os, signal\n\ndef test_term():\n    os.kill(os.getpid(), signal.SIGTERM)\n")
@@ -306,6 +315,7 @@ def test_sigterm_ends_the_session_as_interrupted(suite):
     assert json.loads((suite.path / "r.json").read_text())["verdict"] == "interrupted"
 
 
+@pytest.mark.slow
 def test_a_teardown_failure_fails_the_report(suite):
     suite.makeconftest(
         'pytest_plugins = ["resnet34_npu.pytest_plugin"]\n'
@@ -317,6 +327,7 @@ def test_a_teardown_failure_fails_the_report(suite):
     assert json.loads((suite.path / "r.json").read_text())["verdict"] == "fail"
 
 
+@pytest.mark.slow
 def test_a_required_kind_that_was_not_tested_fails(suite):
     engine = "examples.custom_target:torchscript_frozen"
     result = run(
@@ -341,3 +352,57 @@ def test_a_required_kind_that_was_not_tested_fails(suite):
         "test_verdict and batch1 and channels_last",
     )
     assert one_card.ret == pytest.ExitCode.OK, "one target of the kind tested is enough"
+
+
+THREADED_ENGINE = """
+import threading, time, torch
+STOP = threading.Event()
+class Engine:
+    def __init__(self, model):
+        self.model = model
+    def __call__(self, batch):
+        if not any(t.name == "engine-poller" for t in threading.enumerate()):
+            threading.Thread(target=STOP.wait, name="engine-poller").start()
+        with torch.no_grad():
+            return self.model(batch)
+def build(model):
+    return Engine(model)
+"""
+
+
+def test_a_target_that_leaves_a_thread_running_fails_the_session(suite):
+    """Every test of the target passed, but its thread would keep the process alive: the target
+    fails in the report, the run exits 1, and the summary says why."""
+    suite.makepyfile(threaded_engine=THREADED_ENGINE)
+    suite.syspathinsert()
+    import threaded_engine
+
+    try:
+        result = run(suite, "--r34-target=threaded_engine:build", "--r34-target=cpu", "-k", "test_verdict and batch1")
+    finally:
+        threaded_engine.STOP.set()
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["*target 'threaded_engine:build' left 1 non-daemon thread(s) running after its runs: engine-poller: it fails"]
+    )
+    report = json.loads((suite.path / "acceptance_report.json").read_text())
+    verdicts = {t["name"]: (t["verdict"], t.get("left_threads")) for t in report["targets"]}
+    assert report["verdict"] == "fail" and verdicts == {
+        "threaded_engine:build": ("fail", "left 1 non-daemon thread(s) running after its runs: engine-poller"),
+        "cpu/fp32": ("pass", None),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.subprocess
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one-process", "xdist"])
+def test_a_thread_that_never_stops_cannot_hang_pytest(suite, workers):
+    """The same target in a real pytest process (or a pytest-xdist worker), its thread never
+    stopped: the process still ends, with exit code 1 and the report written."""
+    suite.makepyfile(threaded_engine=THREADED_ENGINE)
+    args = ("--r34-iters=0", ONE_IMAGE, "--r34-target=threaded_engine:build", "-k", "test_verdict and batch1")
+    result = suite.runpytest_subprocess(*args, *workers, timeout=240)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-2000:]
+    report = json.loads((suite.path / "acceptance_report.json").read_text())
+    assert report["verdict"] == "fail" and report["targets"][0]["left_threads"].endswith("engine-poller")

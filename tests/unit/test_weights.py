@@ -42,6 +42,7 @@ def test_bad_specs_are_named(spec, words):
     assert words in str(err.value) and repr(spec) in str(err.value)
 
 
+@pytest.mark.slow
 def test_seeded_generated_once_atomically_and_matches_known_digest(tmp_cache):
     rng_before = torch.get_rng_state()
     info, state = load_weights("seeded", resnet34)
@@ -56,6 +57,7 @@ def test_seeded_generated_once_atomically_and_matches_known_digest(tmp_cache):
     assert again == info
 
 
+@pytest.mark.slow
 def test_seeded_is_what_the_model_card_does(tmp_cache):
     torch.manual_seed(42)
     expected = torchvision.models.resnet34().state_dict()
@@ -64,6 +66,7 @@ def test_seeded_is_what_the_model_card_does(tmp_cache):
     assert all(torch.equal(state[k], expected[k]) for k in state)
 
 
+@pytest.mark.slow
 def test_other_seeds_differ(tmp_cache):
     info7, _ = load_weights("seeded:7", resnet34)
     assert info7.tensor_sha256 != SEEDED_TENSOR_SHA256[42]
@@ -93,6 +96,7 @@ def test_two_processes_racing_both_get_a_whole_file(tmp_cache):
     assert [p.name for p in tmp_cache.iterdir()] == ["resnet34-seeded-3.pth"]
 
 
+@pytest.mark.slow
 def test_corrupted_cache_is_refused(tmp_cache):
     load_weights("seeded", resnet34)
     state = torch.load(seeded_path(42), weights_only=True)
@@ -102,6 +106,7 @@ def test_corrupted_cache_is_refused(tmp_cache):
         load_weights("seeded", resnet34)
 
 
+@pytest.mark.slow
 def test_an_old_file_changed_in_place_with_its_timestamps_restored_is_checked_again(tmp_cache):
     """The process-wide cache trusts an unchanged stat only: same size, same mtime (restored
     with os.utime) but new bytes still change the ctime, and the file is checked again."""
@@ -118,6 +123,7 @@ def test_an_old_file_changed_in_place_with_its_timestamps_restored_is_checked_ag
         load_weights("seeded", resnet34)
 
 
+@pytest.mark.slow
 def test_state_dict_file_round_trip(tmp_path, seeded):
     model, info = seeded
     path = tmp_path / "copy.pth"
@@ -126,6 +132,7 @@ def test_state_dict_file_round_trip(tmp_path, seeded):
     assert copy_info.tensor_sha256 == info.tensor_sha256
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("wrap", ["state_dict", "model", "module."])
 def test_common_wrappers_are_unwrapped(tmp_path, seeded, wrap):
     model, info = seeded
@@ -170,6 +177,7 @@ def _write(path: Path, kind: str, seeded_state) -> None:
         torch.save({**seeded_state, "conv1.weight": seeded_state["conv1.weight"].to(torch.int32)}, path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kind, words",
     [
@@ -211,6 +219,7 @@ def test_imagenet_absent_says_which_file_where(tmp_path, monkeypatch):
     assert str(expected) in str(err.value) and "nothing is downloaded" in str(err.value)
 
 
+@pytest.mark.slow
 def test_imagenet_with_the_wrong_file_is_refused(tmp_path, monkeypatch, seeded_model):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     target = tmp_path / "torch" / "hub" / "checkpoints" / "resnet34-b627a593.pth"
@@ -220,6 +229,7 @@ def test_imagenet_with_the_wrong_file_is_refused(tmp_path, monkeypatch, seeded_m
         build_model_with_info("imagenet")
 
 
+@pytest.mark.slow
 def test_half_precision_old_and_wrapped_checkpoints_load_as_float32(tmp_path, seeded):
     model, info = seeded
     state = {
@@ -243,6 +253,7 @@ def test_non_string_keys_and_huge_seeds_are_refused(tmp_path):
         parse_weights_spec("seeded:99999999999999999999999")
 
 
+@pytest.mark.slow
 def test_a_damaged_cached_file_is_refused_whatever_the_seed(tmp_cache):
     load_weights("seeded:7", resnet34)
     state = torch.load(seeded_path(7), weights_only=True)
@@ -252,6 +263,7 @@ def test_a_damaged_cached_file_is_refused_whatever_the_seed(tmp_cache):
         load_weights("seeded:7", resnet34)
 
 
+@pytest.mark.slow
 def test_temporaries_of_a_killed_generation_are_swept(tmp_cache):
     tmp_cache.mkdir(parents=True)
     dead = subprocess.Popen(["true"])
