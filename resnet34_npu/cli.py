@@ -254,6 +254,18 @@ def _print_compare_table(reference_name: str, results: list[TargetResult]) -> No
     for line in format_table(header, rows):
         print(line)
     for result in results:
+        if result.engine:  # compilation, capture or export time: its own figure, never in the latency
+            engine = result.engine
+            extra = [f"{k} {engine[k]}" for k in ("compile_mode", "torchair_mode", "exporter") if k in engine]
+            if engine.get("export_s"):
+                extra.append(f"ONNX export {engine['export_s']:.1f} s")
+            if "providers" in engine:
+                extra.append("providers " + ", ".join(engine["providers"]))
+            print(
+                f"build {plain(result.name)}: {engine['execution']} ({engine['backend']}) "
+                f"{engine['build_s']:.1f} s, first call included" + "".join(f"; {e}" for e in extra)
+            )
+    for result in results:
         for case in result.cases:
             for line in case.verdict.failures:
                 print(f"FAIL {plain(result.name)} {plain(case.image)}: {plain(line)}")

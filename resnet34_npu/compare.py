@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from . import engines
 from .criteria import DEFAULT_PROFILE, Profile, Status, Verdict, get_profile, judge, worst_status
 from .errors import InputError, Terminated
 from .images import load_image
@@ -25,8 +26,8 @@ from .localize import Localization, capture, localize
 from .metrics import Comparison, compare_logits, rel_l2, worst_of
 from .model import build_model_with_info
 from .preprocess import preprocess
-from .runners import Runner, build_runner
-from .targets import CustomSpec, parse_target
+from .runners import CustomRunner, ModelRunner, Runner, build_runner
+from .targets import CustomSpec, TargetSpec, parse_target
 from .timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, speedup
 from .weights import WeightsInfo
 
@@ -43,6 +44,9 @@ class CaseResult:
     paths: tuple[str, ...] = ()
     #: What the target's code raised, when it did (the case then fails with it).
     error: str = ""
+    #: A failing compiled, graph, exported or ONNX Runtime target: its eager twin's verdict
+    #: and the layer blamed (``device`` or the execution mode).
+    blame: dict[str, Any] | None = None
 
     @property
     def image(self) -> str:
@@ -67,6 +71,7 @@ class CaseResult:
             "samples": detail["samples"],
             "localization": None if self.localization is None else self.localization.to_dict(),
             "error": self.error or None,
+            "blame": self.blame,
         }
 
 
@@ -85,6 +90,9 @@ class TargetResult:
     cases: tuple[CaseResult, ...]
     latency: Timing | None
     speedup_vs_reference: float | None
+    #: The execution mode's engine (compile, graph, export, ONNX Runtime): its build time and
+    #: backend; None for eager and custom targets.
+    engine: dict[str, Any] | None = None
 
     @property
     def verdict(self) -> Status:
@@ -100,6 +108,7 @@ class TargetResult:
             "effective_precision": self.effective_precision,
             "precision_reason": self.precision_reason,
             "precision_settings": self.precision_settings,
+            "engine": self.engine,
             "verdict": self.verdict.value,
             "latency_ms": None if self.latency is None else self.latency.to_dict(),
             "throughput_ips": None if self.latency is None else self.latency.throughput_ips,
@@ -120,8 +129,8 @@ def left_threads_line(names: Sequence[str]) -> str:
 def is_target_error(exc: BaseException) -> bool:
     """Whether ``exc``, raised by a target's own code, is only that target's failure: anything
     (SystemExit included: a target that calls sys.exit() fails) but Ctrl-C, SIGTERM or a
-    generator's close, which stop the run."""
-    return not isinstance(exc, (KeyboardInterrupt, GeneratorExit, Terminated))
+    generator's close, which stop the run, and a backend this host cannot run (a skip)."""
+    return not isinstance(exc, (KeyboardInterrupt, GeneratorExit, Terminated, engines.BackendUnavailable))
 
 
 def _text(exc: BaseException) -> str:
@@ -169,6 +178,7 @@ class Session:
         self._truth_model: torch.nn.Module | None = None
         self._reference_timing: dict[int, Timing] = {}
         self._stages: tuple[tuple[Any, ...], dict[str, torch.Tensor]] | None = None
+        self._twins: dict[Any, Runner | None] = {}
         self._threads_of: dict[int, set[threading.Thread]] = {}  # started by a target's factory
 
     @property
@@ -263,14 +273,92 @@ class Session:
         comparison = compare_logits(self.reference_logits(images), logits, precision=runner.precision)
         truth = self.truth_metrics(images, logits) if self.fp64_truth else {}
         verdict = judge(comparison, self.profile, truth)
-        localization = None
+        localization = blame = None
         if not verdict.passed:
-            # A failure says where: the first stage that breaks the profile, when a module exists.
-            localization = self.localize(runner, images)
-            verdict = Verdict(verdict.status, verdict.failures + (localization.line(),), verdict.warnings)
+            twin = self.twin(runner)
+            if twin is None:
+                # A failure says where: the first stage that breaks the profile, when a module exists.
+                localization = self.localize(runner, images)
+                lines = (localization.line(),)
+            else:
+                # Who is to blame: the same computation run eagerly (and, for ONNX Runtime on a
+                # device, ONNX Runtime's CPU provider); localised on the eager twin where it fails.
+                blame, localization, lines = self.blame(runner, twin, images)
+            verdict = Verdict(verdict.status, verdict.failures + lines, verdict.warnings)
         return CaseResult(
-            tuple(Path(i).name for i in images), verdict, comparison, truth, localization, tuple(map(str, images))
+            tuple(Path(i).name for i in images),
+            verdict,
+            comparison,
+            truth,
+            localization,
+            tuple(map(str, images)),
+            blame=blame,
         )
+
+    def twin(self, runner: Runner) -> Runner | None:
+        """The eager twin of a compiled, graph, exported or ONNX Runtime target (or of a custom
+        target that is a ``torch.compile``d module: its ``_orig_mod``), built once."""
+        if id(runner) not in self._twins:
+            twin: Runner | None = None
+            spec = runner.eager_twin() if isinstance(runner, ModelRunner) else None
+            if spec is not None:
+                twin = build_runner(spec, self.model)
+            elif isinstance(runner, CustomRunner):
+                twin = runner.eager_twin()
+            self._twins[id(runner)] = twin
+        return self._twins[id(runner)]
+
+    def blame(
+        self, runner: Runner, twin: Runner, images: Sequence[str | Path]
+    ) -> tuple[dict[str, Any], Localization, tuple[str, ...]]:
+        """Compare the eager twin with the reference and say which layer broke (see
+        :meth:`twin`): the blame record, the localisation and the failure lines."""
+        mode = runner.spec.execution if isinstance(runner, ModelRunner) else "compile"
+        what = engines.WHAT[mode]
+        case = self.compare(twin, images)
+        error = case.comparison.rel_l2_error
+        record: dict[str, Any] = {"eager_twin": twin.name, "eager_verdict": case.verdict.status.value}
+        if case.verdict.passed:
+            record["blamed"] = mode
+            lines = [
+                f"blame: its eager twin {twin.name} passes (rel L2 {error:.3e}); only {what} fails: "
+                f"{engines.CAUSE[mode]}, not the device's kernels"
+            ]
+            localization = Localization(
+                (),
+                None,
+                f"only {what} fails, and layer-wise localisation needs module hooks, which it has not; "
+                f"its eager twin {twin.name} passes",
+            )
+            lines.append(localization.line())
+        else:
+            record["blamed"] = "device"
+            lines = [
+                f"blame: its eager twin {twin.name} fails too (rel L2 {error:.3e}): the device's kernels or "
+                f"settings, not {what}"
+            ]
+            localization = case.localization or self.localize(twin, images)
+            lines.append(f"{localization.line()} (localised on the eager twin {twin.name})")
+        if isinstance(runner, ModelRunner) and runner.placement.host and runner.device.type != "cpu":
+            cpu = self.twin_on_cpu(runner)
+            cpu_case = self.compare(cpu, images)
+            record["onnxruntime_cpu_verdict"] = cpu_case.verdict.status.value
+            lines.append(
+                f"ONNX Runtime's CPU provider on the same export ({cpu.name}) "
+                + (
+                    "passes: the device's provider is to blame"
+                    if cpu_case.verdict.passed
+                    else "fails too: the ONNX export or ONNX Runtime is to blame"
+                )
+            )
+        return record, localization, tuple(lines)
+
+    def twin_on_cpu(self, runner: ModelRunner) -> Runner:
+        """An ONNX Runtime target's twin on ONNX Runtime's CPU provider (same export)."""
+        key = ("cpu", id(runner))
+        if key not in self._twins:
+            self._twins[key] = build_runner(TargetSpec("cpu", runner.spec.dtype, ("ort",)), self.model)
+        return self._twins[key]
 
     def raised(self, runner: Runner, images: Sequence[str | Path], exc: BaseException) -> CaseResult:
         """The case of a target whose code raised (SystemExit included): it fails, named, with

@@ -29,6 +29,8 @@ FP16_LAYER = "layer3"
 RESIDUAL_BLOCK = "layer2.1"
 SWAPPED = (0, 1)
 NAN_AT = (0, 500)
+#: The convolution (in graph order: 0 is conv1) that the miscompiling backend scales.
+MISCOMPILED_CONV = 10
 
 
 def _named(module: Any, name: str, precision: str = "fp32") -> Any:
@@ -206,6 +208,27 @@ class _ChannelsLast:
 def channels_last(model: torch.nn.Module) -> _ChannelsLast:
     """Healthy control: channels_last memory format."""
     return _ChannelsLast(model)
+
+
+def _perturbing_backend(gm: torch.fx.GraphModule, example_inputs: Any) -> Any:
+    """A torch.compile backend with a fusion bug: the output of the graph's convolution
+    number ``MISCOMPILED_CONV`` is scaled by 1.001, then the graph runs as traced."""
+    convs = [n for n in gm.graph.nodes if n.op == "call_function" and "conv" in getattr(n.target, "__name__", "")]
+    if len(convs) > MISCOMPILED_CONV:
+        node = convs[MISCOMPILED_CONV]
+        with gm.graph.inserting_after(node):
+            scaled = gm.graph.call_function(torch.mul, (node, 1.001))
+        node.replace_all_uses_with(scaled, delete_user_cb=lambda user: user is not scaled)
+        gm.recompile()
+    return gm.forward
+
+
+def miscompiled_conv(model: torch.nn.Module) -> torch.nn.Module:
+    """Fault in the compiler, not the model: ``torch.compile`` with a backend that rewrites one
+    convolution of the traced graph. Its eager twin (``_orig_mod``) is healthy, so the blame
+    falls on the compiled graph."""
+    compiled = torch.compile(model, backend=_perturbing_backend, dynamic=False)
+    return _named(compiled, "fault:miscompiled-conv")
 
 
 @dataclass(frozen=True)

@@ -188,33 +188,94 @@ def _describe_acl(settings: dict[str, Any], value: str) -> None:
 
 @dataclass(frozen=True)
 class Knob:
-    """A precision switch of one device kind: set with ``apply(value)`` (which returns the
-    undo), recorded with ``describe(settings, value)`` without touching the device."""
+    """A precision switch of some device kinds: set with ``apply(value)`` (which returns the
+    undo), recorded with ``describe(settings, value)`` without touching the device. A knob
+    with a ``mode`` is a setting of that execution mode (``engines`` reads it when it builds),
+    not a process-wide switch."""
 
     name: str
-    kind: str
+    kinds: tuple[str, ...]
     values: tuple[str, ...]
     help: str
     apply: Callable[[str], Callable[[], None]]
     describe: Callable[[dict[str, Any], str], None]
+    mode: str | None = None
+
+
+def _no_switch(_value: str) -> Callable[[], None]:
+    return lambda: None
+
+
+def _setting(key: str) -> Callable[[dict[str, Any], str], None]:
+    def describe(settings: dict[str, Any], value: str) -> None:
+        settings[key] = value
+
+    return describe
+
+
+#: torch.compile's modes (inductor); TorchAir's modes (NPU).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+TORCHAIR_MODES = ("max-autotune", "reduce-overhead", "npugraph_ex")
+#: ONNX Runtime's CANN provider ``precision_mode`` values (its default: force_fp16).
+CANN_PRECISION_MODES = (
+    "force_fp32",
+    "must_keep_origin_dtype",
+    "allow_fp32_to_fp16",
+    "force_fp16",
+    "allow_mix_precision",
+)
+#: Settings read as "computes float32 in fp16", whichever layer holds them.
+_FP16_SETTINGS = ("ACL_PRECISION_MODE", "cann.precision_mode")
 
 
 KNOBS: dict[str, Knob] = {
     k.name: k
     for k in (
         Knob(
-            "tf32", "cuda", ("on", "off"), "CUDA convolutions and matmuls in TF32", _set_cuda_tf32, _describe_cuda_tf32
+            "tf32",
+            ("cuda",),
+            ("on", "off"),
+            "CUDA convolutions and matmuls in TF32",
+            _set_cuda_tf32,
+            _describe_cuda_tf32,
         ),
         Knob(
             "reduced_reduction",
-            "cuda",
+            ("cuda",),
             ("on", "off"),
             "CUDA fp16/bf16 matmuls may reduce in reduced precision",
             _set_reduced_reduction,
             _describe_reduced_reduction,
         ),
-        Knob("hf32", "npu", ("on", "off"), "NPU convolutions and matmuls in HF32", _set_hf32, _describe_hf32),
-        Knob("acl", "npu", ACL_PRECISION_MODES, "the NPU's ACL precision mode", _set_acl, _describe_acl),
+        Knob("hf32", ("npu",), ("on", "off"), "NPU convolutions and matmuls in HF32", _set_hf32, _describe_hf32),
+        Knob("acl", ("npu",), ACL_PRECISION_MODES, "the NPU's ACL precision mode", _set_acl, _describe_acl),
+        Knob(
+            "compile_mode",
+            ("cpu", "cuda"),
+            COMPILE_MODES,
+            "torch.compile's mode",
+            _no_switch,
+            _setting("torch.compile.mode"),
+            "compile",
+        ),
+        Knob(
+            "torchair_mode",
+            ("npu",),
+            TORCHAIR_MODES,
+            "TorchAir's mode: whole graph by the graph engine (max-autotune), or capture and replay",
+            _no_switch,
+            _setting("torchair.mode"),
+            "compile",
+        ),
+        Knob(
+            "cann_precision",
+            ("npu",),
+            CANN_PRECISION_MODES,
+            "ONNX Runtime's CANN provider precision_mode",
+            _no_switch,
+            _setting("cann.precision_mode"),
+            "ort",
+        ),
     )
 }
 
@@ -263,9 +324,12 @@ def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]
         return "tf32", "fp32 with torch.backends.cudnn.allow_tf32=True: convolutions run in TF32"
     if settings.get("cuda.matmul.allow_tf32"):
         return "tf32", "fp32 with torch.backends.cuda.matmul.allow_tf32=True: the fc layer runs in TF32"
-    acl = str(settings.get("ACL_PRECISION_MODE", ""))
-    if acl.startswith(("allow_fp32_to_fp16", "force_fp16", "allow_mix_precision")):
-        return "fp16", f"fp32 with ACL_PRECISION_MODE={acl}: matrix operators run in fp16"
+    for key in _FP16_SETTINGS:
+        value = str(settings.get(key, ""))
+        if value.startswith(("allow_fp32_to_fp16", "force_fp16", "allow_mix_precision")):
+            return "fp16", f"fp32 with {key}={value}: matrix operators run in fp16"
+    if settings.get("trt_fp16_enable"):
+        return "fp16", "fp32 with TensorRT's trt_fp16_enable: layers may run in fp16"
     if settings.get("npu.conv.allow_hf32"):
         return "hf32", "fp32 with torch.npu.conv.allow_hf32=True: convolutions run in HF32"
     if settings.get("npu.matmul.allow_hf32"):

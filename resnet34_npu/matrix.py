@@ -2,9 +2,12 @@
 
 One definition, derived from the device registry, serves ``pytest`` and ``compare``: every
 kind's fp32 target, at every visible index, plus its reduced precisions where it runs them by
-default; the CPU adds ``cpu/fp32/channels_last``, and its reduced-precision target
+default; the CPU adds ``cpu/fp32/channels_last`` and ``cpu/fp32/ort``, and its reduced-precision target
 (``bf16-autocast``, ``fp16-autocast``) only where this CPU has native kernels for it, else as a
 skip with the reason; every ``shown`` accelerator kind that is absent appears as a skip.
+Each available accelerator adds its graph-capture targets and ONNX Runtime (a skip when its
+provider is not installed); ``compile`` and ``export`` targets are in the matrix but left out
+of a default run for their compile time (``-m slow`` runs them).
 ``compare`` with no ``--target`` runs the available accelerator entries, or the CPU's when
 there are none.
 """
@@ -13,12 +16,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import devices
+from . import devices, engines
 from .errors import InputError
 from .targets import CustomSpec, TargetSpec, parse_target
 
-#: What the CPU always runs by default besides fp32.
-CPU_EXTRA = ("cpu/fp32/channels_last",)
+#: What the CPU always runs by default besides fp32: channels_last, and ONNX Runtime's CPU
+#: provider (the engine a CPU user would pick instead of eager PyTorch).
+CPU_EXTRA = ("cpu/fp32/channels_last", "cpu/fp32/ort")
+#: Execution modes that compile for tens of seconds: in the matrix, left out of a default run.
+COMPILED = {
+    "cpu": ("cpu/fp32/compile", "cpu/fp32/export"),
+    "cuda": ("{device}/fp32/compile", "{device}/fp16/compile", "{device}/fp32/export"),
+    "npu": ("{device}/fp32/compile",),
+}
+COMPILE_SLOW = "compiles for tens of seconds to minutes; run it with -m slow or --r34-target"
+#: Graph capture and replay, where the kind has it: cheap, in the default run.
+GRAPHS = {"cuda": ("{device}/fp32/graph", "{device}/fp16/graph"), "npu": ("{device}/fp32/graph",)}
+#: ONNX Runtime on an accelerator: when its provider is installed.
+ORT_ON = {"cuda": "{device}/fp32/ort", "npu": "{device}/fp32/ort/cann_precision=must_keep_origin_dtype"}
 #: The reduced precisions a CPU runs by default, as autocast (the form CPU users deploy).
 CPU_REDUCED = {"bf16": "cpu/bf16-autocast", "fp16": "cpu/fp16-autocast"}
 
@@ -57,10 +72,14 @@ def skip_reason(kind: str, reason: str) -> str:
 
 def default_matrix() -> list[TargetChoice]:
     """The default targets of this host (see the module docstring)."""
-    choices = [TargetChoice(parse_target("cpu/fp32"))] + [TargetChoice(parse_target(s)) for s in CPU_EXTRA]
+    choices = [TargetChoice(parse_target("cpu/fp32"))]
+    for text in CPU_EXTRA:
+        spec = parse_target(text)
+        choices.append(TargetChoice(spec, _ort_reason(spec) if spec.execution == "ort" else ""))
     for dtype, why in devices.KINDS["cpu"].reduced().items():
         spec = parse_target(CPU_REDUCED[dtype])
         choices.append(TargetChoice(spec, slow_reason=f"{spec.name}: {why}" if why else ""))
+    choices.extend(_slow(text) for text in COMPILED["cpu"])
     for kind in devices.KINDS.values():
         if not kind.accelerator:
             continue
@@ -71,8 +90,31 @@ def default_matrix() -> list[TargetChoice]:
             continue
         dtypes = ["fp32"] + [dtype for dtype, why in kind.reduced().items() if not why]
         for index in range(status.count):
-            choices.extend(TargetChoice(TargetSpec(kind.label(index), dtype)) for dtype in dtypes)
+            device = kind.label(index)
+            choices.extend(TargetChoice(TargetSpec(device, dtype)) for dtype in dtypes)
+            choices.extend(TargetChoice(parse_target(t.format(device=device))) for t in GRAPHS.get(kind.name, ()))
+            if kind.name in ORT_ON:
+                spec = parse_target(ORT_ON[kind.name].format(device=device))
+                choices.append(TargetChoice(spec, _ort_reason(spec)))
+            choices.extend(_slow(t.format(device=device)) for t in COMPILED.get(kind.name, ()))
     return choices
+
+
+def _slow(text: str) -> TargetChoice:
+    spec = parse_target(text)
+    return TargetChoice(spec, slow_reason=f"{spec.name}: {COMPILE_SLOW}")
+
+
+def _ort_reason(spec: TargetSpec) -> str:
+    """Why ONNX Runtime cannot run ``spec`` here (its provider is not installed), or ""."""
+    provider = engines.provider_settings(spec.kind, spec.execution or "ort", spec.dtype)["onnxruntime.provider"]
+    try:
+        import onnxruntime  # noqa: PLC0415 - optional
+    except ImportError:
+        return f"{spec.name}: onnxruntime is not installed"
+    if provider not in onnxruntime.get_available_providers():
+        return f"{spec.name}: this onnxruntime build has no {provider} (install the build that has it)"
+    return ""
 
 
 def compare_defaults() -> tuple[list[TargetChoice], str]:

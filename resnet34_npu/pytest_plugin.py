@@ -22,6 +22,7 @@ from typing import Any, Callable
 import pytest
 
 from . import devices, options
+from .engines import BackendUnavailable
 from .errors import InputError, one_line, plain
 from .report import SUMMARY_HEADER, acceptance_report, format_table, summary_rows, write_json_atomic
 from .suite import BATCH_SIZES, Suite
@@ -211,6 +212,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[CONFORMANCE] = any(
         "r34_image" in getattr(getattr(item, "callspec", None), "params", {}) for item in items
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """A backend this host cannot run (no C++ compiler, Triton, TorchAir, onnxruntime or
+    provider) skips the target's tests with the reason."""
+    try:
+        return (yield)
+    except BackendUnavailable as exc:
+        pytest.skip(one_line(exc))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -24,11 +24,12 @@ from typing import Any, Callable, Protocol, runtime_checkable
 
 import torch
 
-from . import devices, knobs
+from . import devices, engines, knobs
 from .errors import InputError
 from .metrics import PRECISIONS
 from .targets import DTYPES, MODES, CustomSpec, TargetSpec, check_knobs, parse_target
 from .timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_call
+from .weights import tensor_digest
 
 
 @runtime_checkable
@@ -83,9 +84,19 @@ class Placement:
     def autocast(self) -> bool:
         return DTYPES[self.spec.dtype][1]
 
+    @property
+    def host(self) -> bool:
+        """The execution mode runs outside torch's device (ONNX Runtime): torch keeps the
+        module and the input on the CPU."""
+        return any(MODES[m].host for m in self.spec.modes)
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device("cpu") if self.host else self.device
+
     def module(self, model: torch.nn.Module) -> torch.nn.Module:
         """A copy of ``model`` on the device, in the target's dtype and modes."""
-        module = copy.deepcopy(model).eval().to(self.device)
+        module = copy.deepcopy(model).eval().to(self.torch_device)
         if not self.autocast:
             module = module.to(self.dtype)
         for mode in self.spec.modes:
@@ -93,7 +104,7 @@ class Placement:
         return module
 
     def input(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, dtype=torch.float32 if self.autocast else self.dtype)
+        x = x.to(self.torch_device, dtype=torch.float32 if self.autocast else self.dtype)
         for mode in self.spec.modes:
             x = MODES[mode].input(x)
         return x
@@ -112,22 +123,42 @@ class Placement:
         devices.synchronize(self.device)
 
     def settings(self) -> tuple[dict[str, Any], str, str]:
-        """The precision settings under the target's knobs, its effective precision and why."""
+        """The precision settings under the target's knobs, its effective precision and why
+        (for ONNX Runtime targets, the provider's settings: torch's switches do not apply)."""
         check_knobs(self.spec, self.device)
-        settings = knobs.described(devices.precision_settings(self.device), dict(self.spec.knobs))
+        mode = self.spec.execution
+        if self.host:
+            base = engines.provider_settings(self.device.type, mode, self.spec.dtype)
+        else:
+            base = devices.precision_settings(self.device)
+            if mode:
+                base.update(engines.mode_settings(self.device.type, mode))
+        settings = knobs.described(base, dict(self.spec.knobs))
         return (settings, *knobs.effective_precision(self.spec.dtype, settings))
 
 
 @dataclass
 class ModelRunner:
-    """A built-in target: the model copied to the device in the target's dtype and modes."""
+    """A built-in target: the model copied to the device in the target's dtype and modes,
+    run eagerly or by its execution mode's ``engine``. ``module`` is what localisation hooks
+    into: None for an engine (compiled graphs, captured graphs and ONNX Runtime have no
+    module hooks; their eager twin is localised instead)."""
 
     spec: TargetSpec
     placement: Placement
-    module: torch.nn.Module
+    eager_module: torch.nn.Module
     precision_settings: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
     precision_reason: str = ""
+    engine: engines.Engine | None = None
+
+    @property
+    def module(self) -> torch.nn.Module | None:
+        return self.eager_module if self.engine is None else None
+
+    def eager_twin(self) -> TargetSpec | None:
+        """The same target run eagerly, when this one has an execution mode."""
+        return self.spec.eager_twin() if self.engine is not None else None
 
     @property
     def device(self) -> torch.device:
@@ -141,7 +172,7 @@ class ModelRunner:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The forward pass on device-resident input (from ``placement.input``), left on the device."""
         with self.placement.context():
-            return self.module(x)
+            return self.eager_module(x) if self.engine is None else self.engine(x)
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
         return check_logits(self.name, self.forward(self.placement.input(batch)), batch.shape[0])
@@ -167,6 +198,7 @@ class ModelRunner:
             "effective_precision": self.precision,
             "precision_reason": self.precision_reason,
             "precision_settings": self.precision_settings,
+            **({"engine": self.engine.describe()} if self.engine is not None else {}),
         }
 
 
@@ -203,6 +235,20 @@ class CustomRunner:
         if callable(sync):
             sync()
 
+    def eager_twin(self) -> CustomRunner | None:
+        """When the target is a ``torch.compile``d module (itself, or as ``.module`` of the
+        callable), the same target with the original module (``_orig_mod``): its eager twin."""
+        compiled = _compiled(self.fn)
+        if compiled is not None:
+            fn = compiled._orig_mod
+        else:
+            compiled = _compiled(getattr(self.fn, "module", None))
+            if compiled is None:
+                return None
+            fn = copy.copy(self.fn)
+            fn.module = compiled._orig_mod
+        return CustomRunner(self.spec, fn, f"{self.name} (eager: _orig_mod)", self.precision, compiled._orig_mod)
+
     def describe(self) -> dict[str, Any]:
         """Only what a custom target documents (``name``, ``precision``): where and how it runs
         is its own business."""
@@ -216,6 +262,12 @@ class CustomRunner:
             "precision_reason": "declared by the custom target",
             "precision_settings": {},
         }
+
+
+def _compiled(obj: Any) -> Any:
+    """``obj`` when it is a module returned by ``torch.compile`` (it keeps ``_orig_mod``)."""
+    orig = getattr(obj, "_orig_mod", None) if isinstance(obj, torch.nn.Module) else None
+    return obj if isinstance(orig, torch.nn.Module) else None
 
 
 def build_custom(spec: CustomSpec, model: torch.nn.Module) -> CustomRunner:
@@ -239,6 +291,8 @@ def build_custom(spec: CustomSpec, model: torch.nn.Module) -> CustomRunner:
     if precision not in PRECISIONS:
         raise InputError(f"{label}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     inner = fn if isinstance(fn, torch.nn.Module) else getattr(fn, "module", None)
+    if _compiled(inner) is not None:
+        inner = None  # a compiled graph runs no module hooks: its eager twin is localised instead
     runner = CustomRunner(
         spec, fn, str(getattr(fn, "name", spec.name)), precision, inner if isinstance(inner, torch.nn.Module) else None
     )
@@ -261,4 +315,18 @@ def build_runner(spec: TargetSpec | CustomSpec | str, model: torch.nn.Module) ->
         return build_custom(spec, model)
     placement = Placement(spec, devices.resolve_device(spec.device))
     settings, precision, reason = placement.settings()
-    return ModelRunner(spec, placement, placement.module(model), settings, precision, reason)
+    module = placement.module(model)
+    engine = None
+    if spec.execution:
+        example = placement.input(torch.zeros(engines.example_batch(spec.execution), 3, 224, 224))
+        engine = engines.build(
+            spec.execution,
+            module,
+            example,
+            placement.device,
+            dict(spec.knobs),
+            digest=tensor_digest(model.state_dict()) if placement.host else "",
+            dtype=spec.dtype,
+            context=placement.context,
+        )
+    return ModelRunner(spec, placement, module, settings, precision, reason, engine)

@@ -20,6 +20,7 @@ import torch
 from . import devices
 from .compare import CaseResult, Session, is_target_error, left_threads_line
 from .constants import IMAGES_DIR, PHOTOS
+from .engines import BackendUnavailable
 from .images import find_images, load_image
 from .matrix import TargetChoice, choose_targets
 from .report import check_writable
@@ -55,6 +56,7 @@ class Suite:
     _latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
     _cases: dict[tuple[str, tuple[str, ...]], CaseResult] = field(default_factory=dict)
     _threads: dict[str, set[threading.Thread]] = field(default_factory=dict)
+    _unavailable: dict[str, BackendUnavailable] = field(default_factory=dict)
 
     @classmethod
     def from_options(cls, values: dict[str, Any], *, worker: bool) -> Suite:
@@ -106,9 +108,18 @@ class Suite:
         return next((t for t in self.targets if t.name == name), None)
 
     def runner(self, name: str) -> Runner:
+        """The target's runner, built once; a backend this host cannot run
+        (:class:`~resnet34_npu.engines.BackendUnavailable`) is raised again for each test,
+        which the plugin turns into a skip with the reason."""
+        if name in self._unavailable:
+            raise self._unavailable[name]
         if name not in self._runners:
             with self._owning_threads(name):
-                self._runners[name] = self.session.runner(name)
+                try:
+                    self._runners[name] = self.session.runner(name)
+                except BackendUnavailable as exc:
+                    self._unavailable[name] = exc
+                    raise
         return self._runners[name]
 
     @contextlib.contextmanager

@@ -17,7 +17,7 @@ def test_without_native_kernels_reduced_cpu_targets_are_skipped_with_the_reason(
         assert "ATen CPU capability is AVX2" in choice.slow_reason or "oneDNN" in choice.slow_reason
         assert choice.slow_reason.endswith("run it with -m slow or --r34-target")
     assert [c.name for c in compare_defaults()[0]] in (
-        ["cpu/fp32", "cpu/fp32/channels_last"],
+        ["cpu/fp32", "cpu/fp32/channels_last", "cpu/fp32/ort"],
         [c.name for c in default_matrix() if c.runnable and c.kind != "cpu"],
     )
 
