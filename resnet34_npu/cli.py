@@ -349,6 +349,13 @@ def _cmd_localize(args: argparse.Namespace) -> int:
     runner = session.runner(args.target)
     case = session.compare(runner, [args.image])
     localization = case.localization or session.localize(runner, [args.image])
+    twin = session.twin(runner)
+    if not localization.available and twin is not None:
+        # a compiled graph has no module hooks: its eager twin is what can be localised
+        print(
+            f"{plain(runner.name)} has no module hooks; localising its eager twin {plain(twin.name)}", file=sys.stderr
+        )
+        localization = session.localize(twin, [args.image])
     if not localization.available:
         raise InputError(f"target {runner.name!r}: {localization.note}")
     if args.json:

@@ -20,7 +20,7 @@ import torch
 
 from . import engines
 from .criteria import DEFAULT_PROFILE, Profile, Status, Verdict, get_profile, judge, worst_status
-from .errors import InputError, Terminated
+from .errors import InputError, Terminated, blocking_threads
 from .images import load_image
 from .localize import Localization, capture, localize
 from .metrics import Comparison, compare_logits, rel_l2, worst_of
@@ -411,7 +411,7 @@ class Session:
             else:
                 reference = self.reference_timing(1, warmup, iters, images[0])
         own = (set(threading.enumerate()) - before) | self._threads_of.get(id(runner), set())
-        left = sorted(t.name for t in own if t.is_alive() and not t.daemon)
+        left = blocking_threads(own)
         if left:
             cases += (self.raised(runner, images[:1], LeftThreads(left_threads_line(left))),)
         return TargetResult(

@@ -3,7 +3,10 @@ test can carry (documented in the README)."""
 
 from __future__ import annotations
 
+import concurrent.futures.thread
 import os
+import threading
+from collections.abc import Iterable
 
 
 class InputError(ValueError):
@@ -56,3 +59,13 @@ def show(name: object) -> str:
 class Terminated(BaseException):
     """SIGTERM, raised where the program is (by the entry point's handler), so that cleanup runs:
     temporary files are removed and the run says it was terminated."""
+
+
+def blocking_threads(threads: Iterable[threading.Thread]) -> list[str]:
+    """The names of ``threads`` that would keep the process from exiting: alive, not daemon,
+    and not a ``concurrent.futures`` pool worker (those are stopped and joined at interpreter
+    exit; torch.compile's inductor starts such pools)."""
+    pools = getattr(concurrent.futures.thread, "_threads_queues", {})
+    return sorted(
+        t.name for t in threads if t.is_alive() and not t.daemon and t not in pools and t is not threading.main_thread()
+    )

@@ -11,6 +11,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from .errors import blocking_threads
+
 EXIT_CRASH = 3
 
 
@@ -48,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = cli_main(argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+    if blocking_threads(threading.enumerate()):
         # A target left a non-daemon thread running (its verdict says so): the report is written,
         # so exit now with the run's code instead of waiting for that thread forever.
         sys.stdout.flush()

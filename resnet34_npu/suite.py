@@ -21,6 +21,7 @@ from . import devices
 from .compare import CaseResult, Session, is_target_error, left_threads_line
 from .constants import IMAGES_DIR, PHOTOS
 from .engines import BackendUnavailable
+from .errors import blocking_threads
 from .images import find_images, load_image
 from .matrix import TargetChoice, choose_targets
 from .report import check_writable
@@ -136,7 +137,7 @@ class Suite:
         exiting): target name -> the failure line, as ``compare`` words it."""
         left = {}
         for name, threads in self._threads.items():
-            alive = sorted(t.name for t in threads if t.is_alive() and not t.daemon)
+            alive = blocking_threads(threads)
             if alive:
                 left[name] = left_threads_line(alive)
         return left

@@ -50,7 +50,15 @@ TARGETS = {
         f"{D}/fp16/compile",
         f"{D}/fp16/compile/torchair_mode=reduce-overhead",
     ],
-    "cpu": ["cpu/fp32", "cpu/fp32/ort", "cpu/fp32/tensorrt", "cpu/fp32/compile"],  # a dry run of this script
+    "cpu": [  # the same figures on a CPU (R34_BIG_BATCH=16 there)
+        "cpu/fp32",
+        "cpu/fp32/channels_last",
+        "cpu/bf16-autocast",
+        "cpu/fp32/ort",
+        "cpu/fp16/ort",
+        "cpu/fp32/compile",
+        "cpu/fp32/export",
+    ],
 }[KIND]
 D = "cpu" if KIND == "cpu" else D
 BIG = int(os.environ.get("R34_BIG_BATCH", "256"))

@@ -177,3 +177,11 @@ def test_compare_runs_compiled_exported_and_onnx_runtime_targets(tmp_path, capsy
         assert target["engine"]["build_s"] > 0 and target["latency_ms"]["median"] > 0
         assert f"build {target['name']}: {target['engine']['execution']} (" in out
     assert doc["targets"][1]["engine"]["backend"] == "aot_inductor"
+
+
+@pytest.mark.slow
+def test_localize_on_a_compiled_target_localises_its_eager_twin(capsys):
+    code = cli.main(["localize", "--target", "resnet34_npu.faults:miscompiled_conv", "--image", CAT])
+    out, err = capsys.readouterr()
+    assert "has no module hooks; localising its eager twin fault:miscompiled-conv (eager: _orig_mod)" in err
+    assert code == 1 and "localization: no stage of the module breaks the profile" in out  # the twin is healthy

@@ -313,3 +313,26 @@ def test_output_dash_is_the_report_alone_even_when_a_target_writes_to_fd_1(tmp_p
     code = cli.main(["compare", "--target", "chatty_engine:build", "--iters", "0", "--image", CAT, "--output", "-"])
     out, err = capfd.readouterr()
     assert code == 0 and strict(out)["verdict"] == "pass" and "CANN log line" in err
+
+
+def test_pool_workers_do_not_count_as_threads_left_running():
+    """concurrent.futures workers (torch.compile starts them) are joined at interpreter exit;
+    a plain non-daemon thread is not, and counts."""
+    import concurrent.futures
+    import threading
+
+    from resnet34_npu.errors import blocking_threads
+
+    before = set(threading.enumerate())
+    pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="compile-worker")
+    pool.submit(sum, [1, 2]).result()
+    stop = threading.Event()
+    plain_thread = threading.Thread(target=stop.wait, name="engine-poller")
+    plain_thread.start()
+    try:
+        assert blocking_threads(set(threading.enumerate()) - before) == ["engine-poller"]
+    finally:
+        stop.set()
+        plain_thread.join()
+        pool.shutdown()
+    assert blocking_threads(set(threading.enumerate()) - before) == []
