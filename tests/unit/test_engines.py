@@ -90,7 +90,14 @@ def onnx_file(session):
     return session.runner("cpu/fp32/ort").describe()["engine"]["onnx_file"]
 
 
-@pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "CANNExecutionProvider", "TensorrtExecutionProvider"])
+@pytest.mark.parametrize(
+    "provider",
+    [
+        "CUDAExecutionProvider",
+        pytest.param("CANNExecutionProvider", marks=pytest.mark.slow),  # asked twice: precision_mode, then _v2
+        pytest.param("TensorrtExecutionProvider", marks=pytest.mark.slow),
+    ],
+)
 def test_a_fallback_to_the_cpu_provider_is_an_error(onnx_file, provider):
     """This host's onnxruntime has none of these providers: ONNX Runtime itself would run the
     model on its CPU provider with a warning; the suite refuses, with that sentence."""

@@ -246,6 +246,7 @@ def test_an_interrupted_session_never_reads_as_a_pass(suite, where):
     assert any("test_verdict" in t for t in ran) == (where == "test_zz_stop.py")
 
 
+@pytest.mark.slow
 def test_a_target_that_calls_sys_exit_fails_and_the_report_is_written(suite):
     suite.makepyfile(
         exiting_engine="""
@@ -268,7 +269,7 @@ def test_a_target_that_calls_sys_exit_fails_and_the_report_is_written(suite):
 
 
 @pytest.mark.skipif(probe("npu").available, reason="an NPU is available here")
-@pytest.mark.parametrize("how", ["option", "environment"])
+@pytest.mark.parametrize("how", ["option", pytest.param("environment", marks=pytest.mark.slow)])
 def test_a_required_device_that_is_missing_fails_the_run(suite, monkeypatch, how):
     """On the host being signed off, a run that tested no NPU is not an acceptance."""
     required = ["--r34-require=npu"] if how == "option" else []
