@@ -178,7 +178,7 @@ class Session:
         self._truth_model: torch.nn.Module | None = None
         self._reference_timing: dict[int, Timing] = {}
         self._stages: tuple[tuple[Any, ...], dict[str, torch.Tensor]] | None = None
-        self._twins: dict[Any, Runner | None] = {}
+        self._twins: dict[Any, tuple[Runner, Runner | None]] = {}
         self._threads_of: dict[int, set[threading.Thread]] = {}  # started by a target's factory
 
     @property
@@ -305,8 +305,8 @@ class Session:
                 twin = build_runner(spec, self.model)
             elif isinstance(runner, CustomRunner):
                 twin = runner.eager_twin()
-            self._twins[id(runner)] = twin
-        return self._twins[id(runner)]
+            self._twins[id(runner)] = (runner, twin)  # the runner is kept, so its id is not reused
+        return self._twins[id(runner)][1]
 
     def blame(
         self, runner: Runner, twin: Runner, images: Sequence[str | Path]
@@ -357,8 +357,8 @@ class Session:
         """An ONNX Runtime target's twin on ONNX Runtime's CPU provider (same export)."""
         key = ("cpu", id(runner))
         if key not in self._twins:
-            self._twins[key] = build_runner(TargetSpec("cpu", runner.spec.dtype, ("ort",)), self.model)
-        return self._twins[key]
+            self._twins[key] = (runner, build_runner(TargetSpec("cpu", runner.spec.dtype, ("ort",)), self.model))
+        return self._twins[key][1]
 
     def raised(self, runner: Runner, images: Sequence[str | Path], exc: BaseException) -> CaseResult:
         """The case of a target whose code raised (SystemExit included): it fails, named, with

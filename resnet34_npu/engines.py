@@ -25,7 +25,9 @@ or export plus that call, never mixed into latency) and describes itself for rep
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
+import inspect
 import io
 import logging
 import os
@@ -38,6 +40,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import InputError, plain
+from .files import write_atomic
 from .weights import cache_dir
 
 #: ONNX Runtime's provider for each device kind (the ``ort`` mode), and TensorRT's.
@@ -118,8 +121,13 @@ def build(
     """Build ``mode`` for ``module`` (already on ``device`` in its dtype and layout) and make
     its first call on ``example`` under ``context()`` (inference mode, knobs, autocast)."""
     start = time.perf_counter()
-    with _quiet_compilers():
-        engine = BUILDERS[mode](module, example, device, options, digest=digest, dtype=dtype, context=context)
+    try:
+        with _quiet_compilers():
+            engine = BUILDERS[mode](module, example, device, options, digest=digest, dtype=dtype, context=context)
+    except InputError:
+        raise  # this host cannot run the mode (BackendUnavailable), or the target is wrong
+    except Exception as exc:  # the compiler, capture, export or provider broke: the target fails
+        return failed(mode, exc, time.perf_counter() - start)
     engine.build_s = time.perf_counter() - start
     return engine
 
@@ -139,17 +147,40 @@ def _quiet_compilers() -> Any:
             logger.setLevel(level)
 
 
+class BuildFailed(RuntimeError):
+    """What a target whose engine failed to build raises on every run: it fails, named."""
+
+
+def failed(mode: str, exc: BaseException, build_s: float) -> Engine:
+    """The engine of a target whose compilation, capture or export raised (a compiler crash, a
+    provider that would not start): each run raises :class:`BuildFailed` with the cause, so the
+    target fails with that line wherever it runs, and is built only once."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines()[:2] if line.strip())[:500]
+    line = f"its {mode} engine failed to build: {type(exc).__name__}" + (f": {text}" if text else "")
+
+    def run(_x: torch.Tensor) -> Any:
+        raise BuildFailed(line)
+
+    return Engine(mode, run, build_s, {"backend": "none", "error": line})
+
+
 # --- compile --------------------------------------------------------------------------------
 
 
-def _needs_compiler(device: torch.device) -> None:
-    if device.type == "cpu" and not any(_which(c) for c in ("g++", "c++", "clang++")):
-        raise BackendUnavailable("inductor needs a C++ compiler on the CPU (g++ or clang++); none is on PATH")
+def _needs_compiler(device: torch.device, *, host_code: bool = False) -> None:
+    """Inductor on the CPU (and AOTInductor everywhere, ``host_code``) builds C++ with $CXX or
+    g++; on CUDA it needs Triton."""
+    if (device.type == "cpu" or host_code) and not _which(os.environ.get("CXX") or "g++"):
+        raise BackendUnavailable(
+            f"inductor needs a C++ compiler ({os.environ.get('CXX') or 'g++'}, or set CXX); none is on PATH"
+        )
     if device.type == "cuda" and importlib.util.find_spec("triton") is None:
         raise BackendUnavailable("inductor needs Triton on CUDA: pip install triton")
 
 
 def _which(name: str) -> bool:
+    if os.path.isabs(name):
+        return os.access(name, os.X_OK)
     return any(os.access(os.path.join(p, name), os.X_OK) for p in os.environ.get("PATH", "").split(os.pathsep) if p)
 
 
@@ -223,21 +254,30 @@ def _graph(module, example, device, options, *, context, **_):
 
 def _export(module, example, device, options, *, context, **_):
     inductor = importlib.import_module("torch._inductor")
-    if not hasattr(inductor, "aoti_compile_and_package"):
-        raise BackendUnavailable(f"torch {torch.__version__} has no AOTInductor packaging (torch >= 2.6)")
+    if _torch_version() < (2, 6) or not hasattr(inductor, "aoti_compile_and_package"):
+        raise BackendUnavailable(f"torch {torch.__version__} has no AOTInductor packaging as used here (torch >= 2.6)")
     if device.type not in ("cpu", "cuda"):
         raise BackendUnavailable(f"AOTInductor compiles for CPU and CUDA, not {device.type}")
-    _needs_compiler(device)
+    _needs_compiler(device, host_code=True)
+    import shutil  # noqa: PLC0415
     import tempfile  # noqa: PLC0415
 
     batch = torch.export.Dim("batch", min=1, max=1024)
-    with context():
-        program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
-        folder = tempfile.mkdtemp(prefix="resnet34-npu-aoti-")
-        package = inductor.aoti_compile_and_package(program, package_path=os.path.join(folder, "resnet34.pt2"))
-        loaded = inductor.aoti_load_package(package)
-        loaded(example)
+    folder = tempfile.mkdtemp(prefix="resnet34-npu-aoti-")
+    try:
+        with context():
+            program = torch.export.export(module, (example,), dynamic_shapes=({0: batch},))
+            package = inductor.aoti_compile_and_package(program, package_path=os.path.join(folder, "resnet34.pt2"))
+            loaded = inductor.aoti_load_package(package)
+            loaded(example)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)  # loaded: the package (about 90 MB) is no longer needed
     return Engine("export", loaded, info={"backend": "aot_inductor"})
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor, *_ = (torch.__version__.split("+")[0].split(".") + ["0", "0"])[:3]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
 
 # --- ONNX Runtime ---------------------------------------------------------------------------
@@ -250,9 +290,12 @@ def onnx_path(digest: str, dtype: str, exporter: str) -> Path:
 
 
 def _exporter() -> str:
-    """The dynamo exporter (torch's default since 2.9) when onnxscript is installed, else the
-    TorchScript one."""
-    return "dynamo" if importlib.util.find_spec("onnxscript") is not None else "torchscript"
+    """The dynamo exporter (torch's default since 2.9) when this torch has it (its
+    ``torch.onnx.export`` takes ``dynamo=`` and ``external_data=``) and onnxscript is
+    installed, else the TorchScript one."""
+    parameters = inspect.signature(torch.onnx.export).parameters
+    dynamo = "dynamo" in parameters and "external_data" in parameters and "dynamic_shapes" in parameters
+    return "dynamo" if dynamo and importlib.util.find_spec("onnxscript") is not None else "torchscript"
 
 
 def export_onnx(module: torch.nn.Module, example: torch.Tensor, digest: str, dtype: str) -> tuple[Path, str, float]:
@@ -260,14 +303,17 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, digest: str, dty
     and the export's seconds (0 when cached)."""
     exporter = _exporter()
     path = onnx_path(digest, dtype, exporter)
-    if path.is_file():
-        return path, exporter, 0.0
+    stamp = path.with_name(path.name + ".sha256")
+    if path.is_file() and stamp.is_file() and _file_sha256(path) == stamp.read_text().strip():
+        return path, exporter, 0.0  # a damaged or replaced file is exported again
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     start = time.perf_counter()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # the exporter's progress lines
             _export_to(module, example, temporary, exporter)
+        line = (_file_sha256(temporary) + "\n").encode()
+        write_atomic(stamp, lambda handle: handle.write(line), what="ONNX export digest", prefix=stamp.name)
         os.replace(temporary, path)
     except OSError as exc:
         raise InputError(f"ONNX export to {plain(path)}: {exc.strerror or exc}") from None
@@ -275,6 +321,14 @@ def export_onnx(module: torch.nn.Module, example: torch.Tensor, digest: str, dty
         if temporary.exists():
             temporary.unlink()
     return path, exporter, time.perf_counter() - start
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _export_to(module: torch.nn.Module, x: torch.Tensor, temporary: Path, exporter: str) -> None:
@@ -286,7 +340,8 @@ def _export_to(module: torch.nn.Module, x: torch.Tensor, temporary: Path, export
         )
     else:
         axes = {"x": {0: "batch"}, "logits": {0: "batch"}}
-        torch.onnx.export(module, (x,), str(temporary), dynamo=False, dynamic_axes=axes, **names)
+        extra = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
+        torch.onnx.export(module, (x,), str(temporary), dynamic_axes=axes, **names, **extra)
 
 
 def provider_settings(kind: str, mode: str, dtype: str) -> dict[str, Any]:
@@ -298,6 +353,9 @@ def provider_settings(kind: str, mode: str, dtype: str) -> dict[str, Any]:
         settings["cann.precision_mode"] = f"{CANN_DEFAULT_PRECISION} (provider default, not set)"
     if mode == "tensorrt":
         settings["trt_fp16_enable"] = dtype == "fp16"
+    if kind == "cuda":
+        # the CUDA provider's use_tf32 and TensorRT's builder both allow TF32 by default
+        settings["onnxruntime.tf32"] = True
     return settings
 
 
@@ -324,12 +382,20 @@ def provider_list(kind: str, index: int, mode: str, dtype: str, options: dict[st
     return [(provider, opts)]
 
 
-def open_session(path: Path, providers: list[tuple[str, dict]], label: str) -> Any:
+class ProviderFallback(RuntimeError):
+    """ONNX Runtime has the provider, yet the session came up on another one: a deployment
+    problem of the target (its libraries, its options, its device), so the target fails."""
+
+
+def open_session(path: Path, providers: list[tuple[str, dict]], label: str) -> tuple[Any, list[tuple[str, dict]]]:
     """An ONNX Runtime session that runs on the provider asked for, or an error saying what
     ONNX Runtime did instead: it falls back to the CPU provider silently (when a provider is
     missing) or with a printed line (when it fails to start, or later when a run fails), and a
     fallback certifies the wrong device. A CANN provider that refuses ``precision_mode`` is
-    asked again with ``precision_mode_v2``, the key newer releases read."""
+    asked again with ``precision_mode_v2``, the key newer releases read. Returns the session
+    and the providers (with options) it was started with. A provider this onnxruntime does not
+    have is :class:`BackendUnavailable` (a skip); one it has that still did not start is
+    :class:`ProviderFallback` (the target fails)."""
     try:
         import onnxruntime as ort  # noqa: PLC0415
     except ImportError:
@@ -355,19 +421,18 @@ def open_session(path: Path, providers: list[tuple[str, dict]], label: str) -> A
         running = session.get_providers()
         if running and running[0] == wanted:
             session.disable_fallback()  # a run that fails on the device raises, never reruns on the CPU
-            return session
-    raise BackendUnavailable(
+            return session, attempt
+    line = (
         f"{label}: asked ONNX Runtime for {wanted}, but it runs on {', '.join(running) or 'nothing'} "
         f"(available here: {', '.join(available)}): a fallback to the CPU, which would certify the wrong device"
     )
+    raise (BackendUnavailable if wanted not in available else ProviderFallback)(line)
 
 
 def _ort(module, example, device, options, *, digest, dtype, context, mode="ort", **_):
-    if dtype not in ("fp32", "fp16"):
-        raise InputError(f"ONNX Runtime targets run fp32 or fp16 (cast), not {dtype}")
     path, exporter, export_s = export_onnx(module, example, digest, dtype)
     providers = provider_list(device.type, device.index or 0, mode, dtype, options)
-    session = open_session(path, providers, f"{device}/{dtype}/{mode}")
+    session, providers = open_session(path, providers, f"{device}/{dtype}/{mode}")
     name = session.get_inputs()[0].name
 
     def run(x: torch.Tensor) -> torch.Tensor:

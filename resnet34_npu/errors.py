@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures.thread
 import os
+import sys
 import threading
 from collections.abc import Iterable
 
@@ -63,9 +64,17 @@ class Terminated(BaseException):
 
 def blocking_threads(threads: Iterable[threading.Thread]) -> list[str]:
     """The names of ``threads`` that would keep the process from exiting: alive, not daemon,
-    and not a ``concurrent.futures`` pool worker (those are stopped and joined at interpreter
-    exit; torch.compile's inductor starts such pools)."""
+    and not an idle ``concurrent.futures`` pool worker (torch.compile's inductor starts such
+    pools; the interpreter stops and joins idle workers at exit, but waits for a busy one)."""
     pools = getattr(concurrent.futures.thread, "_threads_queues", {})
+    frames = sys._current_frames()  # noqa: SLF001 - where each thread is now
+
+    def idle_worker(thread: threading.Thread) -> bool:
+        frame = frames.get(thread.ident)  # an idle worker waits in the C queue: _worker is its top frame
+        return thread in pools and frame is not None and frame.f_code.co_name == "_worker"
+
     return sorted(
-        t.name for t in threads if t.is_alive() and not t.daemon and t not in pools and t is not threading.main_thread()
+        t.name
+        for t in threads
+        if t.is_alive() and not t.daemon and t is not threading.main_thread() and not idle_worker(t)
     )

@@ -328,8 +328,8 @@ def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]
         value = str(settings.get(key, ""))
         if value.startswith(("allow_fp32_to_fp16", "force_fp16", "allow_mix_precision")):
             return "fp16", f"fp32 with {key}={value}: matrix operators run in fp16"
-    if settings.get("trt_fp16_enable"):
-        return "fp16", "fp32 with TensorRT's trt_fp16_enable: layers may run in fp16"
+    if settings.get("onnxruntime.tf32"):
+        return "tf32", f"fp32 on ONNX Runtime's {settings.get('onnxruntime.provider')}: TF32 is allowed by default"
     if settings.get("npu.conv.allow_hf32"):
         return "hf32", "fp32 with torch.npu.conv.allow_hf32=True: convolutions run in HF32"
     if settings.get("npu.matmul.allow_hf32"):

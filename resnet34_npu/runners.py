@@ -183,7 +183,9 @@ class ModelRunner:
         return lambda: self.forward(x)
 
     def time(self, batch: torch.Tensor, *, warmup: int = DEFAULT_WARMUP, iters: int = DEFAULT_ITERS) -> Timing:
-        return time_call(self.timed_call(batch), self.device, warmup=warmup, iters=iters, batch_size=batch.shape[0])
+        # ONNX Runtime returns when its run is done: a host clock; device events for the rest
+        clock = self.placement.torch_device
+        return time_call(self.timed_call(batch), clock, warmup=warmup, iters=iters, batch_size=batch.shape[0])
 
     def synchronize(self) -> None:
         self.placement.synchronize()
@@ -243,9 +245,11 @@ class CustomRunner:
             fn = compiled._orig_mod
         else:
             compiled = _compiled(getattr(self.fn, "module", None))
-            if compiled is None:
+            fn = copy.copy(self.fn)  # a copy whose .module is the original: the target itself is untouched
+            if compiled is None or fn is self.fn:
                 return None
-            fn = copy.copy(self.fn)
+            if isinstance(fn, torch.nn.Module):
+                fn._modules = dict(fn._modules)  # a shallow copy of a module shares its submodule table
             fn.module = compiled._orig_mod
         return CustomRunner(self.spec, fn, f"{self.name} (eager: _orig_mod)", self.precision, compiled._orig_mod)
 

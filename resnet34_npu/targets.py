@@ -203,6 +203,17 @@ def parse_target(text: str) -> TargetSpec | CustomSpec:
         needed = knobs.KNOBS[key].mode
         if needed and needed not in modes:
             raise InputError(f"target {text!r}: {key} is a setting of the {needed} mode; add /{needed}")
+        host = [m for m in execution if MODES[m].host]
+        if not needed and host:
+            raise InputError(
+                f"target {text!r}: {key} switches torch's device, which {host[0]} does not use "
+                "(ONNX Runtime targets take their provider's settings)"
+            )
+    if "graph" in modes and (dtype or "").endswith("-autocast"):
+        raise InputError(
+            f"target {text!r}: graph capture under autocast would replay freed cast weights; "
+            "capture a cast dtype (fp16, bf16) instead"
+        )
     return TargetSpec(device, dtype or "fp32", tuple(sorted(modes)), tuple(sorted(chosen.items())))
 
 

@@ -316,23 +316,28 @@ def test_output_dash_is_the_report_alone_even_when_a_target_writes_to_fd_1(tmp_p
 
 
 def test_pool_workers_do_not_count_as_threads_left_running():
-    """concurrent.futures workers (torch.compile starts them) are joined at interpreter exit;
-    a plain non-daemon thread is not, and counts."""
+    """Idle concurrent.futures workers (torch.compile starts them) are joined at interpreter
+    exit; a busy one, and a plain non-daemon thread, would keep the process waiting, and count."""
     import concurrent.futures
     import threading
 
     from resnet34_npu.errors import blocking_threads
 
     before = set(threading.enumerate())
-    pool = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="compile-worker")
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="compile-worker")
     pool.submit(sum, [1, 2]).result()
     stop = threading.Event()
     plain_thread = threading.Thread(target=stop.wait, name="engine-poller")
     plain_thread.start()
     try:
         assert blocking_threads(set(threading.enumerate()) - before) == ["engine-poller"]
+        started = threading.Event()
+        busy = pool.submit(lambda: (started.set(), stop.wait()))  # a task the exit would wait for
+        assert started.wait(10)
+        assert blocking_threads(set(threading.enumerate()) - before) == ["compile-worker_0", "engine-poller"]
     finally:
         stop.set()
         plain_thread.join()
+        busy.result()
         pool.shutdown()
     assert blocking_threads(set(threading.enumerate()) - before) == []
