@@ -15,6 +15,16 @@ from typing import Any
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
+if os.environ.get("R34_EMULATE_ASCEND"):  # an emulated Ascend host (CI): see emulation/__init__.py
+    from .emulation import ENV, activate, parse
+
+    try:
+        activate(*parse(os.environ[ENV]))
+    except Exception as _exc:  # a real torch_npu is here, or the value is wrong: no emulation, one line
+        import sys
+
+        print(f"resnet34-npu: {_exc}", file=sys.stderr)
+
 __version__ = "0.1.0"
 
 #: Why the API could not be imported (torch failing at import), or None. The entry point

@@ -202,13 +202,13 @@ def _backend_name(device: torch.device) -> str:
 
 
 def _synchronize_backend(device: torch.device) -> None:
-    accelerator = getattr(torch, "accelerator", None)
-    if accelerator is not None:
-        current = accelerator.current_accelerator()
-        if current is not None and current.type == device.type:
-            accelerator.synchronize(device)
-            return
-    getattr(torch, device.type).synchronize(device)
+    """The kind's own ``torch.<kind>.synchronize`` (torch.cuda, torch.npu, ...), else
+    ``torch.accelerator``'s."""
+    backend = getattr(torch, device.type, None)
+    if backend is not None and callable(getattr(backend, "synchronize", None)):
+        backend.synchronize(device)
+        return
+    torch.accelerator.synchronize(device)
 
 
 @dataclass(frozen=True)

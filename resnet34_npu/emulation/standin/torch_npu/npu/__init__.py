@@ -1,0 +1,331 @@
+"""``torch.npu`` on an emulated Ascend host: the device module the suite calls, with the real
+torch_npu's names and call signatures (``torch_npu/npu/__init__.py``, ``utils.py``,
+``npu_config.py``), backed by the CPU.
+
+Emulated numerics, per the SoC (``R34_EMULATED_SOC``): the default ACL precision mode is
+``allow_fp32_to_fp16`` on Ascend910A / 910ProA/B (matrix operators take fp32 tensors in fp16) and
+``must_keep_origin_dtype`` on Ascend910B* and later; ``conv.allow_hf32`` / ``matmul.allow_hf32``
+round the operands of convolutions / matrix products to HF32's 10-bit mantissa; fp16 and bf16
+matrix operators take their operands in that dtype, accumulate in fp32 and round the result.
+``R34_EMULATED_FAULTS=K[,K...]`` makes those cards wrong: the result of every 256-channel 3x3
+convolution (layer3) is scaled by 1 + 1e-3, as a bad kernel would do.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import torch
+from torch.utils._pytree import tree_map
+
+__all__ = [
+    "Event",
+    "conv",
+    "current_device",
+    "device",
+    "device_count",
+    "get_device_name",
+    "is_available",
+    "matmul",
+    "set_compile_mode",
+    "set_device",
+    "set_option",
+    "synchronize",
+]
+
+_SOC = os.environ.get("R34_EMULATED_SOC", "Ascend910B3")
+_PHYSICAL = int(os.environ.get("R34_EMULATED_CARDS", "8"))
+_FAULTY = {int(k) for k in os.environ.get("R34_EMULATED_FAULTS", "").split(",") if k.strip().isdigit()}
+_current = 0
+
+
+def _visible() -> list[int]:
+    """The physical cards this process sees: ASCEND_RT_VISIBLE_DEVICES, as on a real host."""
+    text = os.environ.get("ASCEND_RT_VISIBLE_DEVICES")
+    if text is None:
+        return list(range(_PHYSICAL))
+    ids = [int(t) for t in text.split(",") if t.strip().isdigit()]
+    return [i for i in ids if i < _PHYSICAL]
+
+
+class _Hf32:
+    def __init__(self) -> None:
+        self.allow_hf32 = False
+
+
+conv = _Hf32()
+matmul = _Hf32()
+
+
+def is_available() -> bool:
+    return device_count() > 0
+
+
+def device_count() -> int:
+    return len(_visible())
+
+
+def current_device() -> int:
+    return _current
+
+
+def set_device(device: Any) -> None:
+    global _current
+    _current = torch.device(device).index if not isinstance(device, int) else device
+
+
+def synchronize(device: Any = None) -> None:
+    """The emulated device computes synchronously: nothing is in flight."""
+
+
+def get_device_name(device_name: Any = None) -> str:
+    return _SOC
+
+
+def set_option(option: dict) -> None:
+    from .. import _C
+
+    if not isinstance(option, dict):
+        raise TypeError("npu option must be a dict.")
+    _C._OPTIONS.update({str(k): str(v) for k, v in option.items()})
+
+
+def set_compile_mode(jit_compile: bool = False) -> None:
+    from .. import _C
+
+    _C._OPTIONS["jitCompile"] = "enable" if jit_compile else "disable"
+
+
+class device:  # noqa: N801 - torch_npu's own name
+    """``with torch.npu.device(d):``: make ``d`` the current device inside the block."""
+
+    def __init__(self, device: Any) -> None:
+        self.idx = torch.device(device).index if not isinstance(device, int) else device
+        self.prev_idx = -1
+
+    def __enter__(self) -> None:
+        self.prev_idx = current_device()
+        if self.idx is not None:
+            set_device(self.idx)
+
+    def __exit__(self, *exc: Any) -> bool:
+        set_device(self.prev_idx)
+        return False
+
+
+class Event:
+    """``torch.npu.Event(enable_timing=True)``: record, synchronize, elapsed_time in ms."""
+
+    def __init__(self, enable_timing: bool = False, blocking: bool = False, interprocess: bool = False) -> None:
+        self.enable_timing = enable_timing
+        self._at: float | None = None
+
+    def record(self, stream: Any = None) -> None:
+        self._at = time.perf_counter()
+
+    def synchronize(self) -> None:
+        pass
+
+    def query(self) -> bool:
+        return True
+
+    def elapsed_time(self, end_event: Event) -> float:
+        if not (self.enable_timing and end_event.enable_timing):
+            raise RuntimeError("Both events must be created with argument 'enable_timing=True'.")
+        if self._at is None or end_event._at is None:
+            raise RuntimeError("Both events must be recorded before calculating elapsed time.")
+        return (end_event._at - self._at) * 1000.0
+
+
+# --- the device -------------------------------------------------------------------------------
+
+#: Matrix operators, as they reach the device (composite ones like conv2d and linear arrive
+#: whole): the cube unit's precision rules apply to them.
+#: The convolutions a faulty card gets wrong: layer3's 256-channel 3x3 ones (the first is layer3.0.conv2).
+FAULTY_WEIGHT = (256, 256, 3, 3)
+_MATRIX = {"aten::convolution", "aten::conv2d", "aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"}
+
+
+def _acl_mode() -> str:
+    from .. import _C
+
+    default = (
+        "must_keep_origin_dtype"
+        if _SOC.startswith(("Ascend910B", "Ascend910_9", "Ascend910C"))
+        else ("allow_fp32_to_fp16")
+    )
+    return _C._OPTIONS.get("ACL_PRECISION_MODE", default)
+
+
+def _hf32(x: torch.Tensor) -> torch.Tensor:
+    """Round float32 to HF32: 10 explicit mantissa bits, round to nearest even."""
+    bits = x.contiguous().view(torch.int32)
+    lsb = (bits >> 13) & 1
+    rounded = (bits + 0xFFF + lsb) & ~0x1FFF
+    return torch.where(torch.isfinite(x), rounded.view(torch.float32), x)
+
+
+class NPUTensor(torch.Tensor):
+    """A tensor of device type ``npu`` whose data is the CPU tensor ``_data``."""
+
+    @staticmethod
+    def __new__(cls, data: torch.Tensor, device: torch.device) -> NPUTensor:
+        t = torch.Tensor._make_wrapper_subclass(
+            cls,
+            data.shape,
+            strides=data.stride(),
+            storage_offset=data.storage_offset(),
+            dtype=data.dtype,
+            device=device,
+            requires_grad=data.requires_grad,
+        )
+        t._data = data
+        return t
+
+    def __repr__(self, *, tensor_contents: Any = None) -> str:
+        return f"tensor({self._data.tolist() if self._data.numel() < 8 else '...'}, device='{self.device}')"
+
+    @classmethod
+    def __torch_dispatch__(cls, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        devices: list[torch.device] = []
+
+        def unwrap(x: Any) -> Any:
+            if isinstance(x, NPUTensor):
+                devices.append(x.device)
+                return x._data
+            return x
+
+        plain_args, plain_kwargs = tree_map(unwrap, args), tree_map(unwrap, kwargs)
+        device = devices[0] if devices else torch.device("npu", _current)
+        # a device named in the call (to, _to_copy, empty, ...) decides where the result lives
+        named = [a for a in (*plain_args, *plain_kwargs.values()) if isinstance(a, torch.device)]
+        if named and named[0].type != "npu":  # off the card: a CPU copy, never an alias of its memory
+            out = func(*plain_args, **plain_kwargs)
+            return tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
+        if named:
+            device = named[0]
+            cpu = torch.device("cpu")
+            plain_args = tuple(cpu if isinstance(a, torch.device) else a for a in plain_args)
+            plain_kwargs = {k: cpu if isinstance(v, torch.device) else v for k, v in plain_kwargs.items()}
+        name = func._schema.name
+        if name in _MATRIX:
+            out = _matrix(func, name, plain_args, plain_kwargs, device)
+        else:
+            out = func(*plain_args, **plain_kwargs)
+        returns = func._schema.returns
+        if returns and returns[0].alias_info is not None and returns[0].alias_info.is_write:
+            return args[0]  # in place: the wrapper's data was written
+        return tree_map(lambda x: NPUTensor(x, device) if type(x) is torch.Tensor else x, out)
+
+
+def _matrix(func: Any, name: str, args: tuple, kwargs: dict, device: torch.device) -> torch.Tensor:
+    """A convolution or matrix product as the emulated card computes it."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    dtype = tensors[0].dtype if tensors else torch.float32
+    operands = 2  # input and weight (or the two matrices); a bias is added in fp32
+    if name == "aten::addmm":
+        operands = (1, 2)  # addmm(bias, input, weight)
+    if dtype in (torch.float16, torch.bfloat16):
+        cast = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
+        out = func(*cast, **kwargs).to(dtype)  # operands in the dtype, fp32 accumulation, rounded result
+    elif dtype == torch.float32 and _acl_mode().startswith(("allow_fp32_to_fp16", "force_fp16", "allow_mix")):
+        cast = _round_operands(args, operands, lambda t: t.half().float())
+        out = func(*cast, **kwargs).half().float()
+    elif dtype == torch.float32 and (conv.allow_hf32 if "conv" in name else matmul.allow_hf32):
+        out = func(*_round_operands(args, operands, _hf32), **kwargs)
+    else:
+        out = func(*args, **kwargs)
+    weight = args[1] if len(args) > 1 and isinstance(args[1], torch.Tensor) else None
+    physical = _visible()[device.index or 0] if (device.index or 0) < len(_visible()) else -1
+    if physical in _FAULTY and "conv" in name and weight is not None and tuple(weight.shape) == FAULTY_WEIGHT:
+        out = out * (1 + 1e-3)
+    return out
+
+
+def _round_operands(args: tuple, which: Any, fn: Any) -> list:
+    indexes = range(which) if isinstance(which, int) else which
+    return [fn(a) if i in indexes and isinstance(a, torch.Tensor) else a for i, a in enumerate(args)]
+
+
+class _Hooks(torch._C._acc.PrivateUse1Hooks):
+    def is_available(self) -> bool:
+        return is_available()
+
+    def has_primary_context(self, device_index: int) -> bool:
+        return True
+
+    def is_built(self) -> bool:
+        return True
+
+
+class _Guard(torch._C._acc.DeviceGuard):
+    def type_(self) -> Any:
+        return torch._C._autograd.DeviceType.PrivateUse1
+
+    def exchangeDevice(self, device_index: int) -> int:  # noqa: N802 - the guard's protocol
+        previous = current_device()
+        set_device(device_index)
+        return previous
+
+    def getDevice(self) -> int:  # noqa: N802
+        return current_device()
+
+    def setDevice(self, device_index: int) -> None:  # noqa: N802
+        set_device(device_index)
+
+    def uncheckedSetDevice(self, device_index: int) -> None:  # noqa: N802
+        set_device(device_index)
+
+    def deviceCount(self) -> int:  # noqa: N802
+        return device_count()
+
+
+def _empty(
+    size: Any,
+    dtype: Any = None,
+    layout: Any = None,
+    device: Any = None,
+    pin_memory: Any = None,
+    memory_format: Any = None,
+) -> NPUTensor:
+    return NPUTensor(
+        torch.empty(size, dtype=dtype or torch.float32, memory_format=memory_format or torch.contiguous_format), device
+    )
+
+
+def _empty_strided(
+    size: Any, stride: Any, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None
+) -> NPUTensor:
+    return NPUTensor(torch.empty_strided(size, stride, dtype=dtype or torch.float32), device)
+
+
+def _copy_from(src: torch.Tensor, dst: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
+    data = src._data if isinstance(src, NPUTensor) else src
+    (dst._data if isinstance(dst, NPUTensor) else dst).copy_(data)
+    return dst
+
+
+_LIBRARY: Any = None
+
+
+def _register() -> None:
+    """What importing the real torch_npu does: the ``npu`` device, its module, its kernels."""
+    global _LIBRARY
+    import sys
+
+    from torch.utils.backend_registration import _setup_privateuseone_for_python_backend
+
+    if _LIBRARY is not None:
+        return
+    _setup_privateuseone_for_python_backend(
+        "npu", backend_module=sys.modules[__name__], hook=_Hooks(), device_guard=_Guard()
+    )
+    _LIBRARY = torch.library.Library("aten", "IMPL")
+    _LIBRARY.impl("empty.memory_format", _empty, "PrivateUse1")
+    _LIBRARY.impl("empty_strided", _empty_strided, "PrivateUse1")
+    _LIBRARY.impl("_copy_from", _copy_from, "PrivateUse1")
+    # Module.to() must replace parameters by the device's tensors, not write into CPU ones
+    torch.__future__.set_overwrite_module_params_on_conversion(True)

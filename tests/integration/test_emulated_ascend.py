@@ -1,0 +1,179 @@
+"""The NPU path run for real on an emulated Ascend host (``R34_EMULATE_ASCEND``): the probe,
+device names, ``npu:k`` placement, synchronisation, event timing, the ACL precision mode per
+SoC, HF32, fp16/bf16, and a bad card among good ones; and the stand-in's names checked against
+the real torch-npu wheel's sources. Each run is a fresh process (the emulated device is
+registered process-wide when the stand-in torch_npu is imported): marked ``slow``."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resnet34_npu.emulation import STANDIN
+from tests.integration.test_broken_torch_npu import npu_site  # noqa: F401 - the real wheel, as a fixture
+
+REPO = Path(__file__).resolve().parents[2]
+CAT = str(REPO / "fixtures" / "images" / "cat.jpg")
+pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
+
+
+def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8", **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "resnet34_npu", *argv],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def test_eight_cards_are_probed_named_and_honour_visible_devices():
+    done = run("devices", "--json")
+    rows = [r for r in json.loads(done.stdout) if r["device"].startswith("npu")]
+    assert [r["device"] for r in rows] == [f"npu:{k}" for k in range(8)] and all(r["available"] for r in rows)
+    assert {r["name"] for r in rows} == {"Ascend910B3"}
+    assert rows[0]["precision"]["ACL_PRECISION_MODE"].startswith("must_keep_origin_dtype")
+    two = json.loads(run("devices", "--json", env={"ASCEND_RT_VISIBLE_DEVICES": "1,3"}).stdout)
+    assert [r["device"] for r in two if r["device"].startswith("npu")] == ["npu:0", "npu:1"]
+
+
+def test_every_card_and_precision_is_compared_timed_and_judged(tmp_path):
+    report = tmp_path / "r.json"
+    targets = ["npu:3/fp32", "npu:0/fp16", "npu:7/bf16", "npu:5/fp32/hf32=on", "npu:2/fp32/acl=allow_fp32_to_fp16"]
+    done = run("compare", "--target", *targets, "--image", CAT, "--iters", "2", "--output", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(report.read_text())
+    got = {t["name"]: (t["verdict"], t["effective_precision"], t["device_name"]) for t in doc["targets"]}
+    assert got == {
+        "npu:3/fp32": ("pass", "fp32", "Ascend910B3"),
+        "npu:0/fp16": ("pass", "fp16", "Ascend910B3"),
+        "npu:7/bf16": ("pass", "bf16", "Ascend910B3"),
+        "npu:5/fp32/hf32=on": ("pass", "hf32", "Ascend910B3"),
+        "npu:2/fp32/acl=allow_fp32_to_fp16": ("pass", "fp16", "Ascend910B3"),
+    }
+    errors = {t["name"]: t["images"][0]["metrics"]["rel_l2_error"] for t in doc["targets"]}
+    assert errors["npu:3/fp32"] < 1e-6, "fp32 with must_keep_origin_dtype computes what the CPU does"
+    assert all(1e-4 < errors[n] < 1e-2 for n in targets[1:]), "each reduced precision really is reduced"
+    assert all(t["latency_ms"]["clock"] == "device events" for t in doc["targets"])
+
+
+def test_an_ascend910a_computes_fp32_in_fp16_and_is_judged_so(tmp_path):
+    report = tmp_path / "r.json"
+    done = run(
+        "compare",
+        "--target",
+        "npu:1/fp32",
+        "--image",
+        CAT,
+        "--iters",
+        "0",
+        "--output",
+        str(report),
+        env={"R34_EMULATE_ASCEND": "Ascend910A:2"},
+    )
+    target = json.loads(report.read_text())["targets"][0]
+    assert done.returncode == 0 and target["effective_precision"] == "fp16"
+    assert "ACL_PRECISION_MODE=allow_fp32_to_fp16" in target["precision_reason"]
+
+
+def test_one_bad_card_among_eight_fails_with_its_stage(tmp_path):
+    report = tmp_path / "r.json"
+    targets = [f"npu:{k}/fp32" for k in range(8)]
+    done = run(
+        "compare",
+        "--target",
+        *targets,
+        "--image",
+        CAT,
+        "--iters",
+        "0",
+        "--output",
+        str(report),
+        env={"R34_EMULATED_FAULTS": "3"},
+    )
+    doc = json.loads(report.read_text())
+    verdicts = {t["name"]: t["verdict"] for t in doc["targets"]}
+    assert done.returncode == 1 and verdicts == {n: ("fail" if n == "npu:3/fp32" else "pass") for n in targets}
+    assert "FAIL npu:3/fp32 cat.jpg: first diverging stage: layer3.0.conv2:" in done.stdout
+
+
+def test_pytest_runs_the_npu_targets_of_the_emulated_host(tmp_path):
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["resnet34_npu.pytest_plugin"]\n')
+    (tmp_path / "test_conformance.py").write_text((REPO / "tests/conformance/test_conformance.py").read_text())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8", "R34_EMULATED_FAULTS": "5"}
+    args = ["--r34-images=" + CAT, "--r34-iters=0", "-k", "test_verdict and batch1", "--r34-require=npu"]
+    targets = ["--r34-target=npu:3", "--r34-target=npu:5", "--r34-target=npu:1/fp16"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, *targets],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert done.returncode == 1, done.stdout[-3000:]
+    assert "resnet34-npu device npu:7: Ascend910B3" in done.stdout
+    report = json.loads((tmp_path / "acceptance_report.json").read_text())
+    assert {t["name"]: t["verdict"] for t in report["targets"]} == {
+        "npu:3/fp32": "pass",
+        "npu:5/fp32": "fail",
+        "npu:1/fp16": "pass",
+    }
+
+
+def test_the_emulation_never_replaces_a_real_torch_npu(tmp_path):
+    (tmp_path / "torch_npu").mkdir()
+    (tmp_path / "torch_npu" / "__init__.py").write_text("raise ImportError('a real torch_npu, without CANN')\n")
+    env = {"PYTHONPATH": f"{REPO}{os.pathsep}{tmp_path}"}
+    done = run("devices", env=env)
+    assert done.stderr.strip() == (
+        "resnet34-npu: R34_EMULATE_ASCEND: a real torch_npu is installed here; the Ascend emulation never replaces it"
+    )
+    npu = next(line for line in done.stdout.splitlines() if line.startswith("npu"))
+    assert npu.split()[1:3] == ["not", "available"] and "import torch_npu failed: ImportError: a real torch_npu, without CANN" in npu
+
+
+def _definitions(root: Path) -> dict[str, list[str]]:
+    """Top-level functions and classes of ``root``'s modules: name -> parameter names
+    (a class: its ``__init__`` or ``__new__``, without self/cls)."""
+    found: dict[str, list[str]] = {}
+    for path in root.glob("*.py"):
+        for node in ast.parse(path.read_text(errors="replace")).body:
+            if isinstance(node, ast.FunctionDef):
+                found.setdefault(node.name, [a.arg for a in node.args.args])
+            elif isinstance(node, ast.ClassDef):
+                init = [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name in ("__init__", "__new__")]
+                found.setdefault(node.name, [a.arg for a in init[0].args.args[1:]] if init else [])
+            elif isinstance(node, ast.Assign):
+                for target in node.targets:
+                    if isinstance(target, ast.Name):
+                        found.setdefault(target.id, [])
+    return found
+
+
+@pytest.mark.npu_install
+def test_every_standin_name_exists_in_the_real_wheel_with_its_signature(npu_site):  # noqa: F811
+    real = _definitions(npu_site / "torch_npu" / "npu")
+    ours = _definitions(STANDIN / "torch_npu" / "npu")
+    public = ast.literal_eval(
+        next(
+            n.value
+            for n in ast.parse((STANDIN / "torch_npu" / "npu" / "__init__.py").read_text()).body
+            if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "__all__"
+        )
+    )
+    missing = [name for name in public if name not in real]
+    assert not missing, f"not in the real torch_npu.npu: {missing}"
+    for name in public:
+        if ours[name]:
+            assert ours[name] == real[name][: len(ours[name])], f"{name}: {ours[name]} vs the real {real[name]}"
+    # torch_npu._C is compiled: its Python sources call what the stand-in provides
+    assert "torch_npu._C._npu_getOption(" in (npu_site / "torch_npu" / "npu" / "npu_config.py").read_text()
