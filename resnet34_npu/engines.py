@@ -216,10 +216,12 @@ def _compile(module, example, device, options, *, context, **_):
 def _graph(module, example, device, options, *, context, **_):
     backend = getattr(torch, device.type, None)
     graph_class = {"cuda": "CUDAGraph", "npu": "NPUGraph"}.get(device.type)
-    if graph_class is None or backend is None or not hasattr(backend, graph_class):
+    if graph_class is None or backend is None:
         raise BackendUnavailable(
             f"graph capture needs a CUDA or NPU device (torch.cuda.graph / torch.npu.graph), not {device.type}"
         )
+    if not hasattr(backend, graph_class) or not hasattr(backend, "graph"):
+        raise BackendUnavailable(f"this torch.{device.type} has no {graph_class} / graph (graph capture)")
     graphs: dict[tuple[Any, ...], tuple[torch.Tensor, Any, torch.Tensor]] = {}
 
     def capture(x: torch.Tensor) -> tuple[torch.Tensor, Any, torch.Tensor]:

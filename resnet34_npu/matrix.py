@@ -47,6 +47,9 @@ class TargetChoice:
     spec: TargetSpec | CustomSpec
     reason: str = ""
     slow_reason: str = ""
+    #: The reason is a backend this host lacks (an ONNX Runtime provider), not the device:
+    #: a skip even where the device kind is required.
+    backend: bool = False
 
     @property
     def kind(self) -> str:
@@ -75,7 +78,8 @@ def default_matrix() -> list[TargetChoice]:
     choices = [TargetChoice(parse_target("cpu/fp32"))]
     for text in CPU_EXTRA:
         spec = parse_target(text)
-        choices.append(TargetChoice(spec, _ort_reason(spec) if spec.execution == "ort" else ""))
+        ort = spec.execution == "ort"
+        choices.append(TargetChoice(spec, _ort_reason(spec) if ort else "", backend=ort))
     for dtype, why in devices.KINDS["cpu"].reduced().items():
         spec = parse_target(CPU_REDUCED[dtype])
         choices.append(TargetChoice(spec, slow_reason=f"{spec.name}: {why}" if why else ""))
@@ -95,7 +99,7 @@ def default_matrix() -> list[TargetChoice]:
             choices.extend(TargetChoice(parse_target(t.format(device=device))) for t in GRAPHS.get(kind.name, ()))
             if kind.name in ORT_ON:
                 spec = parse_target(ORT_ON[kind.name].format(device=device))
-                choices.append(TargetChoice(spec, _ort_reason(spec)))
+                choices.append(TargetChoice(spec, _ort_reason(spec), backend=True))
             choices.extend(_slow(t.format(device=device)) for t in COMPILED.get(kind.name, ()))
     return choices
 

@@ -292,8 +292,15 @@ def acceptance_report(
                         **({"nondeterministic": record["nondeterministic"]} if "nondeterministic" in record else {}),
                     }
                 )
+    skipped_at_run_time = {  # a backend this host cannot run skips a target's tests: say why
+        entry["params"].get("r34_target"): entry["message"] or "skipped"
+        for entry in entries
+        if entry["outcome"] == "skipped" and entry["params"].get("r34_target")
+    }
     for target in targets.values():
         statuses = [c["verdict"] for c in target["images"] + target["checks"]]
+        if not statuses and not target["skipped"] and target["name"] in skipped_at_run_time:
+            target["skipped"] = skipped_at_run_time[target["name"]]
         target["verdict"] = (
             worst_status(statuses) if statuses else (Status.SKIPPED if target["skipped"] else Status.NOT_RUN)
         )

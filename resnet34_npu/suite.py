@@ -101,7 +101,7 @@ class Suite:
 
     def missing_required(self, choice: TargetChoice) -> str:
         """The failure of a required target whose device is missing ("" otherwise)."""
-        if choice.kind in self.required and choice.reason:
+        if choice.kind in self.required and choice.reason and not choice.backend:
             return f"required device missing (--r34-require={choice.kind}): {choice.reason}"
         return ""
 

@@ -138,7 +138,10 @@ def test_the_emulation_never_replaces_a_real_torch_npu(tmp_path):
         "resnet34-npu: R34_EMULATE_ASCEND: a real torch_npu is installed here; the Ascend emulation never replaces it"
     )
     npu = next(line for line in done.stdout.splitlines() if line.startswith("npu"))
-    assert npu.split()[1:3] == ["not", "available"] and "import torch_npu failed: ImportError: a real torch_npu, without CANN" in npu
+    assert (
+        npu.split()[1:3] == ["not", "available"]
+        and "import torch_npu failed: ImportError: a real torch_npu, without CANN" in npu
+    )
 
 
 def _definitions(root: Path) -> dict[str, list[str]]:
@@ -177,3 +180,44 @@ def test_every_standin_name_exists_in_the_real_wheel_with_its_signature(npu_site
             assert ours[name] == real[name][: len(ours[name])], f"{name}: {ours[name]} vs the real {real[name]}"
     # torch_npu._C is compiled: its Python sources call what the stand-in provides
     assert "torch_npu._C._npu_getOption(" in (npu_site / "torch_npu" / "npu" / "npu_config.py").read_text()
+
+
+def test_minus_k_picks_one_card_and_the_npu_marker_selects_the_cards(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8"}
+    collect = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "--collect-only",
+        "-q",
+        str(REPO / "tests/conformance"),
+    ]
+    one = subprocess.run([*collect, "-k", "npu:3"], capture_output=True, text=True, env=env, timeout=300)
+    ids = [line for line in one.stdout.splitlines() if "::" in line]
+    assert ids and all("npu:3" in i for i in ids), one.stdout[-2000:]
+    marked = subprocess.run([*collect, "-m", "npu"], capture_output=True, text=True, env=env, timeout=300)
+    cards = {i.split("[")[1].split("/")[0] for i in marked.stdout.splitlines() if "::" in i and "[npu:" in i}
+    assert cards == {f"npu:{k}" for k in range(8)} and "[cpu" not in marked.stdout
+
+
+GRAPH_REPLAY = """
+import resnet34_npu, torch, torch_npu  # as on a real host, importing torch_npu registers the device
+x = torch.zeros(3).to("npu:2")
+graph = torch.npu.NPUGraph()
+with torch.npu.graph(graph):
+    y = x * 2 + 1
+x.copy_(torch.tensor([1.0, 2.0, 3.0]))
+print(y.cpu().tolist())
+graph.replay()
+print(y.cpu().tolist(), y.device)
+"""
+
+
+def test_an_emulated_npu_graph_replays_on_the_captured_memory():
+    """Replay computes again on whatever the static input holds now; reading the output before
+    replaying gives the stale result, as on a card."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8"}
+    done = subprocess.run([sys.executable, "-c", GRAPH_REPLAY], capture_output=True, text=True, env=env, timeout=300)
+    assert done.stdout.splitlines() == ["[1.0, 1.0, 1.0]", "[3.0, 5.0, 7.0] npu:2"], done.stderr[-2000:]

@@ -22,16 +22,21 @@ from torch.utils._pytree import tree_map
 
 __all__ = [
     "Event",
+    "NPUGraph",
+    "Stream",
     "conv",
     "current_device",
+    "current_stream",
     "device",
     "device_count",
     "get_device_name",
+    "graph",
     "is_available",
     "matmul",
     "set_compile_mode",
     "set_device",
     "set_option",
+    "stream",
     "synchronize",
 ]
 
@@ -59,6 +64,16 @@ conv = _Hf32()
 matmul = _Hf32()
 
 
+def _index(device: Any) -> int:
+    """A device given as None (the current one), an index, "npu:k" or a torch.device."""
+    if device is None:
+        return current_device()
+    if isinstance(device, int):
+        return device
+    index = torch.device(device).index
+    return current_device() if index is None else index
+
+
 def is_available() -> bool:
     return device_count() > 0
 
@@ -73,7 +88,7 @@ def current_device() -> int:
 
 def set_device(device: Any) -> None:
     global _current
-    _current = torch.device(device).index if not isinstance(device, int) else device
+    _current = _index(device)
 
 
 def synchronize(device: Any = None) -> None:
@@ -112,6 +127,110 @@ class device:  # noqa: N801 - torch_npu's own name
 
     def __exit__(self, *exc: Any) -> bool:
         set_device(self.prev_idx)
+        return False
+
+
+class Stream:
+    """``torch.npu.Stream``: the emulated device runs everything in order on one queue."""
+
+    def __init__(self, device: Any = None, priority: int = 0, **kwargs: Any) -> None:
+        self.device = torch.device("npu", _index(device))
+
+    def wait_stream(self, stream: Stream) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
+
+    def query(self) -> bool:
+        return True
+
+
+_default_streams: dict[int, Stream] = {}
+
+
+def current_stream(device: Any = None) -> Stream:
+    index = _index(device)
+    return _default_streams.setdefault(index, Stream(index))
+
+
+class _StreamContext:
+    def __init__(self, stream: Stream) -> None:
+        self.stream = stream
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
+
+
+def stream(stream: Stream) -> _StreamContext:
+    return _StreamContext(stream)
+
+
+#: The operators recorded by the graph being captured, or None.
+_capturing: list | None = None
+
+
+class NPUGraph:
+    """``torch.npu.NPUGraph``: capture records every operator run on the device with its
+    tensors; replay runs them again on the same memory, in order, writing each result where the
+    captured one lives. As on a card, replay reads whatever the captured input buffers hold now:
+    inputs must be copied into them, and outputs read out before the next replay."""
+
+    def __init__(self) -> None:
+        self._ops: list = []
+
+    def capture_begin(self, pool: Any = None, capture_error_mode: str = "global") -> None:
+        global _capturing
+        if _capturing is not None:
+            raise RuntimeError("a graph is already being captured")
+        self._ops = []
+        _capturing = self._ops
+
+    def capture_end(self) -> None:
+        global _capturing
+        _capturing = None
+
+    def replay(self) -> None:
+        for compute, args, kwargs, out in self._ops:
+            again = compute(*args, **kwargs)
+            for old, new in zip(_tensors(out), _tensors(again)):
+                if old is not new:
+                    old.copy_(new)
+
+    def reset(self) -> None:
+        self._ops = []
+
+
+def _tensors(x: Any) -> list[torch.Tensor]:
+    if isinstance(x, torch.Tensor):
+        return [x]
+    if isinstance(x, (list, tuple)):
+        return [t for item in x for t in _tensors(item)]
+    return []
+
+
+class graph:  # noqa: N801 - torch_npu's own name
+    """``with torch.npu.graph(npu_graph):``: capture what runs inside into ``npu_graph``."""
+
+    def __init__(
+        self,
+        npu_graph: NPUGraph,
+        pool: Any = None,
+        stream: Any = None,
+        auto_dispatch_capture: bool = False,
+        capture_error_mode: str = "global",
+    ) -> None:
+        self.npu_graph = npu_graph
+
+    def __enter__(self) -> None:
+        synchronize()
+        self.npu_graph.capture_begin()
+
+    def __exit__(self, *exc: Any) -> bool:
+        self.npu_graph.capture_end()
         return False
 
 
@@ -212,9 +331,14 @@ class NPUTensor(torch.Tensor):
             plain_kwargs = {k: cpu if isinstance(v, torch.device) else v for k, v in plain_kwargs.items()}
         name = func._schema.name
         if name in _MATRIX:
-            out = _matrix(func, name, plain_args, plain_kwargs, device)
+
+            def compute(*a: Any, **k: Any) -> Any:
+                return _matrix(func, name, a, k, device)
         else:
-            out = func(*plain_args, **plain_kwargs)
+            compute = func
+        out = compute(*plain_args, **plain_kwargs)
+        if _capturing is not None:  # graph capture: the operator is recorded, to run again at replay
+            _capturing.append((compute, plain_args, plain_kwargs, out))
         returns = func._schema.returns
         if returns and returns[0].alias_info is not None and returns[0].alias_info.is_write:
             return args[0]  # in place: the wrapper's data was written
