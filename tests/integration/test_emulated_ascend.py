@@ -110,7 +110,15 @@ def test_pytest_runs_the_npu_targets_of_the_emulated_host(tmp_path):
     (tmp_path / "test_conformance.py").write_text((REPO / "tests/conformance/test_conformance.py").read_text())
     env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8", "R34_EMULATED_FAULTS": "5"}
     args = ["--r34-images=" + CAT, "--r34-iters=0", "-k", "test_verdict and batch1", "--r34-require=npu"]
-    targets = ["--r34-target=npu:3", "--r34-target=npu:5", "--r34-target=npu:1/fp16"]
+    targets = [
+        "npu:3",
+        "npu:5",
+        "npu:1/fp16",
+        "npu:2/fp32/hf32=on",
+        "npu:4/fp32/acl=allow_fp32_to_fp16",
+        "npu:6/fp16/graph",
+    ]
+    targets = [f"--r34-target={t}" for t in targets]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, *targets],
         capture_output=True,
@@ -122,11 +130,16 @@ def test_pytest_runs_the_npu_targets_of_the_emulated_host(tmp_path):
     assert done.returncode == 1, done.stdout[-3000:]
     assert "resnet34-npu device npu:7: Ascend910B3" in done.stdout
     report = json.loads((tmp_path / "acceptance_report.json").read_text())
-    assert {t["name"]: t["verdict"] for t in report["targets"]} == {
-        "npu:3/fp32": "pass",
-        "npu:5/fp32": "fail",
-        "npu:1/fp16": "pass",
+    assert {t["name"]: (t["verdict"], t["effective_precision"]) for t in report["targets"]} == {
+        "npu:3/fp32": ("pass", "fp32"),
+        "npu:5/fp32": ("fail", "fp32"),
+        "npu:1/fp16": ("pass", "fp16"),
+        "npu:2/fp32/hf32=on": ("pass", "hf32"),
+        "npu:4/fp32/acl=allow_fp32_to_fp16": ("pass", "fp16"),
+        "npu:6/fp16/graph": ("pass", "fp16"),
     }
+    failed = next(t for t in report["targets"] if t["name"] == "npu:5/fp32")
+    assert failed["images"][0]["localization"]["first_failing_stage"] == "layer3.0.conv2"
 
 
 def test_the_emulation_never_replaces_a_real_torch_npu(tmp_path):
