@@ -15,7 +15,8 @@ from typing import Any
 
 os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
-if os.environ.get("R34_EMULATE_ASCEND"):  # an emulated Ascend host (CI): see emulation/__init__.py
+if os.environ.get("R34_EMULATE_ASCEND", "").strip().lower() not in ("", "0", "off", "false", "no"):
+    # an emulated Ascend host (CI): see emulation/__init__.py
     from .emulation import ENV, activate, parse
 
     try:

@@ -42,7 +42,7 @@ import torch
 
 #: |ref| below this is judged by absolute error (msprobe's small-value rule), per precision.
 SMALL_VALUE = {"fp32": 1e-6, "fp64": 1e-6, "tf32": 1e-3, "hf32": 1e-3, "fp16": 1e-3, "bf16": 1e-3}
-#: torch.testing.assert_close's default (rtol, atol); tf32/hf32 share fp16's 10-bit mantissa.
+#: torch.testing.assert_close's default (rtol, atol); tf32 and hf32 (10- and 11-bit mantissas) share fp16's.
 ASSERT_CLOSE_TOLERANCES = {
     "fp64": (1e-7, 1e-7),
     "fp32": (1.3e-6, 1e-5),

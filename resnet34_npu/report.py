@@ -292,14 +292,16 @@ def acceptance_report(
                         **({"nondeterministic": record["nondeterministic"]} if "nondeterministic" in record else {}),
                     }
                 )
-    skipped_at_run_time = {  # a backend this host cannot run skips a target's tests: say why
-        entry["params"].get("r34_target"): entry["message"] or "skipped"
-        for entry in entries
-        if entry["outcome"] == "skipped" and entry["params"].get("r34_target")
-    }
+    skipped_at_run_time: dict[str, str] = {}  # a backend this host cannot run skips a target's tests: say why
+    for entry in entries:
+        name = entry["params"].get("r34_target")
+        if name and entry["outcome"] == "skipped":
+            skipped_at_run_time.setdefault(name, entry["message"] or "skipped")
+        elif name:
+            skipped_at_run_time[name] = ""  # some test of it did not skip: not "skipped" as a whole
     for target in targets.values():
         statuses = [c["verdict"] for c in target["images"] + target["checks"]]
-        if not statuses and not target["skipped"] and target["name"] in skipped_at_run_time:
+        if not statuses and not target["skipped"] and skipped_at_run_time.get(target["name"]):
             target["skipped"] = skipped_at_run_time[target["name"]]
         target["verdict"] = (
             worst_status(statuses) if statuses else (Status.SKIPPED if target["skipped"] else Status.NOT_RUN)

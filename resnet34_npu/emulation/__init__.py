@@ -27,6 +27,9 @@ DEFAULT_SOC = "Ascend910B3"
 DEFAULT_CARDS = 8
 
 
+OFF = ("", "0", "off", "false", "no")
+
+
 def parse(text: str) -> tuple[str, int]:
     """``SOC[:CARDS]`` (``1`` alone means the defaults): the SoC name and the number of cards."""
     soc, _, cards = text.strip().partition(":")

@@ -8,7 +8,7 @@ Emulated numerics, per the SoC (``R34_EMULATED_SOC``): the default ACL precision
 round the operands of convolutions / matrix products to HF32's 10-bit mantissa; fp16 and bf16
 matrix operators take their operands in that dtype, accumulate in fp32 and round the result.
 ``R34_EMULATED_FAULTS=K[,K...]`` makes those cards wrong: the result of every 256-channel 3x3
-convolution (layer3) is scaled by 1 + 1e-3, as a bad kernel would do.
+convolution (layer3) is scaled by 1 + 1e-2, as a bad kernel would do.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ __all__ = [
     "device_count",
     "get_device_name",
     "graph",
+    "is_bf16_supported",
     "is_available",
     "matmul",
     "set_compile_mode",
@@ -55,13 +56,43 @@ def _visible() -> list[int]:
     return [i for i in ids if i < _PHYSICAL]
 
 
-class _Hf32:
-    def __init__(self) -> None:
-        self.allow_hf32 = False
+class _AllowHF32:
+    """``torch.npu.conv`` / ``torch.npu.matmul``: ``allow_hf32`` is kept in the option store
+    (``ALLOW_CONV_HF32`` / ``ALLOW_MATMUL_HF32``), as torch_npu's ``npu_config`` does; unset, a
+    convolution allows HF32 and a matrix product does not (CANN's defaults)."""
+
+    def __init__(self, option: str, default: bool) -> None:
+        object.__setattr__(self, "_option", option)
+        object.__setattr__(self, "_default", default)
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "allow_hf32":
+            return None
+        from .. import _C
+
+        value = _C._npu_getOption(self._option)
+        return self._default if value is None or value.decode() == "" else value.decode() == "enable"
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "allow_hf32":
+            if not isinstance(value, bool):
+                raise TypeError(f"allow_hf32 must be a bool, but got {type(value).__name__}")
+            from .. import _C
+
+            _C._OPTIONS[self._option] = "enable" if value else "disable"
 
 
-conv = _Hf32()
-matmul = _Hf32()
+conv = _AllowHF32("ALLOW_CONV_HF32", True)
+matmul = _AllowHF32("ALLOW_MATMUL_HF32", False)
+
+
+def _checked(device: Any) -> torch.device:
+    """``npu`` or ``npu:k`` as the device it is (the current one without an index), or the
+    error a card would give for an index past the visible ones."""
+    index = _index(device)
+    if not 0 <= index < device_count():
+        raise RuntimeError(f"Invalid device argument: npu:{index}, the visible device count is {device_count()}")
+    return torch.device("npu", index)
 
 
 def _index(device: Any) -> int:
@@ -88,7 +119,7 @@ def current_device() -> int:
 
 def set_device(device: Any) -> None:
     global _current
-    _current = _index(device)
+    _current = _checked(device).index
 
 
 def synchronize(device: Any = None) -> None:
@@ -96,6 +127,7 @@ def synchronize(device: Any = None) -> None:
 
 
 def get_device_name(device_name: Any = None) -> str:
+    _checked(device_name)
     return _SOC
 
 
@@ -190,8 +222,21 @@ class NPUGraph:
         _capturing = self._ops
 
     def capture_end(self) -> None:
+        """As on a card, capturing computes nothing: what the captured operators produced is
+        garbage (NaN here) until the first replay."""
         global _capturing
         _capturing = None
+        produced: set[int] = set()
+        external: set[int] = set()  # memory that existed before the capture: weights, the static input
+        for _, args, kwargs, out in self._ops:
+            for tensor in _tensors([*args, *kwargs.values()]):
+                if _storage(tensor) not in produced:
+                    external.add(_storage(tensor))
+            produced.update(_storage(t) for t in _tensors(out))
+        for _, _, _, out in self._ops:
+            for tensor in _tensors(out):
+                if _storage(tensor) not in external and tensor.is_floating_point():
+                    tensor.fill_(float("nan"))
 
     def replay(self) -> None:
         for compute, args, kwargs, out in self._ops:
@@ -202,6 +247,10 @@ class NPUGraph:
 
     def reset(self) -> None:
         self._ops = []
+
+
+def _storage(tensor: torch.Tensor) -> int:
+    return tensor.untyped_storage().data_ptr()
 
 
 def _tensors(x: Any) -> list[torch.Tensor]:
@@ -262,27 +311,39 @@ class Event:
 
 #: Matrix operators, as they reach the device (composite ones like conv2d and linear arrive
 #: whole): the cube unit's precision rules apply to them.
+#: Operators that take tensors of two devices by design (copies between the card and the host).
+_ANY_DEVICE = {"aten::copy_", "aten::_copy_from", "aten::_to_copy", "aten::to", "aten::_copy_from_and_resize"}
 #: The convolutions a faulty card gets wrong: layer3's 256-channel 3x3 ones (the first is layer3.0.conv2).
 FAULTY_WEIGHT = (256, 256, 3, 3)
+#: How wrong: 1 %, beyond the fp32, HF32 and fp16 bounds of the default profile at that stage.
+FAULT = 1e-2
 _MATRIX = {"aten::convolution", "aten::conv2d", "aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"}
+
+
+#: SoCs whose matrix operators compute fp32 as fp16 unless told otherwise (Atlas training
+#: products); every other emulated SoC (Ascend910B1 and later) keeps the origin dtype.
+FP16_BY_DEFAULT = ("Ascend910A", "Ascend910ProA", "Ascend910ProB", "Ascend910PremiumA")
+#: SoCs with bf16 matrix units.
+NO_BF16 = FP16_BY_DEFAULT
 
 
 def _acl_mode() -> str:
     from .. import _C
 
-    default = (
-        "must_keep_origin_dtype"
-        if _SOC.startswith(("Ascend910B", "Ascend910_9", "Ascend910C"))
-        else ("allow_fp32_to_fp16")
-    )
+    default = "allow_fp32_to_fp16" if _SOC in FP16_BY_DEFAULT else "must_keep_origin_dtype"
     return _C._OPTIONS.get("ACL_PRECISION_MODE", default)
 
 
+def is_bf16_supported(including_emulation: bool = False) -> bool:
+    return _SOC not in NO_BF16
+
+
 def _hf32(x: torch.Tensor) -> torch.Tensor:
-    """Round float32 to HF32: 10 explicit mantissa bits, round to nearest even."""
+    """Round float32 to HF32: 11 explicit mantissa bits (CANN's documentation), round to nearest
+    even."""
     bits = x.contiguous().view(torch.int32)
-    lsb = (bits >> 13) & 1
-    rounded = (bits + 0xFFF + lsb) & ~0x1FFF
+    lsb = (bits >> 12) & 1
+    rounded = (bits + 0x7FF + lsb) & ~0xFFF
     return torch.where(torch.isfinite(x), rounded.view(torch.float32), x)
 
 
@@ -318,6 +379,16 @@ class NPUTensor(torch.Tensor):
             return x
 
         plain_args, plain_kwargs = tree_map(unwrap, args), tree_map(unwrap, kwargs)
+        if len(set(devices)) > 1:
+            raise RuntimeError(
+                f"Expected all tensors to be on the same device, but found at least two devices, "
+                f"{devices[0]} and {next(d for d in devices if d != devices[0])}!"
+            )
+        cpu_operands = [
+            a for a in (*args, *kwargs.values()) if type(a) is torch.Tensor and a.device.type == "cpu" and a.dim() > 0
+        ]
+        if devices and cpu_operands and func._schema.name not in _ANY_DEVICE:
+            raise RuntimeError(f"Expected all tensors to be on the same device, but found {devices[0]} and cpu!")
         device = devices[0] if devices else torch.device("npu", _current)
         # a device named in the call (to, _to_copy, empty, ...) decides where the result lives
         named = [a for a in (*plain_args, *plain_kwargs.values()) if isinstance(a, torch.device)]
@@ -325,7 +396,7 @@ class NPUTensor(torch.Tensor):
             out = func(*plain_args, **plain_kwargs)
             return tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
         if named:
-            device = named[0]
+            device = _checked(named[0])
             cpu = torch.device("cpu")
             plain_args = tuple(cpu if isinstance(a, torch.device) else a for a in plain_args)
             plain_kwargs = {k: cpu if isinstance(v, torch.device) else v for k, v in plain_kwargs.items()}
@@ -341,7 +412,10 @@ class NPUTensor(torch.Tensor):
             _capturing.append((compute, plain_args, plain_kwargs, out))
         returns = func._schema.returns
         if returns and returns[0].alias_info is not None and returns[0].alias_info.is_write:
-            return args[0]  # in place: the wrapper's data was written
+            written = kwargs.get("out", args[0])  # in place, or an out= variant: its wrapper was written
+            if tuple(written.shape) != tuple(written._data.shape):
+                raise RuntimeError(f"{func}: resizing a tensor on the emulated device is not supported")
+            return written
         return tree_map(lambda x: NPUTensor(x, device) if type(x) is torch.Tensor else x, out)
 
 
@@ -365,7 +439,7 @@ def _matrix(func: Any, name: str, args: tuple, kwargs: dict, device: torch.devic
     weight = args[1] if len(args) > 1 and isinstance(args[1], torch.Tensor) else None
     physical = _visible()[device.index or 0] if (device.index or 0) < len(_visible()) else -1
     if physical in _FAULTY and "conv" in name and weight is not None and tuple(weight.shape) == FAULTY_WEIGHT:
-        out = out * (1 + 1e-3)
+        out = out * (1 + FAULT)
     return out
 
 
@@ -416,14 +490,17 @@ def _empty(
     memory_format: Any = None,
 ) -> NPUTensor:
     return NPUTensor(
-        torch.empty(size, dtype=dtype or torch.float32, memory_format=memory_format or torch.contiguous_format), device
+        torch.empty(
+            size, dtype=dtype or torch.get_default_dtype(), memory_format=memory_format or torch.contiguous_format
+        ),
+        _checked(device),
     )
 
 
 def _empty_strided(
     size: Any, stride: Any, dtype: Any = None, layout: Any = None, device: Any = None, pin_memory: Any = None
 ) -> NPUTensor:
-    return NPUTensor(torch.empty_strided(size, stride, dtype=dtype or torch.float32), device)
+    return NPUTensor(torch.empty_strided(size, stride, dtype=dtype or torch.get_default_dtype()), _checked(device))
 
 
 def _copy_from(src: torch.Tensor, dst: torch.Tensor, non_blocking: bool = False) -> torch.Tensor:
