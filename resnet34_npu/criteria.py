@@ -1,7 +1,7 @@
 """Verdicts: named profiles of pass / warn / fail rules, per effective precision.
 
 A profile holds one table of rules per precision row: ``fp32``, ``fp16`` and ``bf16``.
-Targets that compute fp32 tensors in TF32 or HF32 (10-bit mantissa, like fp16) are judged
+Targets that compute fp32 tensors in TF32 or HF32 (10- and 11-bit mantissas, near fp16's) are judged
 on the ``fp16`` row, and so are fp32 targets whose ACL precision mode runs matrix operators
 in fp16. Whatever the profile, a target that produces NaN or Inf anywhere fails, and a rule
 whose measured value is NaN fails: NaN never passes, whatever the arithmetic says.

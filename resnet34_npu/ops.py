@@ -56,14 +56,14 @@ CANCELLATION = 1e-2
 
 def round_to(x: torch.Tensor, precision: str) -> torch.Tensor:
     """Round float32 values to what a device computing in ``precision`` reads: fp16 and bf16
-    by casting; TF32 and HF32 (10-bit mantissa) to nearest, ties to even. Values already
+    by casting; TF32 (10-bit mantissa) and HF32 (11-bit) to nearest, ties to even. Values already
     representable pass through any rounding mode unchanged, so the device's own input
     conversion becomes exact and only the operator's error is measured."""
     if precision in ("fp16", "bf16"):
         return x.to(torch.float16 if precision == "fp16" else torch.bfloat16).to(torch.float32)
     if precision not in ("tf32", "hf32"):
         return x
-    shift = 23 - 10
+    shift = 23 - (10 if precision == "tf32" else 11)
     bits = x.contiguous().view(torch.int32)
     lsb = (bits >> shift) & 1
     rounded = (bits + (1 << (shift - 1)) - 1 + lsb) & ~((1 << shift) - 1)
