@@ -35,6 +35,14 @@ def run(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
     )
 
 
+def compare_cat(tmp_path: Path, targets: list[str], env: dict[str, str]) -> tuple[subprocess.CompletedProcess, dict]:
+    """``compare`` of ``targets`` on the cat photo, untimed, on the emulated host: the process
+    and its report."""
+    report = tmp_path / "r.json"
+    done = run("compare", "--target", *targets, "--image", CAT, "--iters", "0", "--output", str(report), env=env)
+    return done, json.loads(report.read_text())
+
+
 def test_eight_cards_are_probed_named_and_honour_visible_devices():
     done = run("devices", "--json")
     rows = [r for r in json.loads(done.stdout) if r["device"].startswith("npu")]
@@ -75,40 +83,15 @@ def test_every_card_and_precision_is_compared_timed_and_judged(tmp_path):
 
 
 def test_an_ascend910a_computes_fp32_in_fp16_and_is_judged_so(tmp_path):
-    report = tmp_path / "r.json"
-    done = run(
-        "compare",
-        "--target",
-        "npu:1/fp32",
-        "--image",
-        CAT,
-        "--iters",
-        "0",
-        "--output",
-        str(report),
-        env={"R34_EMULATE_ASCEND": "Ascend910A:2"},
-    )
-    target = json.loads(report.read_text())["targets"][0]
+    done, doc = compare_cat(tmp_path, ["npu:1/fp32"], {"R34_EMULATE_ASCEND": "Ascend910A:2"})
+    target = doc["targets"][0]
     assert done.returncode == 0 and target["effective_precision"] == "fp16"
     assert "ACL_PRECISION_MODE=allow_fp32_to_fp16" in target["precision_reason"]
 
 
 def test_one_bad_card_among_eight_fails_with_its_stage(tmp_path):
-    report = tmp_path / "r.json"
     targets = [f"npu:{k}/fp32" for k in range(8)]
-    done = run(
-        "compare",
-        "--target",
-        *targets,
-        "--image",
-        CAT,
-        "--iters",
-        "0",
-        "--output",
-        str(report),
-        env={"R34_EMULATED_FAULTS": "3"},
-    )
-    doc = json.loads(report.read_text())
+    done, doc = compare_cat(tmp_path, targets, {"R34_EMULATED_FAULTS": "3"})
     verdicts = {t["name"]: t["verdict"] for t in doc["targets"]}
     assert done.returncode == 1 and verdicts == {n: ("fail" if n == "npu:3/fp32" else "pass") for n in targets}
     assert "FAIL npu:3/fp32 cat.jpg: first diverging stage: layer3.0.conv2:" in done.stdout
