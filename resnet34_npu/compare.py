@@ -155,6 +155,27 @@ def _image_key(image: str | Path) -> tuple[Any, ...]:
     return (str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino, stat.st_dev)
 
 
+def truth_metrics(truth: torch.Tensor, reference: torch.Tensor, logits: torch.Tensor) -> dict[str, float]:
+    """Each side's error against the float64 ``truth`` (the worst sample's relative L2) and
+    their ratio: how much further from the truth the target is than the reference."""
+
+    def worst_rel_l2(x: torch.Tensor) -> float:
+        diff = x.double() - truth
+        return worst_of([rel_l2(diff[i], truth[i]) for i in range(truth.shape[0])])
+
+    target_error = worst_rel_l2(logits)
+    reference_error = worst_rel_l2(reference)
+    if reference_error == 0.0:
+        ratio = 1.0 if target_error == 0.0 else float("inf")
+    else:
+        ratio = target_error / reference_error
+    return {
+        "truth_rel_l2_error": target_error,
+        "reference_truth_rel_l2_error": reference_error,
+        "error_ratio_vs_cpu": ratio,
+    }
+
+
 class Session:
     """Shared state of one comparison run; see the module docstring."""
 
@@ -234,31 +255,18 @@ class Session:
         """The same model in float64 on the CPU: the truth both sides are measured against."""
         key = self._key("truth", images)
         if key not in _SHARED:
-            if self._truth_model is None:
-                self._truth_model = copy.deepcopy(self.model).double().eval()
-            with torch.inference_mode():
-                _SHARED[key] = self._truth_model(self.batch(images).double())
+            _SHARED[key] = self.truth_run(self.batch(images))
         return _SHARED[key].clone()  # callers may edit what they get
 
+    def truth_run(self, batch: torch.Tensor) -> torch.Tensor:
+        """The float64 truth's logits for a preprocessed ``batch``."""
+        if self._truth_model is None:
+            self._truth_model = copy.deepcopy(self.model).double().eval()
+        with torch.inference_mode():
+            return self._truth_model(batch.double())
+
     def truth_metrics(self, images: Sequence[str | Path], logits: torch.Tensor) -> dict[str, float]:
-        truth = self.truth_logits(images)
-        reference = self.reference_logits(images)
-
-        def worst_rel_l2(x: torch.Tensor) -> float:
-            diff = x.double() - truth
-            return worst_of([rel_l2(diff[i], truth[i]) for i in range(truth.shape[0])])
-
-        target_error = worst_rel_l2(logits)
-        reference_error = worst_rel_l2(reference)
-        if reference_error == 0.0:
-            ratio = 1.0 if target_error == 0.0 else float("inf")
-        else:
-            ratio = target_error / reference_error
-        return {
-            "truth_rel_l2_error": target_error,
-            "reference_truth_rel_l2_error": reference_error,
-            "error_ratio_vs_cpu": ratio,
-        }
+        return truth_metrics(self.truth_logits(images), self.reference_logits(images), logits)
 
     def compare(self, runner: Runner, images: Sequence[str | Path], logits: torch.Tensor | None = None) -> CaseResult:
         """Run ``runner`` on the batch of ``images`` (unless ``logits`` are given) and judge it

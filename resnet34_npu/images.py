@@ -22,6 +22,7 @@ before any pixel is decoded.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -61,11 +62,23 @@ def load_image(path: str | Path) -> Image.Image:
         raise InputError(f"image {show(path)}: cannot be read ({exc.strerror})") from None
     if size == 0:
         raise InputError(f"image {show(path)}: is empty (0 bytes)")
+    return _decode(path, path)
+
+
+def decode_image(data: bytes, path: str | Path) -> Image.Image:
+    """:func:`load_image` of a file's bytes already read (``path`` names it in errors): the
+    dataset loader hashes and decodes the same bytes, so what is verified is what is decoded."""
+    if not data:
+        raise InputError(f"image {show(path)}: is empty (0 bytes)")
+    return _decode(io.BytesIO(data), Path(path))
+
+
+def _decode(source: Path | io.BytesIO, path: Path) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Pillow only warns between MAX_IMAGE_PIXELS and twice that; refuse those too.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _stderr_of_decoders() as chatter, Image.open(path, formats=FORMATS) as image:
+            with _stderr_of_decoders() as chatter, Image.open(source, formats=FORMATS) as image:
                 image.seek(0)
                 image.load()
                 return to_rgb(ImageOps.exif_transpose(image))
@@ -144,13 +157,14 @@ def find_images(paths: list[str | Path]) -> list[Path]:
     found: list[Path] = []
     for entry in map(Path, paths):
         if entry.is_dir():
-            files = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in _EXTENSIONS)
+            files = sorted(p for p in entry.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
             if not files:
-                raise InputError(f"image folder {show(entry)}: holds no image files ({', '.join(sorted(_EXTENSIONS))})")
+                kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+                raise InputError(f"image folder {show(entry)}: holds no image files ({kinds})")
             found.extend(files)
         else:
             found.append(entry)
     return found
 
 
-_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
