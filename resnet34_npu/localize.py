@@ -110,9 +110,13 @@ def find_stages(module: torch.nn.Module) -> dict[str, torch.nn.Module]:
     return found
 
 
-def capture(module: torch.nn.Module, run: Callable[[], Any]) -> dict[str, torch.Tensor]:
+def capture(
+    module: torch.nn.Module, run: Callable[[], Any], inputs: dict[str, tuple[torch.Tensor, ...]] | None = None
+) -> dict[str, torch.Tensor]:
     """Run ``run()`` with hooks on every stage of ``module``; each stage's first output, as
-    float32 on the CPU (cloned: ResNet's ReLUs work in place)."""
+    float32 on the CPU (cloned: ResNet's ReLUs work in place). Given ``inputs``, it also gets
+    each stage's tensor inputs of that call, taken before the stage runs (an in-place ReLU
+    overwrites its input), the same way."""
     outputs: dict[str, torch.Tensor] = {}
     handles = []
     for stage, sub in find_stages(module).items():
@@ -121,7 +125,13 @@ def capture(module: torch.nn.Module, run: Callable[[], Any]) -> dict[str, torch.
             if stage not in outputs and isinstance(output, torch.Tensor):
                 outputs[stage] = output.detach().float().cpu().clone()
 
+        def pre_hook(_module: Any, args: Any, stage: str = stage) -> None:
+            if inputs is not None and stage not in inputs and stage not in outputs:
+                inputs[stage] = tuple(a.detach().float().cpu().clone() for a in args if isinstance(a, torch.Tensor))
+
         handles.append(sub.register_forward_hook(hook))
+        if inputs is not None:
+            handles.append(sub.register_forward_pre_hook(pre_hook))
     try:
         run()
     finally:
