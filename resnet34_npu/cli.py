@@ -18,8 +18,9 @@ from pathlib import Path
 from . import __version__, devices
 from .compare import Session, TargetResult
 from .constants import DEFAULT_IMAGE, IMAGES_DIR, PHOTOS
-from .criteria import DEFAULT_PROFILE, PROFILES, Status
-from .errors import InputError, Terminated, one_line, plain
+from .criteria import DEFAULT_PROFILE, PROFILES, Status, worst_status
+from .dataset import Progress, default_workers
+from .errors import InputError, Terminated, one_line, plain, show
 from .images import find_images, load_image
 from .infer import infer
 from .labels import class_name, describe
@@ -59,6 +60,54 @@ def _positive(text: str) -> int:
 def _add_profile(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--profile", default=DEFAULT_PROFILE, choices=tuple(PROFILES), help=f"{what} (default: {DEFAULT_PROFILE})"
+    )
+
+
+def _add_dataset_options(parser: argparse.ArgumentParser, *, compare: bool) -> None:
+    """The options of a dataset run, shared by ``compare --dataset`` and ``reference build``."""
+    group = parser.add_argument_group("dataset" + (" (compare --dataset DIR)" if compare else ""))
+    group.add_argument(
+        "--dataset",
+        required=not compare,
+        metavar="DIR",
+        help="a folder of images (searched recursively), an ImageFolder layout (class folders) or an ImageNet "
+        "validation folder with MLPerf's val_map.txt",
+    )
+    group.add_argument(
+        "--labels", metavar="FILE", help="labels in val_map.txt form ('FILE LABEL' a line; default: DIR/val_map.txt)"
+    )
+    group.add_argument(
+        "--batch-size", default=16, type=_positive, metavar="N", help="images a forward pass (default: 16)"
+    )
+    group.add_argument(
+        "--workers",
+        default=None,
+        type=_non_negative,
+        metavar="N",
+        help=f"DataLoader processes decoding images (default: cores - 1, at most 8; here {default_workers()})",
+    )
+    group.add_argument(
+        "--strict-images", action="store_true", help="an unreadable image stops the run (default: listed, run goes on)"
+    )
+    if not compare:
+        return
+    group.add_argument(
+        "--reference-file", metavar="REF", help="the stored reference (`reference build`), instead of recomputing it"
+    )
+    group.add_argument(
+        "--results",
+        metavar="DIR",
+        help="per-image results, streamed (default: the --output path with .images instead of .json)",
+    )
+    group.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its results folder, nothing twice"
+    )
+    group.add_argument(
+        "--rank-timeout",
+        default=600.0,
+        type=float,
+        metavar="S",
+        help="under torchrun, a rank not finished S seconds after the others is named as hung (default: 600)",
     )
 
 
@@ -153,10 +202,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--output",
+        "-o",
         default="compare_results.json",
         metavar="PATH",
         help="JSON report, written atomically (default: compare_results.json)",
     )
+    _add_dataset_options(p, compare=True)
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
@@ -175,6 +226,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--png", metavar="PATH", help="also write a chart of the relative L2 error per stage (needs matplotlib)"
     )
     p.add_argument("--json", action="store_true", help="print the per-stage results as JSON")
+    p.add_argument(
+        "--dump",
+        metavar="DIR",
+        help="also write every stage's inputs and output as msprobe (mindstudio-probe) PyTorch dumps: DIR/target "
+        "and DIR/reference, each a complete tree (step0/rank0/dump.json + dump_tensor_data/*.pt; a target without "
+        "module hooks dumps its eager twin), then print the `msprobe compare` command for them",
+    )
     p.set_defaults(func=_cmd_localize)
 
     p = sub.add_parser("controls", help="run the negative and positive controls: which profile catches which fault")
@@ -185,6 +243,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("devices", help="list every device kind and index: available, why not, name, precision settings")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=_cmd_devices)
+
+    p = sub.add_parser("reference", help="stored references: the CPU reference of a dataset, computed once")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    p = actions.add_parser(
+        "build", help="compute the CPU fp32 reference (and the float64 truth) of every image of a dataset, once"
+    )
+    p.add_argument("--output", "-o", required=True, metavar="REF", help="the reference file, written atomically")
+    p.add_argument("--weights", default="seeded", metavar="SPEC", help="weights spec (default: seeded)")
+    p.add_argument(
+        "--fp64-truth", action="store_true", help="also store the float64 truth's logits (8 KB more an image)"
+    )
+    _add_dataset_options(p, compare=False)
+    p.set_defaults(func=_cmd_reference_build)
+
+    p = sub.add_parser("report", help="work on saved reports: merge many hosts' reports, render one as HTML")
+    actions = p.add_subparsers(dest="action", required=True, parser_class=_Parser, metavar="ACTION")
+    # report merge (resnet34_npu/fleet.py) and report html (resnet34_npu/html_report.py) register here
+    p = actions.add_parser(
+        "merge", help="merge many hosts' compare and acceptance reports: failing cards first, slow cards named"
+    )
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="report files, or folders searched for *.json")
+    p.add_argument(
+        "-o",
+        "--output",
+        default="fleet.json",
+        metavar="PATH",
+        help="the fleet report, written atomically; - prints it (default: fleet.json)",
+    )
+    p.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="merge the valid reports and list the refused files in the fleet report (default: refuse, exit 2)",
+    )
+    p.add_argument("--all", action="store_true", help="list every card, not only those that need a look")
+    p.set_defaults(func=_cmd_report_merge)
+    p = actions.add_parser("html", help="render a report (compare's, pytest's or a merged fleet's) as one HTML page")
+    p.add_argument("report", metavar="REPORT", help="the JSON report")
+    p.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="the page, self-contained, written atomically; - prints it (default: REPORT with .html)",
+    )
+    p.add_argument("--no-charts", action="store_true", help="per-stage tables instead of charts (a smaller page)")
+    p.set_defaults(func=_cmd_report_html)
+    del actions
     return parser
 
 
@@ -292,6 +396,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None = None) -> int:
+    if args.dataset:
+        return _compare_dataset(args, output, report_fd)
+    for option in ("reference_file", "resume", "results", "labels", "strict_images"):
+        if getattr(args, option):
+            raise InputError(f"--{option.replace('_', '-')} needs --dataset DIR")
     images = find_images(args.image) if args.image else [IMAGES_DIR / name for name in PHOTOS]
     for image in images:
         load_image(image)  # every bad image is refused before any model work
@@ -341,21 +450,195 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
     return EXIT_FAIL if failed else EXIT_OK
 
 
+def _write_report(output: Path | str, report: dict, report_fd: int | None) -> None:
+    if report_fd is None:
+        write_json_atomic(output, report)
+    else:
+        data = dumps(report).encode("utf-8")
+        while data:
+            data = data[os.write(report_fd, data) :]
+
+
+def _cmd_reference_build(args: argparse.Namespace) -> int:
+    from . import dataset, reference_file
+    from .report import machine_info
+
+    found = dataset.scan(args.dataset, args.labels)
+    out = Path(args.output)
+    if out.is_dir():
+        raise InputError(f"reference file {show(out)}: is a directory")
+    session = Session(args.weights, "cpu", fp64_truth=args.fp64_truth)
+    workers = dataset.default_workers() if args.workers is None else args.workers
+    print(
+        f"reference build: {len(found.entries)} images ({found.layout}) from {plain(found.root)}; "
+        f"weights {plain(session.weights.spec)} sha256 {session.weights.sha256[:16]}...; "
+        + ("cpu fp32 and float64 truth" if args.fp64_truth else "cpu fp32")
+    )
+    if found.note:
+        print(f"note: {found.note}")
+    progress = Progress(len(found.entries), "reference")
+    try:
+        path, computed, resumed, unreadable = reference_file.build(
+            found,
+            out,
+            reference=session.reference.run,
+            truth=session.truth_run if args.fp64_truth else None,
+            weights=session.weights.to_dict(),
+            machine=machine_info(),
+            reference_name=session.reference.name,
+            batch_size=args.batch_size,
+            workers=workers,
+            strict_images=args.strict_images,
+            progress=progress.update,
+        )
+    finally:
+        progress.close()
+    for name, reason in unreadable:
+        print(f"unreadable {plain(name)}: {plain(reason)}")
+    print(
+        f"reference written to {plain(path)}: {len(found.entries) - len(unreadable)} images"
+        + (f" ({resumed} resumed from an interrupted build, {computed} computed now)" if resumed else "")
+        + (f", {len(unreadable)} unreadable (listed above)" if unreadable else "")
+        + f", {path.stat().st_size / 1e6:.1f} MB"
+    )
+    return EXIT_OK
+
+
+def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: int | None) -> int:
+    import torch
+
+    from . import agreement, dataset, distributed, reference_file
+
+    world = distributed.World.from_env()
+    found = dataset.scan(args.dataset, args.labels)
+    stored = reference_file.load(args.reference_file) if args.reference_file else None
+    specs = [parse_target(spec).name for spec in args.target or []]
+    if not specs:
+        choices, _ = compare_defaults()
+        specs = [c.name for c in choices]
+    if args.reference != "cpu" and stored is None:
+        parse_target(args.reference)
+    session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
+    if stored is not None:
+        stored.check(session.weights.to_dict(), found)
+        if args.reference not in ("cpu", stored.header["reference"]):
+            raise InputError(
+                f"--reference {args.reference!r}: the reference file holds {stored.header['reference']!r}'s logits"
+            )
+        if args.fp64_truth and stored.truth is None:
+            raise InputError(
+                f"--fp64-truth: the reference file {show(stored.path)} holds no float64 truth; "
+                "rebuild it with `reference build --fp64-truth`"
+            )
+    folder = (
+        Path(args.results)
+        if args.results
+        else Path(str(output) if output != STDOUT else "compare_results.json").with_suffix(".images")
+    )
+    workers = dataset.default_workers() if args.workers is None else args.workers
+    lead = world.rank == 0
+    if lead:
+        print(
+            f"dataset: {len(found.entries)} images ({found.layout}) from {plain(found.root)}"
+            + (f"; {found.note}" if found.note else "")
+            + f"; reference: {'stored in ' + plain(stored.path) if stored else session.reference.name + ' (computed)'}"
+            + f"; weights sha256 {session.weights.sha256[:16]}...; profile {session.profile.name}"
+            + (f"; {world.size} ranks" if world.distributed else "")
+        )
+        if report_fd is None:
+            write_json_atomic(output, unfinished_report("compare"))
+    group = None
+    targets, summaries = [], []
+    try:
+        for spec in specs:
+            job = agreement.Job(
+                found,
+                spec,
+                args.weights,
+                session.profile.name,
+                args.batch_size,
+                workers,
+                folder / _safe(spec),
+                stored,
+                args.fp64_truth,
+                args.strict_images,
+                args.resume,
+                args.rank_timeout,
+            )
+            runner = session.runner(agreement.placed(spec, world))
+            if world.distributed and group is None:  # custom targets: the exchange on the CPU (gloo)
+                device = getattr(runner, "device", torch.device("cpu"))
+                group = distributed.Group(world, device, args.rank_timeout)
+            summary, runner = agreement.run(job, session, world, group, runner=runner)
+            if summary is not None:
+                summaries.append((runner.name if not world.distributed else spec, summary))
+                targets.append(
+                    {
+                        **runner.describe(),
+                        "name": summaries[-1][0],
+                        "verdict": summary["verdict"],
+                        "latency_ms": None,
+                        "images": [],
+                        "dataset": summary,
+                    }
+                )
+    finally:
+        if group is not None:
+            group.close()
+    if not lead:
+        return EXIT_OK
+    for name, summary in summaries:
+        for line in agreement.summary_lines(name, summary):
+            print(line)
+    reference = stored.describe() if stored else session.reference.describe()
+    report = build_report(
+        profile=session.profile.name,
+        weights=session.weights.to_dict(),
+        reference=reference,
+        targets=targets,
+        extra={"fp64_truth": args.fp64_truth, "dataset": found.describe(), "world_size": world.size},
+    )
+    if any(t["verdict"] == Status.FAIL for t in targets):
+        report["verdict"] = Status.FAIL
+    elif any(t["verdict"] != Status.PASS for t in targets):
+        report["verdict"] = worst_status([t["verdict"] for t in targets])
+    _write_report(output, report, report_fd)
+    failed = [plain(name) for name, summary in summaries if summary["verdict"] == Status.FAIL]
+    where = "standard output" if output == STDOUT else plain(output)
+    print(
+        f"verdict: {str(report['verdict']).upper()}"
+        + (f" ({', '.join(failed)} failed)" if failed else "")
+        + f"; report written to {where}; per-image results in {plain(folder)}"
+    )
+    return EXIT_FAIL if failed or report["verdict"] != Status.PASS else EXIT_OK
+
+
+def _safe(spec: str) -> str:
+    """A target's name as one folder name."""
+    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in spec)
+
+
 def _cmd_localize(args: argparse.Namespace) -> int:
     load_image(args.image)
     parse_target(args.target)
     parse_target(args.reference)
+    if args.dump:
+        from .msprobe_dump import check_dump_dir
+
+        check_dump_dir(args.dump)
     session = Session(args.weights, args.reference, profile=args.profile)
     runner = session.runner(args.target)
     case = session.compare(runner, [args.image])
     localization = case.localization or session.localize(runner, [args.image])
     twin = session.twin(runner)
+    localized = runner
     if not localization.available and twin is not None:
         # a compiled graph has no module hooks: its eager twin is what can be localised
         print(
             f"{plain(runner.name)} has no module hooks; localising its eager twin {plain(twin.name)}", file=sys.stderr
         )
         localization = session.localize(twin, [args.image])
+        localized = twin
     if not localization.available:
         raise InputError(f"target {runner.name!r}: {localization.note}")
     if args.json:
@@ -374,6 +657,12 @@ def _cmd_localize(args: argparse.Namespace) -> int:
                 f"{stage.max_rel_error:>10.3e}  {stage.max_abs_error:>10.3e}  {stage.status.upper()}"
             )
         print(localization.line(logits_failed=not case.verdict.passed))
+    if args.dump:
+        from .msprobe_dump import dump_runs, summary_lines
+
+        trees = dump_runs(args.dump, localized, session.reference, session.batch([args.image]))
+        for line in summary_lines(trees, localized.name, runner.name, session.reference.name):
+            print(line, file=sys.stderr if args.json else sys.stdout)
     if args.png:
         from .chart import write_stage_chart
 
@@ -412,6 +701,39 @@ def _cmd_controls(args: argparse.Namespace) -> int:
     if wrong:
         print(f"default profile got these controls wrong: {', '.join(wrong)}")
     return EXIT_FAIL if wrong else EXIT_OK
+
+
+def _cmd_report_merge(args: argparse.Namespace) -> int:
+    from . import fleet
+
+    try:
+        merged = fleet.merge(args.reports, skip_invalid=args.skip_invalid, exclude=args.output)
+    except fleet.RefusedReports as exc:  # every refused file, one line each, then what to do
+        for refusal in exc.refusals:
+            print(f"resnet34-npu report: error: {one_line(refusal.line())}", file=sys.stderr)
+        print(
+            f"resnet34-npu report: error: {len(exc.refusals)} file(s) refused, nothing written "
+            "(--skip-invalid merges the others and lists these)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    output = check_writable(args.output)
+    out = sys.stderr if output == STDOUT else sys.stdout  # with -o -, the document alone is standard output
+    for line in fleet.summary_lines(merged, every_card=args.all):
+        print(line, file=out)
+    write_json_atomic(output, merged.to_dict())
+    where = "standard output" if output == STDOUT else plain(output)
+    print(f"{fleet.verdict_line(merged)}; fleet report written to {where}", file=out)
+    return EXIT_OK if merged.verdict == Status.PASS else EXIT_FAIL
+
+
+def _cmd_report_html(args: argparse.Namespace) -> int:
+    from .html_report import convert
+
+    path = convert(args.report, args.output, charts=not args.no_charts)
+    if path is not None:
+        print(f"HTML report written to {plain(path)}")
+    return EXIT_OK
 
 
 def _settings(settings: dict) -> str:

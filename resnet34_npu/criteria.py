@@ -252,7 +252,7 @@ def get_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
-def _fmt(value: float) -> str:
+def format_bound(value: float) -> str:
     if math.isfinite(value) and (value == 0 or 1e-2 <= abs(value) < 1e4):
         return f"{value:.4g}"
     return f"{value:.3e}"
@@ -294,11 +294,12 @@ def _where(rule: Rule, comparison: Comparison, logits: bool = True) -> str:
 
 
 def failure_line(rule: Rule, value: float, precision: str, comparison: Comparison, logits: bool = True) -> str:
-    condition = "" if rule.when is None else f" (applies since {rule.when[0]} {rule.when[1]} {_fmt(rule.when[2])})"
+    when = rule.when
+    condition = "" if when is None else f" (applies since {when[0]} {when[1]} {format_bound(when[2])})"
     where = _where(rule, comparison, logits)
     return (
-        f"{rule.metric}: {_fmt(value)} {_NEGATION[rule.op]} {_fmt(rule.bound)} "
-        f"(allowed: {rule.op} {_fmt(rule.bound)} for {precision}){condition}" + (f"; {where}" if where else "")
+        f"{rule.metric}: {format_bound(value)} {_NEGATION[rule.op]} {format_bound(rule.bound)} "
+        f"(allowed: {rule.op} {format_bound(rule.bound)} for {precision}){condition}" + (f"; {where}" if where else "")
     )
 
 

@@ -244,9 +244,12 @@ class Progress:
         self.first = done
         self.bar = None
         if sys.stderr.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=done, desc=label, unit="img", position=position, leave=True)
+            try:
+                from tqdm import tqdm
+            except ImportError:  # plain lines then
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, initial=done, desc=label, unit="img", position=position, leave=True)
 
     def update(self, n: int) -> None:
         self.count += n

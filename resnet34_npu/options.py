@@ -197,6 +197,36 @@ OPTIONS: tuple[Option, ...] = (
         kind="list",
         metavar="KIND",
     ),
+    Option(
+        "r34_dataset",
+        "--r34-dataset",
+        "R34_DATASET",
+        str,
+        None,
+        "a dataset folder (images found recursively, ImageFolder, or ImageNet with val_map.txt): adds one "
+        "dataset-scale agreement test per target; default: none",
+        metavar="DIR",
+    ),
+    Option(
+        "r34_reference_file",
+        "--r34-reference-file",
+        "R34_REFERENCE_FILE",
+        str,
+        None,
+        "the dataset's stored reference (`python -m resnet34_npu reference build`) instead of recomputing it; "
+        "default: none",
+        metavar="REF",
+    ),
+    Option(
+        "r34_html",
+        "--r34-html",
+        "R34_HTML",
+        str,
+        None,
+        "also write the acceptance report as one self-contained HTML page at session end (the same page as "
+        "`python -m resnet34_npu report html`); default: none",
+        metavar="PATH",
+    ),
 )
 
 

@@ -22,8 +22,10 @@ from typing import Any, Callable
 import pytest
 
 from . import devices, options
+from .agreement import summary_lines
 from .engines import BackendUnavailable
 from .errors import InputError, one_line, plain
+from .html_report import write_html
 from .report import SUMMARY_HEADER, acceptance_report, format_table, summary_rows, write_json_atomic
 from .suite import BATCH_SIZES, Suite
 from .weights import weights_digest
@@ -43,6 +45,8 @@ MARKERS = {
     "had)",
     "subprocess": "starts Python subprocesses that import torch (the few end-to-end tests where the process is the "
     "point)",
+    "r34_dataset": "the dataset-scale agreement test: collected only with --r34-dataset DIR",
+    "browser": "loads a page in headless Chromium (skipped, with the reason, where Chromium is not installed)",
 }
 SUITE = pytest.StashKey[Suite]()
 ENTRIES = pytest.StashKey[list]()
@@ -194,6 +198,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             suite.session  # noqa: B018 - builds the comparison session
         except InputError as exc:
             raise pytest.UsageError(one_line(exc)) from None
+    if suite.dataset is None:  # the dataset test needs --r34-dataset: not collected without it
+        drop = [item for item in items if item.get_closest_marker("r34_dataset")]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = [item for item in items if not item.get_closest_marker("r34_dataset")]
     if not suite.slow_selected:
         # The default selection leaves the slow cases out (-m slow runs them); named targets
         # keep every case of their own, and nothing else that is slow.
@@ -210,7 +219,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=drop)
             items[:] = [item for item in items if kept(item)]
     config.stash[CONFORMANCE] = any(
-        "r34_image" in getattr(getattr(item, "callspec", None), "params", {}) for item in items
+        "r34_image" in getattr(getattr(item, "callspec", None), "params", {}) or item.get_closest_marker("r34_dataset")
+        for item in items
     )
 
 
@@ -242,7 +252,12 @@ def r34_record(request: pytest.FixtureRequest, r34: Suite) -> Callable[..., None
     to the test's report (it travels through pytest-xdist to the acceptance report)."""
     records: list[dict[str, Any]] = []
     request.node.stash[RECORDS] = records
-    return lambda *args, **kwargs: records.append(r34.record(*args, **kwargs))
+
+    def record(kind: str, target: str, result: Any, **kwargs: Any) -> None:
+        made = r34.dataset_record(target, result) if kind == "dataset" else r34.record(kind, target, result, **kwargs)
+        records.append(made)
+
+    return record
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -305,13 +320,21 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("resnet34-npu comparisons")
         for line in format_table(SUMMARY_HEADER, rows):
             terminalreporter.write_line(line)
+    datasets = [r for entry in config.stash[ENTRIES] for r in entry["records"] if r.get("kind") == "dataset"]
+    if datasets:
+        terminalreporter.section("resnet34-npu dataset agreement")
+        for record in datasets:
+            for line in summary_lines(record["target"], record["dataset"]):
+                terminalreporter.write_line(line)
     suite = config.stash[SUITE]
     for name, line in config.stash.get(LEFT_THREADS, {}).items():
         terminalreporter.write_line(one_line(f"resnet34-npu: target {name!r} {line}: it fails"), red=True)
     if REPORT_ERROR in config.stash:
         terminalreporter.write_line(f"resnet34-npu: error: {config.stash[REPORT_ERROR]}", red=True)
-    elif suite.report is not None and any(entry["records"] for entry in config.stash[ENTRIES]):
-        terminalreporter.write_line(f"resnet34-npu: acceptance report written to {plain(suite.report)}")
+    elif any(entry["records"] for entry in config.stash[ENTRIES]):
+        for what, path in (("acceptance report", suite.report), ("HTML report", suite.html)):
+            if path is not None:
+                terminalreporter.write_line(f"resnet34-npu: {what} written to {plain(path)}")
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -339,12 +362,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # An interrupted session (Ctrl-C, SIGTERM, an internal error) says so, whatever it had
     # compared, and replaces the last report even when it never reached a comparison.
     interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-    selected = config.stash.get(CONFORMANCE, False) or any(entry["params"].get("r34_image") for entry in entries)
-    if suite.report is None or not (selected or interrupted):
+    selected = config.stash.get(CONFORMANCE, False) or any(
+        entry["params"].get("r34_image") or any(r.get("kind") == "dataset" for r in entry["records"])
+        for entry in entries
+    )
+    if (suite.report is None and suite.html is None) or not (selected or interrupted):
         return
     document = acceptance_report(suite, entries, interrupted=interrupted, left_threads=left)
     try:
-        write_json_atomic(suite.report, document)
+        if suite.report is not None:
+            write_json_atomic(suite.report, document)
+        if suite.html is not None:  # the same document, as a page (--r34-html)
+            write_html(document, suite.html, suite.report.name if suite.report else "pytest acceptance report")
     except InputError as exc:  # a full disk: one line, and the run is not a success
         config.stash[REPORT_ERROR] = one_line(exc)
         session.exitstatus = config.stash[EXIT_STATUS] = pytest.ExitCode.INTERNAL_ERROR

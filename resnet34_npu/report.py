@@ -278,7 +278,10 @@ def acceptance_report(
                 target.setdefault(key, value)
             reference = reference or record["reference"]
             weights = record["weights"]
-            if record["kind"] == "verdict":
+            if record["kind"] == "dataset":
+                target["dataset"] = record["dataset"]
+                target.setdefault("dataset_info", record.get("dataset_info"))
+            elif record["kind"] == "verdict":
                 target["images"].append(record["case"])
                 if record["case"]["batch_size"] == 1 and record["latency_ms"] and "latency_ms" not in target:
                     target["latency_ms"] = record["latency_ms"]
@@ -301,6 +304,8 @@ def acceptance_report(
             skipped_at_run_time[name] = ""  # some test of it did not skip: not "skipped" as a whole
     for target in targets.values():
         statuses = [c["verdict"] for c in target["images"] + target["checks"]]
+        if target.get("dataset"):
+            statuses.append(target["dataset"]["verdict"])
         if not statuses and not target["skipped"] and skipped_at_run_time.get(target["name"]):
             target["skipped"] = skipped_at_run_time[target["name"]]
         target["verdict"] = (
@@ -320,7 +325,11 @@ def acceptance_report(
     for name, line in (left_threads or {}).items():  # its threads would have kept the process from exiting
         if name in targets:
             targets[name]["verdict"], targets[name]["left_threads"] = Status.FAIL, line
-    tested = {c.kind for c in suite.targets if targets[c.name]["images"] or targets[c.name]["checks"]}
+    tested = {
+        c.kind
+        for c in suite.targets
+        if targets[c.name]["images"] or targets[c.name]["checks"] or targets[c.name].get("dataset")
+    }
     for choice in suite.targets:  # a required kind must have been tested at least once
         target = targets[choice.name]
         if choice.kind in suite.required and choice.kind not in tested and target["verdict"] != Status.FAIL:
@@ -339,6 +348,8 @@ def acceptance_report(
         document["verdict"] = Status.INTERRUPTED
     elif any(t["outcome"] == "failed" for t in tests):
         document["verdict"] = Status.FAIL
-    elif document["verdict"] != Status.FAIL and not any(t["images"] or t["checks"] for t in targets.values()):
+    elif document["verdict"] != Status.FAIL and not any(
+        t["images"] or t["checks"] or t.get("dataset") for t in targets.values()
+    ):
         document["verdict"] = Status.NOT_RUN
     return document

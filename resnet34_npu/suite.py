@@ -20,10 +20,14 @@ import torch
 from . import devices
 from .compare import CaseResult, Session, is_target_error, left_threads_line
 from .constants import IMAGES_DIR, PHOTOS
+from .dataset import Dataset, default_workers
+from .dataset import scan as scan_dataset
 from .engines import BackendUnavailable
-from .errors import blocking_threads
+from .errors import InputError, blocking_threads
 from .images import find_images, load_image
 from .matrix import TargetChoice, choose_targets
+from .reference_file import StoredReference
+from .reference_file import load as load_reference
 from .report import check_writable
 from .runners import Runner
 from .timing import Timing
@@ -51,6 +55,11 @@ class Suite:
     slow_selected: bool = False
     #: Device kinds that must be present (``--r34-require``): their absence fails, not skips.
     required: tuple[str, ...] = ()
+    #: ``--r34-html``: the acceptance report as an HTML page too (None on workers and by default).
+    html: Path | None = None
+    #: ``--r34-dataset`` / ``--r34-reference-file``: the dataset-scale agreement test's inputs.
+    dataset: Dataset | None = None
+    reference_file: StoredReference | None = None
     _session: Session | None = None
     _runners: dict[str, Runner] = field(default_factory=dict)
     _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
@@ -79,7 +88,15 @@ class Suite:
             iters=values["r34_iters"],
             update_golden=bool(values["r34_update_golden"]),
             required=tuple(dict.fromkeys(values["r34_require"] or ())),
+            html=None if not values.get("r34_html") or worker else check_writable(Path(values["r34_html"])),
         )
+        if values.get("r34_dataset"):
+            suite.dataset = scan_dataset(values["r34_dataset"])
+        elif values.get("r34_reference_file"):
+            raise InputError("--r34-reference-file needs --r34-dataset DIR")
+        if values.get("r34_reference_file"):
+            suite.reference_file = load_reference(values["r34_reference_file"])
+            suite.reference_file.check(suite.session.weights_info.to_dict(), suite.dataset)
         for kind in suite.required:  # a required kind is in the matrix, as a target or as its absence
             if not any(choice.kind == kind for choice in suite.targets):
                 suite.targets += choose_targets([devices.KINDS[kind].label(0)])
@@ -185,6 +202,49 @@ class Suite:
         if self.iters == 0:
             return None
         return self.session.reference_timing(batch, 1, self.iters, self.images[0])
+
+    def dataset_summary(self, name: str) -> dict[str, Any]:
+        """The target ``name`` against the reference over the whole ``--r34-dataset``: the
+        summary of :func:`~resnet34_npu.agreement.summarize`. Per-image results stream to a
+        folder beside the acceptance report (a temporary one without a report)."""
+        from . import agreement, distributed
+
+        assert self.dataset is not None
+        folder = self.report.with_suffix(".images") if self.report is not None else Path(self._scratch()) / "results"
+        job = agreement.Job(
+            self.dataset,
+            name,
+            self.weights,
+            self.profile,
+            16,
+            default_workers(),
+            folder / name.replace("/", "_").replace(":", "_"),
+            self.reference_file,
+            self.fp64_truth,
+        )
+        with self._owning_threads(name):
+            summary, _ = agreement.run(job, self.session, distributed.World(), None, runner=self.runner(name))
+        assert summary is not None
+        return summary
+
+    def _scratch(self) -> str:
+        import tempfile
+
+        if not hasattr(self, "_scratch_dir"):
+            self._scratch_dir = tempfile.TemporaryDirectory(prefix="r34-dataset-")
+        return self._scratch_dir.name
+
+    def dataset_record(self, target: str, summary: dict[str, Any]) -> dict[str, Any]:
+        """The acceptance report's record of one dataset test."""
+        return {
+            "kind": "dataset",
+            "target": target,
+            "target_info": self.runner(target).describe(),
+            "reference": self.reference_file.describe() if self.reference_file else self.session.reference.describe(),
+            "weights": self.session.weights_info.to_dict(),
+            "dataset": summary,
+            "dataset_info": None if self.dataset is None else self.dataset.describe(),
+        }
 
     def record(
         self, kind: str, target: str, case: CaseResult, batch: int | None = None, **extra: Any

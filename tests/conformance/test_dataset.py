@@ -1,0 +1,18 @@
+"""Dataset-scale agreement (``pytest --r34-dataset=DIR [--r34-reference-file=REF]``): one test
+per target over every image of the dataset, judged image by image with the suite's profile and,
+where the dataset has labels, by MLPerf's accuracy rule. Collected only with ``--r34-dataset``."""
+
+from __future__ import annotations
+
+import pytest
+
+from resnet34_npu.agreement import summary_lines
+from resnet34_npu.criteria import Status
+
+
+@pytest.mark.r34_dataset
+def test_dataset_agreement(r34, r34_target, r34_record):
+    summary = r34.dataset_summary(r34_target)
+    r34_record("dataset", r34_target, summary)
+    assert summary["verdict"] != Status.FAIL, "\n".join(summary_lines(r34_target, summary))
+    assert summary["compared"] > 0, f"no image of {r34.dataset.root} could be compared"
