@@ -531,7 +531,7 @@ def summary_lines(name: str, s: dict[str, Any]) -> list[str]:
         for line in format_table(("rank", "card", "verdict", "images", "worst image", "rel L2", "images/s"), rows):
             out.append("  " + line)
     elif rows and rows[0][6] != "-":
-        out.append(f"  {rows[0][6]} images/s")
+        out.append(f"  throughput on {rows[0][1]}: {rows[0][6]} images/s (decoding, forward passes and comparisons)")
     for item in s["unreadable"]:
         out.append(f"  unreadable {plain(item['path'])}: {plain(item['reason'])}")
     if s["worst"]:
