@@ -18,7 +18,7 @@ from pathlib import Path
 from . import __version__, devices
 from .compare import Session, TargetResult
 from .constants import DEFAULT_IMAGE, IMAGES_DIR, PHOTOS
-from .criteria import DEFAULT_PROFILE, PROFILES, Status, worst_status
+from .criteria import DEFAULT_PROFILE, PROFILES, Status
 from .dataset import Progress, default_workers
 from .errors import InputError, Terminated, one_line, plain, show
 from .images import find_images, load_image
@@ -598,10 +598,12 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
         targets=targets,
         extra={"fp64_truth": args.fp64_truth, "dataset": found.describe(), "world_size": world.size},
     )
-    if any(t["verdict"] == Status.FAIL for t in targets):
-        report["verdict"] = Status.FAIL
-    elif any(t["verdict"] != Status.PASS for t in targets):
-        report["verdict"] = worst_status([t["verdict"] for t in targets])
+    # a dataset that compared nothing, or has images without a result, is never a pass
+    verdicts = {t["verdict"] for t in targets}
+    for status in (Status.FAIL, Status.INTERRUPTED, Status.NOT_RUN):
+        if status in verdicts:
+            report["verdict"] = status
+            break
     _write_report(output, report, report_fd)
     failed = [plain(name) for name, summary in summaries if summary["verdict"] == Status.FAIL]
     where = "standard output" if output == STDOUT else plain(output)

@@ -326,3 +326,13 @@ def test_pytest_dataset_option_adds_one_test_per_target(data, ref, tmp_path):
         timeout=600,
     )
     assert without.returncode == 5 and "deselected" in without.stdout  # not collected without --r34-dataset
+
+
+def test_a_dataset_that_compares_nothing_is_not_a_pass(tmp_path):
+    for name in ("a.jpg", "b.png"):
+        (tmp_path / name).write_bytes(b"not an image")
+    report = tmp_path / "r.json"
+    done = cli("compare", "--dataset", str(tmp_path), "--target", "cpu", "-o", str(report))
+    assert done.returncode == 1, done.stdout + done.stderr
+    document = json.loads(report.read_text())
+    assert document["verdict"] == "not run" and document["targets"][0]["dataset"]["statuses"] == {"unreadable": 2}
