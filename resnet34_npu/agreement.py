@@ -61,20 +61,25 @@ class Job:
     resume: bool = False
     rank_timeout: float = 600.0
 
-    def identity(self, weights_sha: str) -> dict[str, Any]:
+    def identity(self, weights_sha: str, reference_name: str) -> dict[str, Any]:
         return {
             "target": self.target,
             "weights": weights_sha,
             "profile": self.profile,
             "batch_size": self.batch_size,
             "listing": self.dataset.listing_sha256(),
-            "reference": self.reference.header["payload_sha256"] if self.reference else "cpu computed",
+            "reference": self.reference.header["payload_sha256"] if self.reference else f"{reference_name} computed",
             "fp64_truth": self.truth,
         }
 
     @property
     def truth(self) -> bool:
         return self.fp64_truth or (self.reference is not None and self.reference.truth is not None)
+
+
+def results_folder(base: Path, target: str) -> Path:
+    """The results folder of one target under ``base``: its name as one folder name."""
+    return base / "".join(c if c.isalnum() or c in "-_.=" else "_" for c in target)
 
 
 def placed(spec_text: str, world: distributed.World) -> str:
@@ -127,10 +132,20 @@ class Results:
                     "(target, weights, profile, batch size, dataset or reference differ); "
                     "drop --resume to start afresh"
                 )
-            for line in handle:
+            for number, line in enumerate(handle, 2):
                 if not line.endswith(b"\n"):
                     return
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                    if record.get("kind") == "image" and not (
+                        isinstance(record["i"], int) and isinstance(record["status"], str)
+                    ):
+                        raise KeyError("i")
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    raise InputError(
+                        f"results folder {show(self.folder)}: {path.name} line {number} is not a result this suite "
+                        "wrote (edited or damaged); drop --resume to start afresh"
+                    ) from None
                 if record.get("kind") == "image":
                     yield record
 
@@ -156,18 +171,18 @@ class Results:
         return handle
 
 
+def _identity(index: int, dataset: Dataset, digest: str, card: str) -> dict[str, Any]:
+    """What every image record starts with: which image, its bytes' digest, its label and card."""
+    entry = dataset.entries[index]
+    return {"kind": "image", "i": index, "path": entry.path, "sha256": digest, "label": entry.label, "card": card}
+
+
 def _record(
     index: int, dataset: Dataset, digest: str, card: str, comparison: Any, verdict: Any, truth: dict[str, float]
 ) -> dict[str, Any]:
     sample = comparison.samples[0]
-    entry = dataset.entries[index]
     record = {
-        "kind": "image",
-        "i": index,
-        "path": entry.path,
-        "sha256": digest,
-        "label": entry.label,
-        "card": card,
+        **_identity(index, dataset, digest, card),
         "status": Status(verdict.status).value,
         "rel_l2": comparison.rel_l2_error,
         "cosine": comparison.cosine_similarity,
@@ -224,23 +239,16 @@ def run_shard(
                     if reason:
                         if job.strict_images:
                             raise InputError(f"image {show(job.dataset.root / entry.path)}: {reason} (--strict-images)")
-                        lines.append(
-                            _json_line(
-                                {
-                                    "kind": "image",
-                                    "i": index,
-                                    "path": entry.path,
-                                    "sha256": digest,
-                                    "label": entry.label,
-                                    "card": card,
-                                    "status": UNREADABLE,
-                                    "reason": reason,
-                                }
-                            )
-                        )
+                        record = {**_identity(index, job.dataset, digest, card), "status": UNREADABLE, "reason": reason}
+                        lines.append(_json_line(record))
                 readable = loaded.readable
                 if readable:
-                    logits = runner.run(loaded.batch)
+                    try:
+                        logits = runner.run(loaded.batch)
+                    except BaseException as exc:
+                        if not is_target_error(exc):
+                            raise
+                        raise TargetFailed(f"{type(exc).__name__}: {exc}".splitlines()[0], computed) from exc
                     if stored:
                         picked = [rows[job.dataset.entries[i].path]["row"] for i in readable]
                         reference = torch.from_numpy(np.asarray(stored.logits[picked], dtype=np.float32))
@@ -274,6 +282,15 @@ def run_shard(
     finally:
         progress.close()
     return computed
+
+
+class TargetFailed(Exception):
+    """The target's own code raised on a batch (a device error): its rank stops and fails,
+    with the images it had computed before."""
+
+    def __init__(self, reason: str, computed: int) -> None:
+        super().__init__(reason)
+        self.reason, self.computed = reason, computed
 
 
 @dataclass
@@ -338,6 +355,8 @@ def summarize(job: Job, results: Results, runner_name: str, statuses: list[distr
                 acc["tgt1"] += record["target_top5"][0] == label
                 acc["tgt5"] += label in record["target_top5"]
     rel_a, cos_a = np.asarray(rel, dtype=np.float64), np.asarray(cos, dtype=np.float64)
+    finite = np.isfinite(rel_a) & np.isfinite(cos_a)
+    nonfinite = int((~finite).sum())  # NaN or Inf logits: the worst images, kept out of the quantiles
     missing = len(job.dataset.entries) - len(seen)
     verdicts = [s for s in counts if s != UNREADABLE]
     verdict = worst_status(verdicts) if verdicts else Status.NOT_RUN
@@ -355,8 +374,15 @@ def summarize(job: Job, results: Results, runner_name: str, statuses: list[distr
             "target_top5": acc["tgt5"] / n,
             "mlperf_fraction": MLPERF_FRACTION,
         }
-        accuracy["mlperf_pass"] = accuracy["target_top1"] >= MLPERF_FRACTION * accuracy["reference_top1"]
-        if not accuracy["mlperf_pass"]:
+        if accuracy["reference_top1"] == 0:
+            accuracy["mlperf_pass"] = None  # 0 >= 0.99 x 0 would pass anything: the labels do not fit the model
+            accuracy["mlperf_note"] = (
+                "not applicable: the reference's top-1 accuracy is 0 (labels that are not this model's classes, "
+                "or untrained weights)"
+            )
+        else:
+            accuracy["mlperf_pass"] = accuracy["target_top1"] >= MLPERF_FRACTION * accuracy["reference_top1"]
+        if accuracy["mlperf_pass"] is False:
             failures.append(
                 f"top-1 accuracy {accuracy['target_top1']:.5g} is below {MLPERF_FRACTION:g} x the reference's "
                 f"{accuracy['reference_top1']:.5g} (MLPerf's rule)"
@@ -365,10 +391,18 @@ def summarize(job: Job, results: Results, runner_name: str, statuses: list[distr
     for status in statuses:
         name = status.card
         card = per_card.get(name, _Card(name))
-        card_verdict = worst_status([s for s in card.statuses if s != UNREADABLE]) if card.images else Status.NOT_RUN
+        compared = [s for s in card.statuses if s != UNREADABLE]
+        card_verdict = worst_status(compared) if compared else Status.NOT_RUN
+        who = f"rank {status.rank} ({name})" if len(statuses) > 1 else name
         if not status.ok:
             card_verdict = Status.FAIL
-            failures.append(f"rank {status.rank} ({name}) failed: {status.reason}")
+            failures.append(f"{who} failed: {status.reason}")
+        elif status.images > card.images:
+            card_verdict = Status.FAIL
+            failures.append(
+                f"{who} computed {status.images} images but {card.images} of its results are in {results.folder} "
+                "(on several hosts, --results must be a folder every rank shares)"
+            )
         rank_rows.append(
             {
                 "rank": status.rank,
@@ -395,8 +429,17 @@ def summarize(job: Job, results: Results, runner_name: str, statuses: list[distr
         "missing": missing,
         "statuses": {k: counts[k] for k in sorted(counts)},
         "unreadable": unreadable,
-        "rel_l2": {"median": _quantile(rel_a, 0.5), "p99": _quantile(rel_a, 0.99), "max": _quantile(rel_a, 1.0)},
-        "cosine": {"median": _quantile(cos_a, 0.5), "p1": _quantile(cos_a, 0.01), "min": _quantile(cos_a, 0.0)},
+        "nonfinite": nonfinite,
+        "rel_l2": {
+            "median": _quantile(rel_a[finite], 0.5),
+            "p99": _quantile(rel_a[finite], 0.99),
+            "max": math.inf if nonfinite else _quantile(rel_a, 1.0),
+        },
+        "cosine": {
+            "median": _quantile(cos_a[finite], 0.5),
+            "p1": _quantile(cos_a[finite], 0.01),
+            "min": math.nan if nonfinite else _quantile(cos_a, 0.0),
+        },
         "top1_agreement": agree / hits if hits else None,
         "accuracy": accuracy,
         "worst": [
@@ -455,7 +498,7 @@ def run(
 ) -> tuple[dict[str, Any] | None, Runner]:
     """This rank's part of the job (with ``runner`` when the caller built it already); on
     rank 0 the summary of all ranks (None elsewhere)."""
-    identity = job.identity(session.weights.tensor_sha256)
+    identity = job.identity(session.weights.tensor_sha256, session.reference.name)
     results = Results(job.results, identity, world.rank)
     runner = runner or session.runner(placed(job.target, world))
     card = card_label(runner, world)
@@ -468,12 +511,8 @@ def run(
     start, computed, reason = time.monotonic(), 0, ""
     try:
         computed = run_shard(job, session, runner, card, world, results, todo)
-    except InputError:
-        raise
-    except BaseException as exc:
-        if not is_target_error(exc) or not world.distributed:
-            raise
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    except TargetFailed as exc:
+        reason, computed = exc.reason, exc.computed
     mine = distributed.RankStatus(world.rank, card, not reason, computed, time.monotonic() - start, reason)
     if group is None:
         statuses = [mine]
@@ -507,13 +546,17 @@ def summary_lines(name: str, s: dict[str, Any]) -> list[str]:
         f"max {_fmt(s['rel_l2']['max'], '.3e')}; cosine median {_fmt(s['cosine']['median'], '.8f')}, "
         f"min {_fmt(s['cosine']['min'], '.8f')}; top-1 agreement {_fmt(s['top1_agreement'])}"
     )
+    if s.get("nonfinite"):
+        out.append(f"  {s['nonfinite']} images with NaN or Inf logits (the worst; left out of the quantiles)")
     acc = s["accuracy"]
+    if acc and acc.get("mlperf_note"):
+        out.append(f"  MLPerf rule {acc['mlperf_note']}")
     if acc:
         out.append(
             f"  accuracy on {acc['images']} labelled images: reference top-1 {acc['reference_top1']:.5g}, "
             f"top-5 {acc['reference_top5']:.5g}; target top-1 {acc['target_top1']:.5g}, "
             f"top-5 {acc['target_top5']:.5g}; MLPerf rule (target >= {acc['mlperf_fraction']:g} x reference): "
-            + ("PASS" if acc["mlperf_pass"] else "FAIL")
+            + {True: "PASS", False: "FAIL", None: "n/a"}[acc["mlperf_pass"]]
         )
     rows = [
         (

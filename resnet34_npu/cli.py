@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import signal
 import sys
@@ -54,6 +55,16 @@ def _positive(text: str) -> int:
     value = _non_negative(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
     return value
 
 
@@ -105,7 +116,7 @@ def _add_dataset_options(parser: argparse.ArgumentParser, *, compare: bool) -> N
     group.add_argument(
         "--rank-timeout",
         default=600.0,
-        type=float,
+        type=_seconds,
         metavar="S",
         help="under torchrun, a rank not finished S seconds after the others is named as hung (default: 600)",
     )
@@ -397,6 +408,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None = None) -> int:
     if args.dataset:
+        if args.image:
+            raise InputError("--image and --dataset: compare either images or a dataset, not both")
         return _compare_dataset(args, output, report_fd)
     for option in ("reference_file", "resume", "results", "labels", "strict_images"):
         if getattr(args, option):
@@ -434,12 +447,7 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
         targets=[r.to_dict() for r in results],
         extra={"fp64_truth": args.fp64_truth, "images": [str(i) for i in images]},
     )
-    if report_fd is None:
-        write_json_atomic(output, report)
-    else:
-        data = dumps(report).encode("utf-8")
-        while data:
-            data = data[os.write(report_fd, data) :]
+    _write_report(output, report, report_fd)
     failed = [plain(r.name) for r in results if r.verdict == Status.FAIL]
     where = "standard output" if output == STDOUT else plain(output)
     print(
@@ -463,10 +471,10 @@ def _cmd_reference_build(args: argparse.Namespace) -> int:
     from . import dataset, reference_file
     from .report import machine_info
 
+    if args.output == STDOUT:
+        raise InputError("reference file '-': a reference file is binary and goes to a file; give a path")
+    out = check_writable(args.output, "reference file")
     found = dataset.scan(args.dataset, args.labels)
-    out = Path(args.output)
-    if out.is_dir():
-        raise InputError(f"reference file {show(out)}: is a directory")
     session = Session(args.weights, "cpu", fp64_truth=args.fp64_truth)
     workers = dataset.default_workers() if args.workers is None else args.workers
     print(
@@ -536,6 +544,32 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
         else Path(str(output) if output != STDOUT else "compare_results.json").with_suffix(".images")
     )
     workers = dataset.default_workers() if args.workers is None else args.workers
+    try:  # before the report's placeholder: a bad folder leaves the previous report alone
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"results folder {show(folder)}: is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"results folder {show(folder)}: cannot be made ({exc.strerror})") from None
+    jobs = [
+        agreement.Job(
+            found,
+            spec,
+            args.weights,
+            session.profile.name,
+            args.batch_size,
+            workers,
+            agreement.results_folder(folder, spec),
+            stored,
+            args.fp64_truth,
+            args.strict_images,
+            args.resume,
+            args.rank_timeout,
+        )
+        for spec in specs
+    ]
+    for job in jobs if args.resume else ():  # results of another run: refused before the placeholder
+        identity = job.identity(session.weights.tensor_sha256, session.reference.name)
+        agreement.Results(job.results, identity, world.rank).done()
     lead = world.rank == 0
     if lead:
         print(
@@ -550,21 +584,8 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
     group = None
     targets, summaries = [], []
     try:
-        for spec in specs:
-            job = agreement.Job(
-                found,
-                spec,
-                args.weights,
-                session.profile.name,
-                args.batch_size,
-                workers,
-                folder / _safe(spec),
-                stored,
-                args.fp64_truth,
-                args.strict_images,
-                args.resume,
-                args.rank_timeout,
-            )
+        for job in jobs:
+            spec = job.target
             runner = session.runner(agreement.placed(spec, world))
             if world.distributed and group is None:  # custom targets: the exchange on the CPU (gloo)
                 device = getattr(runner, "device", torch.device("cpu"))
@@ -613,11 +634,6 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
         + f"; report written to {where}; per-image results in {plain(folder)}"
     )
     return EXIT_FAIL if failed or report["verdict"] != Status.PASS else EXIT_OK
-
-
-def _safe(spec: str) -> str:
-    """A target's name as one folder name."""
-    return "".join(c if c.isalnum() or c in "-_.=" else "_" for c in spec)
 
 
 def _cmd_localize(args: argparse.Namespace) -> int:

@@ -102,7 +102,7 @@ def _walk(folder: Path, root: Path) -> list[str]:
 
 def _read_val_map(path: Path, root: Path) -> list[Entry]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(
             f"labels file {show(path)}: cannot be read ({getattr(exc, 'strerror', None) or exc})"
@@ -144,8 +144,10 @@ def scan(root: str | Path, labels: str | Path | None = None) -> Dataset:
         note = ""
         if all(re.fullmatch(r"\d+", n) and int(n) < NUM_CLASSES for n in names):
             index = {n: int(n) for n in names}
+            note = "labels: the class folders' names, read as ImageNet class indices"
         elif len(names) == NUM_CLASSES:
             index = {n: i for i, n in enumerate(names)}
+            note = "labels: the sorted order of the 1000 class folders (ImageNet's WordNet-ID order)"
         else:
             index = {}
             note = (

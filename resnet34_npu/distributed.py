@@ -44,9 +44,17 @@ class World:
                     f"environment variable {name}={text!r} is not a non-negative integer (set by torchrun)"
                 )
             values[name] = int(text) if text else default
-        world = cls(values["RANK"], max(1, values["WORLD_SIZE"]), values["LOCAL_RANK"])
+        if "WORLD_SIZE" in os.environ and values["WORLD_SIZE"] < 1:
+            raise InputError(f"environment variable WORLD_SIZE={values['WORLD_SIZE']} must be >= 1 (set by torchrun)")
+        world = cls(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
         if world.rank >= world.size:
             raise InputError(f"environment: RANK={world.rank} is not below WORLD_SIZE={world.size}")
+        missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
+        if world.distributed and missing:
+            raise InputError(
+                f"environment: WORLD_SIZE={world.size} but {' and '.join(missing)} not set: start the ranks with "
+                "torchrun (torchrun --nproc-per-node=N -m resnet34_npu ...)"
+            )
         return world
 
 

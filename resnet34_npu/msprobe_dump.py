@@ -129,24 +129,32 @@ def write_dumps(folder: str | Path, sides: Mapping[str, Mapping[str, StageTensor
     in a temporary folder first, and only when all are complete are they renamed into place."""
     folder = check_dump_dir(folder).resolve()
     built: dict[str, Path] = {}
+    aside: dict[str, Path] = {}  # the older trees, kept until every new one is in place
+    installed: list[str] = []
     try:
         for side, stages in sides.items():
             built[side] = Path(tempfile.mkdtemp(prefix=f".{side}.", suffix=".tmp", dir=folder))
             _write_tree(built[side], stages, folder / side / STEP_RANK)
-        for side, tmp in built.items():
+        for side in built:
             final = folder / side
             if final.is_dir() and not final.is_symlink():
-                old = Path(tempfile.mkdtemp(prefix=f".{side}.", suffix=".old", dir=folder))
-                os.replace(final, old / side)
-                shutil.rmtree(old)
+                aside[side] = Path(tempfile.mkdtemp(prefix=f".{side}.", suffix=".old", dir=folder))
+                os.replace(final, aside[side] / side)
             elif final.exists() or final.is_symlink():
                 final.unlink()
-            os.replace(tmp, final)
+        for side, tmp in built.items():
+            os.replace(tmp, folder / side)
+            installed.append(side)
     except OSError as exc:
+        for side in installed:  # never a new target tree beside an old reference tree
+            shutil.rmtree(folder / side, ignore_errors=True)
+        for side, holder in aside.items():
+            if not (folder / side).exists():
+                os.replace(holder / side, folder / side)
         raise InputError(f"dump folder {show(folder)}: cannot write the msprobe dump ({exc.strerror or exc})") from None
     finally:
-        for tmp in built.values():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for path in [*built.values(), *aside.values()]:
+            shutil.rmtree(path, ignore_errors=True)
     return {side: folder / side for side in sides}
 
 

@@ -182,6 +182,11 @@ def _journal(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
+def _has_header(journal: Path) -> bool:
+    with open(journal, "rb") as handle:
+        return handle.readline(1 << 20).endswith(b"\n")
+
+
 def _read_journal(journal: Path, identity: dict[str, Any]) -> dict[int, int]:
     """The images already computed in ``journal`` (index -> offset of its line); a torn last
     line (the build was killed while writing it) is cut off."""
@@ -242,8 +247,11 @@ def build(
         "fp64_truth": truth is not None,
         "reference": reference_name,
     }
-    done = _read_journal(journal, identity) if journal.exists() else {}
-    if not done:
+    if journal.is_dir() or (journal.exists() and not journal.is_file()):
+        raise InputError(f"reference build: {show(journal)} is not a regular file; remove it")
+    fresh = not journal.exists() or not _has_header(journal)  # none, or killed before its first line
+    done = {} if fresh else _read_journal(journal, identity)
+    if fresh:
         try:
             journal.parent.mkdir(parents=True, exist_ok=True)
             journal.write_text(json.dumps(identity) + "\n")

@@ -107,7 +107,7 @@ def _mount_point(path: Path) -> bool:
     return False
 
 
-def _target(path: str | Path) -> Path:
+def _target(path: str | Path, what: str = "report") -> Path:
     """Where a report for ``path`` really goes: a symlink's target; never a non-regular file or
     a mount point (a bind-mounted file, which the atomic rename cannot replace)."""
     path = Path(path)
@@ -115,22 +115,26 @@ def _target(path: str | Path) -> Path:
         try:
             path = path.resolve()
         except (OSError, RuntimeError):  # a loop of links
-            raise InputError(f"report {show(path)}: a loop of symbolic links") from None
+            raise InputError(f"{what} {show(path)}: a loop of symbolic links") from None
     if path.is_dir():
-        raise InputError(f"report {show(path)}: is a directory")
+        raise InputError(f"{what} {show(path)}: is a directory")
     if path.exists() and not path.is_file():
         raise InputError(
-            f"report {show(path)}: is not a regular file (a device, FIFO or socket); "
-            f"reports are written to regular files, or to standard output with {STDOUT}"
+            f"{what} {show(path)}: is not a regular file (a device, FIFO or socket); "
+            + (
+                f"reports are written to regular files, or to standard output with {STDOUT}"
+                if what == "report"
+                else f"a {what} is written to a regular file"
+            )
         )
     try:
         if path.exists() and (_mount_point(path) or path.stat().st_dev != path.parent.stat().st_dev):
             raise InputError(
-                f"report {show(path)}: is a mount point (a bind-mounted file) that a rename cannot "
+                f"{what} {show(path)}: is a mount point (a bind-mounted file) that a rename cannot "
                 "replace; write the report to another path"
             )
     except OSError as exc:
-        raise InputError(f"report {show(path)}: cannot be examined ({exc.strerror or exc})") from None
+        raise InputError(f"{what} {show(path)}: cannot be examined ({exc.strerror or exc})") from None
     return path
 
 
@@ -154,13 +158,13 @@ def write_json_atomic(path: str | Path, document: Any) -> Path | None:
     return path
 
 
-def check_writable(path: str | Path) -> Path | str:
+def check_writable(path: str | Path, what: str = "report") -> Path | str:
     """Fail early, before any work, when the report cannot be written at ``path``: not a
     regular file, a mount point, or a folder where a file cannot be created (the folder is made
     if missing, a probe file created and removed). ``-`` (standard output) always can."""
-    if str(path) == STDOUT:
+    if str(path) == STDOUT and what == "report":
         return STDOUT
-    path = _target(path)
+    path = _target(path, what)
     parent = path.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +172,7 @@ def check_writable(path: str | Path) -> Path | str:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise InputError(f"report {show(path)}: cannot write in {show(parent)} ({exc.strerror or exc})") from None
+        raise InputError(f"{what} {show(path)}: cannot write in {show(parent)} ({exc.strerror or exc})") from None
     return path
 
 

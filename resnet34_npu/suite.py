@@ -218,7 +218,7 @@ class Suite:
             self.profile,
             16,
             default_workers(),
-            folder / name.replace("/", "_").replace(":", "_"),
+            agreement.results_folder(folder, name),
             self.reference_file,
             self.fp64_truth,
         )

@@ -35,6 +35,10 @@ class _Wrapped(torch.nn.Module):
                     handle.write(hashlib.sha256(image.numpy().tobytes()).hexdigest() + "\n")
         elif self.what == "rolled":
             out = torch.roll(out, 1, dims=1)  # every class index off by one: top-1 always wrong
+        elif self.what == "second":
+            self.calls = getattr(self, "calls", 0) + 1
+            if self.calls == 2:
+                raise RuntimeError("device error on the second batch (injected)")
         elif os.environ.get("RANK") == "1" and self.what == "raise":
             raise RuntimeError("device error on this card (injected, rank 1)")
         elif os.environ.get("RANK") == "1" and self.what == "hang":
@@ -56,3 +60,7 @@ def raising_on_rank1(model: torch.nn.Module) -> torch.nn.Module:
 
 def hanging_on_rank1(model: torch.nn.Module) -> torch.nn.Module:
     return _Wrapped(model, "hang")
+
+
+def raising_on_second_batch(model: torch.nn.Module) -> torch.nn.Module:
+    return _Wrapped(model, "second")

@@ -336,3 +336,26 @@ def test_a_dataset_that_compares_nothing_is_not_a_pass(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     document = json.loads(report.read_text())
     assert document["verdict"] == "not run" and document["targets"][0]["dataset"]["statuses"] == {"unreadable": 2}
+
+
+def test_a_target_that_raises_fails_named_and_the_next_target_runs(data, ref, tmp_path):
+    report = tmp_path / "r.json"
+    args = ("compare", "--dataset", str(data), "--reference-file", str(ref), "--batch-size", "4", "-o", str(report))
+    done = cli(*args, "--target", f"{TARGETS}:raising_on_second_batch", "cpu")
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    bad, good = (t["dataset"] for t in json.loads(report.read_text())["targets"])
+    assert bad["verdict"] == "fail" and "RuntimeError: device error on the second batch" in bad["failures"][0]
+    assert bad["missing"] > 0 and good["verdict"] == "pass" and good["compared"] == IMAGES
+
+
+def test_resume_refuses_results_of_another_run_and_bad_folders_keep_the_report(data, tmp_path):
+    report = tmp_path / "r.json"
+    base = ("compare", "--dataset", str(data), "--target", "cpu", "--batch-size", "8", "-o", str(report))
+    assert cli(*base).returncode == 0
+    kept = report.read_text()
+    other = cli(*base, "--reference", "cpu/fp32/channels_last", "--resume")
+    assert other.returncode == 2 and "holds results of another run" in other.stderr, other.stderr
+    (tmp_path / "file").write_text("a file, not a folder")
+    bad = cli(*base, "--results", str(tmp_path / "file"))
+    assert bad.returncode == 2 and "results folder" in bad.stderr and "is not a folder" in bad.stderr
+    assert report.read_text() == kept  # a refused run leaves the previous report alone

@@ -257,7 +257,7 @@ def _summary(tmp_path, records, n=None, statuses=None):
     if n is not None:
         ds = dataset.Dataset(tmp_path, "folder", ds.entries + tuple(dataset.Entry(f"x{i}") for i in range(n)))
     job = agreement.Job(ds, "cpu/fp32", "seeded", "default", 4, 0, tmp_path / "res")
-    results = agreement.Results(job.results, job.identity("w"), 0)
+    results = agreement.Results(job.results, job.identity("w", "cpu/fp32"), 0)
     with results.open() as handle:
         for r in records:
             handle.write((json.dumps(r) + "\n").encode())
@@ -295,15 +295,20 @@ def test_mlperf_accuracy_rule(tmp_path):
 
 def test_results_resume_skips_done_images_and_cuts_a_torn_line(tmp_path):
     results = agreement.Results(tmp_path, {"run": 1}, 0)
+    line = '{{"kind": "image", "i": {}, "status": "pass"}}\n'
     with results.open() as handle:
-        handle.write(b'{"kind": "image", "i": 0}\n{"kind": "image", "i": 3}\n{"kind": "ima')
+        handle.write((line.format(0) + line.format(3) + '{"kind": "ima').encode())
     assert results.done() == {0, 3}
     with results.open() as handle:
-        handle.write(b'{"kind": "image", "i": 4}\n')
+        handle.write(line.format(4).encode())
     assert results.done() == {0, 3, 4}
     other = agreement.Results(tmp_path, {"run": 2}, 0)
     with pytest.raises(InputError, match="results of another run"):
         other.done()
+    with results.open() as handle:  # a complete line that this suite did not write: one line, not a crash
+        handle.write(b'{"kind": "image", "i": "five"}\n')
+    with pytest.raises(InputError, match="rank0.jsonl line 5 is not a result this suite wrote"):
+        results.done()
 
 
 def test_rank_status_travels_as_a_tensor():
@@ -319,7 +324,16 @@ def test_world_from_env(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(InputError, match="MASTER_ADDR and MASTER_PORT not set: start the ranks with torchrun"):
+        distributed.World.from_env()
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29500")
     assert distributed.World.from_env() == distributed.World(1, 2, 1)
+    monkeypatch.setenv("WORLD_SIZE", "0")
+    with pytest.raises(InputError, match="WORLD_SIZE=0 must be >= 1"):
+        distributed.World.from_env()
+    monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(InputError, match="RANK=2 is not below WORLD_SIZE=2"):
         distributed.World.from_env()
@@ -338,3 +352,76 @@ def test_backend_per_device_kind(monkeypatch):
 def test_absent_ranks_from_gloo_message():
     assert distributed._absent("[Rank 0]: Ranks 1, 3 failed to pass monitoredBarrier in 5000 ms") == [1, 3]
     assert distributed._absent("Rank 1 failed to pass monitoredBarrier in 5000 ms") == [1]
+
+
+def test_nan_images_are_the_worst_and_stay_out_of_the_quantiles(tmp_path):
+    records = _records(["pass"] * 4 + ["fail"])
+    records[4].update(rel_l2="nan", cosine="nan")
+    s = _summary(tmp_path, records)
+    assert s["nonfinite"] == 1 and s["rel_l2"]["max"] == float("inf") and s["rel_l2"]["median"] == pytest.approx(2.5e-6)
+    assert s["worst"][0]["path"] == "img4.png" and s["verdict"] == "fail"
+
+
+def test_a_card_that_compared_nothing_or_lost_its_results_is_not_a_pass(tmp_path):
+    unreadable_only = _summary(tmp_path / "a", _records(["unreadable", "unreadable"]))
+    assert unreadable_only["verdict"] == "not run" and unreadable_only["cards"][0]["verdict"] == "not run"
+    lost = [distributed.RankStatus(0, "cpu", True, 2, 1.0), distributed.RankStatus(1, "npu:1", True, 5, 1.0)]
+    s = _summary(tmp_path / "b", _records(["pass", "pass"]), statuses=lost)
+    assert s["verdict"] == "fail" and s["cards"][1]["verdict"] == "fail"
+    assert any("rank 1 (npu:1) computed 5 images but 0 of its results" in line for line in s["failures"])
+
+
+def test_mlperf_rule_does_not_apply_when_the_reference_is_never_right(tmp_path):
+    labels = [999] * 10  # never the reference's top-1 in _records
+    s = _summary(tmp_path, _records(["pass"] * 10, labels, [5] * 10))
+    assert s["accuracy"]["reference_top1"] == 0 and s["accuracy"]["mlperf_pass"] is None
+    assert "not applicable" in s["accuracy"]["mlperf_note"] and s["verdict"] == "pass"
+    assert any("MLPerf rule not applicable" in line for line in agreement.summary_lines("t", s))
+
+
+def test_labels_file_with_a_byte_order_mark_and_crlf(flat):
+    (flat / "val_map.txt").write_bytes("\ufeffimg0.png\t5\r\nsub/img1.png 7\r\n".encode())
+    found = dataset.scan(flat)
+    assert [(e.path, e.label) for e in found.entries] == [("img0.png", 5), ("sub/img1.png", 7)]
+
+
+def test_a_journal_killed_before_its_first_line_starts_afresh(tmp_path, flat):
+    (tmp_path / "ref.r34.partial").write_bytes(b"")
+    _, computed, resumed, _ = _build(dataset.scan(flat), tmp_path / "ref.r34")
+    assert (computed, resumed) == (6, 0)
+    (tmp_path / "dir.r34.partial").mkdir()
+    with pytest.raises(InputError, match="is not a regular file"):
+        _build(dataset.scan(flat), tmp_path / "dir.r34")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["compare", "--dataset", "D", "--rank-timeout", "nan"], "'nan' must be a positive, finite number"),
+        (["compare", "--dataset", "D", "--rank-timeout", "0"], "'0' must be a positive, finite number"),
+        (["compare", "--dataset", "D", "--image", "x.jpg"], "--image and --dataset"),
+        (["compare", "--reference-file", "R"], "--reference-file needs --dataset DIR"),
+        (["reference", "build", "--dataset", "D", "-o", "-"], "reference file '-': a reference file is binary"),
+        (["reference", "build", "--dataset", "D", "-o", "FIFO"], "reference file '.*fifo': is not a regular file"),
+        (["reference", "build", "--dataset", "D", "-o", "DIR"], "reference file '.*': is a directory"),
+    ],
+)
+def test_dataset_options_refused_in_one_line(tmp_path, flat, capsys, argv, message):
+    import os
+    import re
+
+    from resnet34_npu import cli
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    where = {"D": str(flat), "R": str(tmp_path / "r.r34"), "FIFO": str(fifo), "DIR": str(tmp_path)}
+    args = [where.get(a, a) for a in argv] + ["-o", str(tmp_path / "out.json")] * ("compare" in argv)
+    try:
+        code = cli.main(args)
+    except SystemExit as exc:  # argparse's own refusal of a bad value
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(message, err[0]), err
+    assert fifo.exists() and not fifo.is_file()  # never replaced by a regular file
+    assert not (tmp_path / "out.json").exists()
