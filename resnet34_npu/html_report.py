@@ -566,17 +566,25 @@ def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
             (
                 "reference",
                 _e(
-                    f"{reference.get('name', '?')} on {reference.get('device_name', '?')}, "
+                    f"stored reference file {reference['path']} ({reference.get('images', '?')} images, "
+                    f"created {reference.get('created', '?')})"
+                    if "path" in reference
+                    else f"{reference.get('name', '?')} on {reference.get('device_name', '?')}, "
                     f"{reference.get('effective_precision', '?')}"
                 )
                 if reference
                 else "",
             ),
+            ("dataset", _e(_dataset_line(doc.get("dataset")))),
             ("images", _e(", ".join(Path(str(p)).name for p in doc.get("images") or []))),
             ("float64 truth", "on" if doc.get("fp64_truth") else ""),
         ]
     )
     sections = [_section("Summary", summary, "summary")]
+    datasets = [t for t in targets if isinstance(t.get("dataset"), dict)]
+    if datasets:
+        sections.append(_section("Dataset agreement", _datasets(doc, datasets), "dataset"))
+    targets = [t for t in targets if not isinstance(t.get("dataset"), dict)]
     if targets:
         sections.append(_section("Target \u00d7 image \u00d7 batch", _matrix(targets), "matrix"))
         sections.append(_section("Metrics and bounds", _metrics(doc, targets), "metrics"))
@@ -594,6 +602,102 @@ def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
         sections.append(_section("Tests", _tests(doc), "tests"))
     title = f"resnet34-npu report: {_status(doc.get('verdict')).upper()} \u2014 {source}"
     return _page(title, doc.get("verdict"), _subtitle(doc, source), sections, "resnet34-npu report html")
+
+
+def _dataset_line(dataset: Any) -> str:
+    if not isinstance(dataset, dict):
+        return ""
+    return (
+        f"{dataset.get('root', '?')}: {dataset.get('images', '?')} images ({dataset.get('layout', '?')}"
+        + (", labelled" if dataset.get("labelled") else "")
+        + ")"
+    )
+
+
+def _datasets(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
+    """Per dataset-scale target (``compare --dataset``): its verdict and failure lines, the
+    distribution of the per-image errors, accuracy and MLPerf's rule, a row per card and the
+    worst images with the command that localises each."""
+    parts = []
+    for target in targets:
+        s = target["dataset"]
+        rel, cos = s.get("rel_l2") or {}, s.get("cosine") or {}
+        statuses = ", ".join(f"{k} {v}" for k, v in (s.get("statuses") or {}).items())
+        pairs = [
+            ("compared", _e(f"{s.get('compared', '?')} of {s.get('images', '?')} images; {statuses}")),
+            ("missing", _e(s.get("missing")) if s.get("missing") else ""),
+            ("NaN or Inf", _e(s.get("nonfinite")) if s.get("nonfinite") else ""),
+            (
+                "rel L2",
+                f"median {_num(rel.get('median'), '.3e')}, p99 {_num(rel.get('p99'), '.3e')}, "
+                f"max {_num(rel.get('max'), '.3e')}",
+            ),
+            (
+                "cosine",
+                f"median {_num(cos.get('median'), '.8f')}, p1 {_num(cos.get('p1'), '.8f')}, "
+                f"min {_num(cos.get('min'), '.8f')}",
+            ),
+            ("top-1 agreement", _num(s.get("top1_agreement"), ".5g")),
+        ]
+        acc = s.get("accuracy")
+        if isinstance(acc, dict):
+            rule = {True: "PASS", False: "FAIL", None: "not applicable"}.get(acc.get("mlperf_pass"), "?")
+            pairs.append(
+                (
+                    "accuracy",
+                    _e(
+                        f"{acc.get('images')} labelled images: reference top-1 {_num(acc.get('reference_top1'), '.5g')}"
+                        f", top-5 {_num(acc.get('reference_top5'), '.5g')}; target top-1 "
+                        f"{_num(acc.get('target_top1'), '.5g')}, top-5 {_num(acc.get('target_top5'), '.5g')}; "
+                        f"MLPerf rule (>= {acc.get('mlperf_fraction')} x the reference's top-1): {rule}"
+                    ),
+                )
+            )
+        cards = [
+            [
+                _e(c.get("rank")),
+                _e(c.get("card")),
+                f'<td class="cell c-{_cls(c.get("verdict"))}">{_e(_status(c.get("verdict")).upper())}</td>',
+                _e(c.get("images")),
+                _e(c.get("worst_image") or "-"),
+                _num(c.get("worst_rel_l2"), ".3e"),
+                _num(c.get("images_per_s"), ".1f"),
+                _e(c.get("error") or ""),
+            ]
+            for c in s.get("cards") or []
+            if isinstance(c, dict)
+        ]
+        worst = [
+            [
+                _e(w.get("path")),
+                _e(w.get("card")),
+                _badge(w.get("status")),
+                _num(w.get("rel_l2"), ".3e"),
+                f"<code>{_e(w.get('localize'))}</code>",
+            ]
+            for w in s.get("worst") or []
+            if isinstance(w, dict)
+        ]
+        unreadable = [
+            [_e(u.get("path")), _e(u.get("reason"))] for u in s.get("unreadable") or [] if isinstance(u, dict)
+        ]
+        parts.append(
+            f"<h3>{_e(target.get('name', '?'))} {_badge(s.get('verdict'))}</h3>"
+            + _lines(s.get("failures") or [])
+            + _summary(pairs)
+            + (
+                _table(["rank", "card", "verdict", "images", "worst image", "rel L2", "images/s", "error"], cards)
+                if cards
+                else ""
+            )
+            + (
+                "<h4>Worst images</h4>" + _table(["image", "card", "verdict", "rel L2", "localise it with"], worst)
+                if worst
+                else ""
+            )
+            + ("<h4>Unreadable images</h4>" + _table(["image", "reason"], unreadable) if unreadable else "")
+        )
+    return "".join(parts)
 
 
 def _card_label(row: Mapping[str, Any]) -> str:

@@ -444,3 +444,92 @@ def test_charts_are_embedded_pngs(tmp_path, capsys):
 
     assert base64.b64decode(img["src"].split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
     assert_self_contained(text)
+
+
+def dataset_report(verdict: str = "fail", name: str = "npu/fp32") -> dict:
+    """A compare --dataset report: a target per dataset run, its summary, a row per card."""
+    cards = [
+        {
+            "rank": r,
+            "card": f"npu:{r}",
+            "verdict": "pass",
+            "error": None,
+            "images": 4,
+            "worst_image": f"i{r}.jpg",
+            "worst_rel_l2": 1.7e-4,
+            "images_per_s": 250.0,
+        }
+        for r in range(8)
+    ]
+    if verdict == "fail":
+        cards[3].update(verdict="fail", error="RuntimeError: ACL error 507011")
+    summary = {
+        "verdict": verdict,
+        "failures": ["rank 3 (npu:3) failed: RuntimeError: ACL error 507011"] if verdict == "fail" else [],
+        "images": 32,
+        "compared": 32,
+        "missing": 0,
+        "nonfinite": 0,
+        "statuses": {"pass": 32},
+        "unreadable": [],
+        "rel_l2": {"median": 1.7e-4, "p99": 1.9e-4, "max": 1.9e-4},
+        "cosine": {"median": 0.99999999, "p1": 0.99999998, "min": 0.99999998},
+        "top1_agreement": 1.0,
+        "accuracy": {
+            "images": 32,
+            "reference_top1": 0.0,
+            "reference_top5": 0.0,
+            "target_top1": 0.0,
+            "target_top5": 0.0,
+            "mlperf_fraction": 0.99,
+            "mlperf_pass": None,
+            "mlperf_note": "n/a",
+        },
+        "worst": [
+            {
+                "path": "i3.jpg",
+                "card": "npu:3",
+                "status": "pass",
+                "rel_l2": 1.9e-4,
+                "cosine": 0.99999998,
+                "localize": f"python -m resnet34_npu localize --target {name} --image /d/i3.jpg",
+            }
+        ],
+        "cards": cards,
+        "results": "/r.images",
+    }
+    target = {
+        "name": name,
+        "device": "npu:0",
+        "device_name": "Ascend910B3",
+        "dtype": "fp32",
+        "mode": "eager",
+        "verdict": verdict,
+        "latency_ms": None,
+        "images": [],
+        "dataset": summary,
+    }
+    doc = build_report(
+        profile="default",
+        weights={"spec": "seeded", "path": "/w.pth", "sha256": "ab" * 32, "tensor_sha256": "cd" * 32},
+        reference={"path": "/val.r34", "created": "2026-11-28T00:00:00+00:00", "images": 32},
+        targets=[target],
+        extra={"fp64_truth": False, "dataset": {"root": "/d", "layout": "val_map", "images": 32, "labelled": True}},
+    )
+    doc["verdict"] = verdict
+    return doc
+
+
+def test_a_dataset_report_shows_its_summary_cards_and_worst_images():
+    page = Page(render(dataset_report()))
+    text = " ".join(page.text)
+    assert_verdict(page, "FAIL")
+    assert "Dataset agreement" in text and "No comparison ran" not in text
+    assert "rank 3 (npu:3) failed: RuntimeError: ACL error 507011" in text
+    failing = [c for c in page.all("td", "cell") if "c-fail" in c["class"]]
+    assert len(failing) == 1 and len([c for c in page.all("td", "cell") if "c-pass" in c["class"]]) == 7
+    assert "MLPerf rule (>= 0.99 x the reference's top-1): not applicable" in text
+    assert "localize --target npu/fp32 --image /d/i3.jpg" in text and "stored reference file /val.r34" in text
+    healthy = Page(render(dataset_report("pass")))
+    assert not [c for c in healthy.all("td", "cell") if "c-fail" in c["class"]]
+    assert_inert(render(dataset_report(name=HOSTILE)), HOSTILE)
