@@ -263,13 +263,18 @@ def named_explicitly(values: dict[str, Any]) -> bool:
     return bool(values["r34_targets"])
 
 
+#: Markers that only slow tests carry: ``-m browser`` asks for slow tests as ``-m slow`` does.
+ONLY_SLOW = ("slow", "browser", "npu_install", "subprocess")
+
+
 def selects_slow(markexpr: str) -> bool:
-    """Whether ``-m`` selects a test marked ``slow`` (and nothing else): ``slow`` yes, ``not slow`` no."""
-    if "slow" not in markexpr:
+    """Whether ``-m`` selects a test marked ``slow`` (a marker of :data:`ONLY_SLOW`): ``slow``
+    or ``browser`` yes, ``not slow`` no."""
+    if not any(name in markexpr for name in ONLY_SLOW):
         return False
     try:
         from _pytest.mark.expression import Expression
 
-        return bool(Expression.compile(markexpr).evaluate(lambda name, **_: name == "slow"))
+        return bool(Expression.compile(markexpr).evaluate(lambda name, **_: name in ONLY_SLOW))
     except Exception:  # pytest's expression API is internal: fall back to the word
-        return "not slow" not in markexpr
+        return "not slow" not in markexpr and "slow" in markexpr

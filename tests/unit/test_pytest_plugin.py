@@ -407,3 +407,22 @@ def test_a_thread_that_never_stops_cannot_hang_pytest(suite, workers):
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-2000:]
     report = json.loads((suite.path / "acceptance_report.json").read_text())
     assert report["verdict"] == "fail" and report["targets"][0]["left_threads"].endswith("engine-poller")
+
+
+@pytest.mark.parametrize(
+    ("markexpr", "slow"),
+    [
+        ("", False),
+        ("slow", True),
+        ("not slow", False),
+        ("browser", True),  # only slow tests carry it: the slow filter must not drop them all
+        ("slow and browser", True),
+        ("not browser", False),
+        ("npu", False),
+        ("npu or subprocess", True),
+    ],
+)
+def test_which_marker_expressions_select_the_slow_tests(markexpr, slow):
+    from resnet34_npu.options import selects_slow
+
+    assert selects_slow(markexpr) is slow
