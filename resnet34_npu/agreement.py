@@ -473,9 +473,14 @@ def localize_command(job: Job, runner_name: str, record: dict[str, Any]) -> str:
 
 
 def _quote(text: str) -> str:
+    """``text`` as one shell word that runs as printed: shlex's quoting, or for a name with
+    control characters or bytes that are not UTF-8, bash's ``$'...'`` with ``\\xNN`` escapes."""
     import shlex
 
-    return shlex.quote(plain(text))
+    if text.isprintable() and not any(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+        return shlex.quote(text)
+    data = os.fsencode(text)
+    return "$'" + "".join(chr(b) if 0x20 <= b < 0x7F and chr(b) not in "'\\" else f"\\x{b:02x}" for b in data) + "'"
 
 
 def card_label(runner: Runner, world: distributed.World) -> str:

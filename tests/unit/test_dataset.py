@@ -425,3 +425,17 @@ def test_dataset_options_refused_in_one_line(tmp_path, flat, capsys, argv, messa
     assert len(err) == 1 and re.search(message, err[0]), err
     assert fifo.exists() and not fifo.is_file()  # never replaced by a regular file
     assert not (tmp_path / "out.json").exists()
+
+
+@pytest.mark.parametrize(
+    "name", ["a b.jpg", "x'y.jpg", b"bad\xff\xfe.jpg", "new\nline.jpg", "\x1b[31mred.jpg", "猫.jpg"]
+)
+def test_localize_commands_run_as_printed_whatever_the_file_name(name):
+    import os
+    import subprocess
+
+    text = os.fsdecode(name) if isinstance(name, bytes) else name
+    word = agreement._quote(text)
+    assert word.isprintable() and "\n" not in word  # one line, nothing for a terminal to interpret
+    printed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True).stdout
+    assert printed == os.fsencode(text)
