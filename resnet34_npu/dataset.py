@@ -217,8 +217,11 @@ def _one_thread(_worker: int) -> None:
 
 
 def default_workers() -> int:
-    """DataLoader workers when not told: all cores but one for the device side, at most 8."""
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    """DataLoader workers when not told: the cores but one, shared by the ranks of this host
+    under torchrun (``LOCAL_WORLD_SIZE``), at least 1 and at most 8 a rank."""
+    ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
+    ranks = int(ranks) if ranks.isdigit() and int(ranks) > 0 else 1
+    return max(1, min(8, ((os.cpu_count() or 2) - 1) // ranks))
 
 
 def loader(dataset: Dataset, indices: Sequence[int], batch_size: int, workers: int) -> torch.utils.data.DataLoader:
