@@ -15,7 +15,9 @@ import heapq
 import json
 import math
 import os
+import socket
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from . import devices, distributed
 from .compare import Session, is_target_error, truth_metrics
 from .criteria import Status, judge, worst_status
 from .dataset import Dataset, Progress, loader
+from .dataset import file_sha256 as dataset_file_sha256
 from .errors import InputError, plain, show
 from .metrics import compare_logits
 from .reference_file import StoredReference
@@ -96,11 +99,37 @@ def placed(spec_text: str, world: distributed.World) -> str:
 
 class Results:
     """The results folder: one ``rank<R>.jsonl`` per rank, each starting with the run's
-    identity; a torn last line (a killed process) is cut off before appending."""
+    identity and the id of the run that started it; a torn last line (a killed process) is cut
+    off before appending. ``own_only``: read only this run's files (a run that started afresh
+    must never count another run's results, e.g. a second host writing the same folder)."""
 
-    def __init__(self, folder: Path, identity: dict[str, Any], rank: int) -> None:
+    def __init__(self, folder: Path, identity: dict[str, Any], rank: int, run_id: str = "", own_only: bool = False):
         self.folder, self.identity, self.rank = folder, identity, rank
+        self.run_id, self.own_only = run_id, own_only
         self.mine = folder / f"rank{rank}.jsonl"
+        self._lock: Any = None
+
+    def lock(self) -> None:
+        """Hold the folder for this run (rank 0): a second live run writing the same folder is
+        refused instead of replacing this one's files."""
+        import fcntl
+
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.folder / ".lock", "a")  # noqa: SIM115 - held until release()
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(
+                f"results folder {show(self.folder)}: in use by another run right now; wait for it, or give this run "
+                "its own --results folder"
+            ) from None
+        except OSError as exc:
+            raise InputError(f"results folder {show(self.folder)}: cannot write in it ({exc.strerror})") from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     def files(self) -> list[Path]:
         return sorted(self.folder.glob("rank*.jsonl"))
@@ -123,9 +152,12 @@ class Results:
             if not header.endswith(b"\n"):
                 return  # being created by its rank right now: nothing in it yet
             try:
-                theirs = json.loads(header).get("identity")
+                head = json.loads(header)
+                theirs, run = head.get("identity"), head.get("run")
             except (ValueError, AttributeError):
-                theirs = None
+                theirs = run = None
+            if self.own_only and run != self.run_id:
+                return  # another run's file (it started afresh after this one, or runs beside it)
             if theirs != self.identity:
                 raise InputError(
                     f"results folder {show(self.folder)}: {path.name} holds results of another run "
@@ -149,8 +181,9 @@ class Results:
                 if record.get("kind") == "image":
                     yield record
 
-    def done(self) -> set[int]:
-        return {r["i"] for path in self.files() for r in self.records(path)}
+    def saved(self) -> dict[int, dict[str, Any]]:
+        """Every saved image record by dataset index."""
+        return {r["i"]: r for path in self.files() for r in self.records(path)}
 
     def open(self) -> Any:
         """This rank's file, for appending after its last complete line."""
@@ -167,7 +200,8 @@ class Results:
         except OSError as exc:
             raise InputError(f"results folder {show(self.folder)}: cannot write in it ({exc.strerror})") from None
         if fresh:
-            handle.write((json.dumps({"kind": "header", "identity": self.identity}) + "\n").encode())
+            header = {"kind": "header", "identity": self.identity, "run": self.run_id}
+            handle.write((json.dumps(header) + "\n").encode())
         return handle
 
 
@@ -236,6 +270,8 @@ def run_shard(
                                 f"{show(stored.path)} was built (sha256 {digest[:16] or 'unreadable'}... , stored "
                                 f"{(known['sha256'] or 'unreadable')[:16]}...); rebuild the reference"
                             )
+                    if stored and not reason and known["row"] is None:  # another Pillow, e.g. without WebP
+                        reason = f"not in the reference: unreadable when the reference was built ({known['reason']})"
                     if reason:
                         if job.strict_images:
                             raise InputError(f"image {show(job.dataset.root / entry.path)}: {reason} (--strict-images)")
@@ -490,6 +526,9 @@ def card_label(runner: Runner, world: distributed.World) -> str:
     label = str(device) if device is not None else "custom"
     if world.distributed and (device is None or device.index is None):
         label += f" (rank {world.rank})"
+    local = os.environ.get("LOCAL_WORLD_SIZE", "")
+    if world.distributed and local.isdigit() and 0 < int(local) < world.size:  # several hosts: npu:3 of which?
+        label = f"{socket.gethostname()}/{label}"
     return label
 
 
@@ -504,14 +543,52 @@ def run(
     """This rank's part of the job (with ``runner`` when the caller built it already); on
     rank 0 the summary of all ranks (None elsewhere)."""
     identity = job.identity(session.weights.tensor_sha256, session.reference.name)
-    results = Results(job.results, identity, world.rank)
+    run_id = uuid.uuid4().hex if group is None else group.agree(uuid.uuid4().hex)
+    results = Results(job.results, identity, world.rank, run_id, own_only=not job.resume)
     runner = runner or session.runner(placed(job.target, world))
     card = card_label(runner, world)
+    if world.rank == 0:
+        results.lock()
+    try:
+        return _run_locked(job, session, world, group, runner, card, results)
+    finally:
+        results.release()
+
+
+def _verify_saved(job: Job, world: distributed.World, saved: dict[int, dict[str, Any]]) -> None:
+    """Before resuming: every saved result of this rank's shard is of the image as it is now
+    (its bytes' SHA-256), and none is an unreadable image when ``--strict-images`` asks."""
+    for index, record in saved.items():
+        if index % world.size != world.rank:
+            continue
+        path = job.dataset.root / job.dataset.entries[index].path
+        if job.strict_images and record["status"] == UNREADABLE:
+            raise InputError(f"image {show(path)}: {record.get('reason')} (--strict-images; saved by the run resumed)")
+        if dataset_file_sha256(path) != (record.get("sha256") or ""):
+            raise InputError(
+                f"image {show(path)}: changed since its result was saved in {show(job.results)}; "
+                "drop --resume to start afresh"
+            )
+
+
+def _run_locked(
+    job: Job,
+    session: Session,
+    world: distributed.World,
+    group: distributed.Group | None,
+    runner: Runner,
+    card: str,
+    results: Results,
+) -> tuple[dict[str, Any] | None, Runner]:
+    if group is not None:
+        group.barrier()  # rank 0 holds the folder before any rank clears its file
     if not job.resume:
         results.clear(world)
     if group is not None:
         group.barrier()  # nobody reads the folder while another rank clears its file
-    done = results.done() if job.resume else set()
+    saved = results.saved() if job.resume else {}
+    _verify_saved(job, world, saved)
+    done = set(saved)
     todo = [i for i in range(len(job.dataset.entries)) if i % world.size == world.rank and i not in done]
     start, computed, reason = time.monotonic(), 0, ""
     try:

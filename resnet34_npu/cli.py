@@ -567,9 +567,14 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
         )
         for spec in specs
     ]
-    for job in jobs if args.resume else ():  # results of another run: refused before the placeholder
-        identity = job.identity(session.weights.tensor_sha256, session.reference.name)
-        agreement.Results(job.results, identity, world.rank).done()
+    for job in jobs:  # refused before the placeholder: results of another run, a folder that cannot be made
+        try:
+            job.results.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"results folder {show(job.results)}: cannot be made ({exc.strerror})") from None
+        if args.resume:
+            identity = job.identity(session.weights.tensor_sha256, session.reference.name)
+            agreement.Results(job.results, identity, world.rank).saved()
     lead = world.rank == 0
     if lead:
         print(
@@ -724,6 +729,10 @@ def _cmd_controls(args: argparse.Namespace) -> int:
 def _cmd_report_merge(args: argparse.Namespace) -> int:
     from . import fleet
 
+    if args.output != STDOUT and any(
+        Path(r).is_file() and Path(r).resolve() == Path(args.output).resolve() for r in args.reports
+    ):
+        raise InputError(f"--output {args.output!r}: is one of the reports to merge; write the fleet report elsewhere")
     try:
         merged = fleet.merge(args.reports, skip_invalid=args.skip_invalid, exclude=args.output)
     except fleet.RefusedReports as exc:  # every refused file, one line each, then what to do

@@ -23,6 +23,7 @@ import hashlib
 import math
 import os
 import re
+import stat
 import sys
 import time
 from collections.abc import Sequence
@@ -100,9 +101,37 @@ def _walk(folder: Path, root: Path) -> list[str]:
     return sorted(found)
 
 
+#: The largest file the loader reads: no photo is this large; a device file or a FIFO is refused first.
+MAX_FILE_BYTES = 1 << 30
+
+
+def read_file(path: Path) -> bytes:
+    """A regular file's bytes; a FIFO, a device or a folder (which would block, never end or
+    not read) and a file over :data:`MAX_FILE_BYTES` raise ``OSError`` with the reason."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(0, "not a regular file (a FIFO, a device or a folder)")
+        if info.st_size > MAX_FILE_BYTES:
+            raise OSError(0, f"larger than {MAX_FILE_BYTES >> 20} MiB")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a dataset file's bytes, "" when it cannot be read."""
+    try:
+        return hashlib.sha256(read_file(path)).hexdigest()
+    except OSError:
+        return ""
+
+
 def _read_val_map(path: Path, root: Path) -> list[Entry]:
     try:
-        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
+        text = read_file(path).decode("utf-8-sig")  # a byte-order mark is not part of the first name
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(
             f"labels file {show(path)}: cannot be read ({getattr(exc, 'strerror', None) or exc})"
@@ -126,6 +155,12 @@ def _read_val_map(path: Path, root: Path) -> list[Entry]:
         entries.append(Entry(name.as_posix(), int(fields[1])))
     if not entries:
         raise InputError(f"labels file {show(path)}: lists no images")
+    absent = [e.path for e in entries if not (root / e.path).exists()]
+    if absent:  # an incomplete copy of the dataset must not pass on the images it has
+        raise InputError(
+            f"labels file {show(path)}: {len(absent)} of the {len(entries)} images it lists are not in "
+            f"{show(root)} (first: {absent[0]!r})"
+        )
     return entries
 
 
@@ -135,8 +170,17 @@ def scan(root: str | Path, labels: str | Path | None = None) -> Dataset:
     if not root.is_dir():
         raise InputError(f"dataset {show(root)}: " + ("no such folder" if not root.exists() else "is not a folder"))
     label_file = Path(labels) if labels is not None else root / VAL_MAP
-    if labels is not None or label_file.is_file():
-        return Dataset(root, "val_map", tuple(_read_val_map(label_file, root)))
+    if labels is not None or label_file.exists():
+        entries = _read_val_map(label_file, root)
+        listed = {e.path for e in entries}
+        unlisted = [p for p in _walk(root, root) if p not in listed]
+        note = (
+            f"{len(unlisted)} image files in the folder are not in {label_file.name} and are not compared "
+            f"(first: {unlisted[0]!r})"
+            if unlisted
+            else ""
+        )
+        return Dataset(root, "val_map", tuple(entries), note)
     top = sorted(p for p in root.iterdir() if not p.name.startswith("."))
     classes = [p for p in top if p.is_dir()]
     if classes and not any(p.is_file() and _is_image(p.name) for p in top):
@@ -193,9 +237,12 @@ class ImageData(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[int, str, str, torch.Tensor | None]:
         path = self.root / self.paths[index]
         try:
-            data = path.read_bytes()
+            data = read_file(path)
         except OSError as exc:
-            reason = "no such file" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+            if isinstance(exc, FileNotFoundError):
+                reason = "no such file"
+            else:
+                reason = exc.strerror if not exc.errno else f"cannot be read ({exc.strerror})"
             return index, "", reason, None
         digest = hashlib.sha256(data).hexdigest()
         try:

@@ -49,6 +49,9 @@ class World:
         world = cls(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
         if world.rank >= world.size:
             raise InputError(f"environment: RANK={world.rank} is not below WORLD_SIZE={world.size}")
+        port = os.environ.get("MASTER_PORT", "")
+        if world.distributed and port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise InputError(f"environment variable MASTER_PORT={port!r} is not a port number (1..65535)")
         missing = [name for name in ("MASTER_ADDR", "MASTER_PORT") if not os.environ.get(name)]
         if world.distributed and missing:
             raise InputError(
@@ -118,14 +121,34 @@ class Group:
         self.device = device if self.backend != "gloo" else torch.device("cpu")
         if self.backend != "gloo":
             getattr(torch, device.type).set_device(device)
-        dist.init_process_group(self.backend, timeout=self.timeout)
-        self.gloo = dist.new_group(backend="gloo", timeout=self.timeout) if self.backend != "gloo" else None
+        try:
+            dist.init_process_group(self.backend, timeout=self.timeout)
+            self.gloo = dist.new_group(backend="gloo", timeout=self.timeout) if self.backend != "gloo" else None
+        except Exception as exc:  # the store or a peer never answered: one line naming this rank
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(
+                f"rank {world.rank}: the process group ({self.backend}) did not start within "
+                f"{timeout_s:g} s (--rank-timeout): {type(exc).__name__}: {first[:200]}"
+            ) from None
 
     def barrier(self) -> None:
-        """All ranks here before any goes on (results files are cleared before the work)."""
+        """All ranks here before any goes on (results files are cleared before the work); a
+        rank that does not arrive within the timeout is named."""
         import torch.distributed as dist
 
-        dist.monitored_barrier(group=self.gloo, timeout=self.timeout, wait_all_ranks=True)
+        try:
+            dist.monitored_barrier(group=self.gloo, timeout=self.timeout, wait_all_ranks=True)
+        except RuntimeError as exc:
+            timeout = RankTimeout(_absent(str(exc)), self.timeout.total_seconds())
+            raise InputError(f"rank {self.world.rank}: {timeout}") from None
+
+    def agree(self, text: str) -> str:
+        """Rank 0's ``text`` on every rank (the run's id), as a tensor."""
+        import torch.distributed as dist
+
+        value = _text(text, 64).to(self.device)
+        dist.broadcast(value, src=0)
+        return _untext(value.cpu())
 
     def exchange(self, status: RankStatus) -> list[RankStatus]:
         """Every rank's status, in rank order; a rank that does not arrive within the timeout

@@ -39,7 +39,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from .dataset import NUM_CLASSES, PREPROCESSING, Dataset, Entry, loader
+from .dataset import NUM_CLASSES, PREPROCESSING, Dataset, Entry, file_sha256, loader
 from .errors import InputError, show
 from .files import write_atomic
 from .report import utc_now
@@ -257,6 +257,16 @@ def build(
             journal.write_text(json.dumps(identity) + "\n")
         except OSError as exc:
             raise InputError(f"reference file {show(out)}: cannot write {show(journal)} ({exc.strerror})") from None
+    if done:  # the journal's images must be these images, as they are now
+        for record in _records(journal, identity):
+            entry = dataset.entries[record["i"]]
+            if strict_images and record["reason"]:
+                raise InputError(f"image {show(dataset.root / entry.path)}: {record['reason']} (--strict-images)")
+            if file_sha256(dataset.root / entry.path) != (record["sha256"] or ""):
+                raise InputError(
+                    f"reference build: image {show(dataset.root / entry.path)} is not the one the interrupted build "
+                    f"in {show(journal)} computed; delete that file to start afresh"
+                )
     resumed = len(done)
     progress(resumed)
     todo = [i for i in range(len(dataset.entries)) if i not in done]

@@ -315,6 +315,9 @@ def acceptance_report(
         target["verdict"] = (
             worst_status(statuses) if statuses else (Status.SKIPPED if target["skipped"] else Status.NOT_RUN)
         )
+        unfinished = (target.get("dataset") or {}).get("verdict")
+        if unfinished in (Status.INTERRUPTED, Status.NOT_RUN) and target["verdict"] != Status.FAIL:
+            target["verdict"] = unfinished  # a dataset not compared to its end is not a pass
         choice = suite.choice(target["name"])
         if choice is not None and suite.missing_required(choice):
             target["verdict"], target["required_missing"] = Status.FAIL, suite.missing_required(choice)

@@ -97,6 +97,11 @@ class Suite:
         if values.get("r34_reference_file"):
             suite.reference_file = load_reference(values["r34_reference_file"])
             suite.reference_file.check(suite.session.weights_info.to_dict(), suite.dataset)
+            if suite.fp64_truth and suite.reference_file.truth is None:
+                raise InputError(
+                    f"--r34-fp64-truth: the reference file {values['r34_reference_file']!r} holds no float64 truth; "
+                    "rebuild it with `reference build --fp64-truth`"
+                )
         for kind in suite.required:  # a required kind is in the matrix, as a target or as its absence
             if not any(choice.kind == kind for choice in suite.targets):
                 suite.targets += choose_targets([devices.KINDS[kind].label(0)])

@@ -18,5 +18,5 @@ def test_dataset_agreement(r34, r34_target, r34_record):
     except InputError as exc:  # an image changed since the reference was built, ...: one line, no traceback
         pytest.fail(one_line(exc), pytrace=False)
     r34_record("dataset", r34_target, summary)
-    assert summary["verdict"] != Status.FAIL, "\n".join(summary_lines(r34_target, summary))
+    assert summary["verdict"] in (Status.PASS, Status.WARN), "\n".join(summary_lines(r34_target, summary))
     assert summary["compared"] > 0, f"no image of {r34.dataset.root} could be compared"

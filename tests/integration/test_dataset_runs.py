@@ -359,3 +359,54 @@ def test_resume_refuses_results_of_another_run_and_bad_folders_keep_the_report(d
     bad = cli(*base, "--results", str(tmp_path / "file"))
     assert bad.returncode == 2 and "results folder" in bad.stderr and "is not a folder" in bad.stderr
     assert report.read_text() == kept  # a refused run leaves the previous report alone
+
+
+def test_resume_checks_the_images_and_the_folder_is_one_runs_at_a_time(data, ref, tmp_path):
+    from resnet34_npu import agreement
+
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in data.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    report = tmp_path / "r.json"
+    base = ("compare", "--dataset", str(copy), "--target", "cpu", "--batch-size", "8", "-o", str(report))
+    assert cli(*base).returncode == 0
+    strict = cli(*base, "--resume", "--strict-images")  # the saved unreadable images count under --strict-images
+    assert strict.returncode == 2 and "--strict-images" in strict.stderr, strict.stderr
+    (copy / "img002.jpg").write_bytes((copy / "img005.jpg").read_bytes())  # same names, other pictures
+    swapped = cli(*base, "--resume")
+    assert swapped.returncode == 2 and "img002.jpg" in swapped.stderr, swapped.stderr
+    assert "changed since its result was saved" in swapped.stderr
+    holder = agreement.Results(tmp_path / "r.images" / "cpu_fp32", {}, 0)
+    holder.lock()  # another run is writing this folder right now
+    try:
+        busy = cli(*base)
+    finally:
+        holder.release()
+    assert busy.returncode == 2 and "in use by another run right now" in busy.stderr, busy.stderr
+
+
+def test_an_interrupted_reference_build_is_not_resumed_on_other_images(data, tmp_path):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for path in data.iterdir():
+        (copy / path.name).write_bytes(path.read_bytes())
+    out = tmp_path / "ref.r34"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "resnet34_npu", "reference", "build", "--dataset", str(copy), "-o", str(out)]
+        + ["--batch-size", "2", "--workers", "0"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    journal = tmp_path / "ref.r34.partial"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and (not journal.exists() or journal.read_text().count("\n") < 5):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not out.exists()
+    (copy / "img000.jpg").write_bytes((copy / "img001.jpg").read_bytes())
+    done = cli("reference", "build", "--dataset", str(copy), "-o", str(out))
+    assert done.returncode == 2 and "is not the one the interrupted build" in done.stderr, done.stderr
+    assert not out.exists()

@@ -81,9 +81,13 @@ def test_layouts(tmp_path, flat):
     found = dataset.scan(named)
     assert not found.labelled and "no labels" in found.note
 
-    (flat / "val_map.txt").write_text("img0.png 5\nsub/img1.png 999\nmissing.png 0\n")
+    (flat / "val_map.txt").write_text("img0.png 5\nsub/img1.png 999\nbroken.jpg 0\n")
     found = dataset.scan(flat)
     assert found.layout == "val_map" and [e.label for e in found.entries] == [5, 999, 0]
+    assert "3 image files in the folder are not in val_map.txt and are not compared" in found.note
+    (flat / "val_map.txt").write_text("img0.png 5\nmissing.png 0\n")  # an incomplete copy: never a pass
+    with pytest.raises(InputError, match="1 of the 2 images it lists are not in"):
+        dataset.scan(flat)
 
 
 @pytest.mark.parametrize(
@@ -298,17 +302,17 @@ def test_results_resume_skips_done_images_and_cuts_a_torn_line(tmp_path):
     line = '{{"kind": "image", "i": {}, "status": "pass"}}\n'
     with results.open() as handle:
         handle.write((line.format(0) + line.format(3) + '{"kind": "ima').encode())
-    assert results.done() == {0, 3}
+    assert set(results.saved()) == {0, 3}
     with results.open() as handle:
         handle.write(line.format(4).encode())
-    assert results.done() == {0, 3, 4}
+    assert set(results.saved()) == {0, 3, 4}
     other = agreement.Results(tmp_path, {"run": 2}, 0)
     with pytest.raises(InputError, match="results of another run"):
-        other.done()
+        other.saved()
     with results.open() as handle:  # a complete line that this suite did not write: one line, not a crash
         handle.write(b'{"kind": "image", "i": "five"}\n')
     with pytest.raises(InputError, match="rank0.jsonl line 5 is not a result this suite wrote"):
-        results.done()
+        set(results.saved())
 
 
 def test_rank_status_travels_as_a_tensor():
@@ -439,3 +443,33 @@ def test_localize_commands_run_as_printed_whatever_the_file_name(name):
     assert word.isprintable() and "\n" not in word  # one line, nothing for a terminal to interpret
     printed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True, check=True).stdout
     assert printed == os.fsencode(text)
+
+
+def test_a_fifo_among_the_images_is_unreadable_not_a_hang(flat, tmp_path):
+    import os
+
+    os.mkfifo(flat / "pipe.jpg")
+    found = dataset.scan(flat)
+    index = [e.path for e in found.entries].index("pipe.jpg")
+    assert dataset.ImageData(found)[index][2] == "not a regular file (a FIFO, a device or a folder)"
+    os.mkfifo(tmp_path / "labels")
+    with pytest.raises(InputError, match="labels file .*not a regular file"):
+        dataset.scan(flat, tmp_path / "labels")
+
+
+def test_another_runs_files_are_not_counted_unless_resuming(tmp_path):
+    mine = agreement.Results(tmp_path, {"run": 1}, 0, "run-a", own_only=True)
+    theirs = agreement.Results(tmp_path, {"run": 1}, 1, "run-b")
+    for results, i in ((mine, 0), (theirs, 1)):
+        with results.open() as handle:
+            handle.write(f'{{"kind": "image", "i": {i}, "status": "pass"}}\n'.encode())
+    assert set(mine.saved()) == {0}  # a run that started afresh reads its own files only
+    resuming = agreement.Results(tmp_path, {"run": 1}, 0, "run-c")
+    assert set(resuming.saved()) == {0, 1}
+    mine.lock()
+    try:
+        with pytest.raises(InputError, match="in use by another run right now"):
+            agreement.Results(tmp_path, {"run": 1}, 0, "run-d").lock()
+    finally:
+        mine.release()
+    agreement.Results(tmp_path, {"run": 1}, 0, "run-d").lock()  # free again
