@@ -35,7 +35,7 @@ from .dataset import file_sha256 as dataset_file_sha256
 from .errors import InputError, plain, show
 from .metrics import compare_logits
 from .reference_file import StoredReference
-from .report import format_table
+from .report import dumps_line, format_table
 from .runners import Runner
 from .targets import TargetSpec, parse_target
 
@@ -62,7 +62,6 @@ class Job:
     fp64_truth: bool = False
     strict_images: bool = False
     resume: bool = False
-    rank_timeout: float = 600.0
 
     def identity(self, weights_sha: str, reference_name: str) -> dict[str, Any]:
         return {
@@ -234,12 +233,6 @@ def _record(
     return record
 
 
-def _json_line(record: dict[str, Any]) -> bytes:
-    from .report import _clean
-
-    return (json.dumps(_clean(record), allow_nan=False) + "\n").encode("utf-8")
-
-
 def run_shard(
     job: Job,
     session: Session,
@@ -259,7 +252,8 @@ def run_shard(
     try:
         with results.open() as handle:
             for loaded in loader(job.dataset, todo, job.batch_size, job.workers):
-                lines = []
+                lines: list[tuple[int, bytes]] = []  # (dataset index, its JSON line), written in index order
+                unreferenced: set[int] = set()
                 for index, digest, reason in zip(loaded.indices, loaded.sha256, loaded.reasons):
                     entry = job.dataset.entries[index]
                     if stored:
@@ -272,15 +266,18 @@ def run_shard(
                             )
                     if stored and not reason and known["row"] is None:  # another Pillow, e.g. without WebP
                         reason = f"not in the reference: unreadable when the reference was built ({known['reason']})"
+                        unreferenced.add(index)
                     if reason:
                         if job.strict_images:
                             raise InputError(f"image {show(job.dataset.root / entry.path)}: {reason} (--strict-images)")
                         record = {**_identity(index, job.dataset, digest, card), "status": UNREADABLE, "reason": reason}
-                        lines.append(_json_line(record))
-                readable = loaded.readable
+                        lines.append((index, dumps_line(record)))
+                keep = [at for at, index in enumerate(loaded.readable) if index not in unreferenced]
+                readable = [loaded.readable[at] for at in keep]
+                batch = loaded.batch if len(keep) == len(loaded.readable) else loaded.batch[keep]
                 if readable:
                     try:
-                        logits = runner.run(loaded.batch)
+                        logits = runner.run(batch)
                     except BaseException as exc:
                         if not is_target_error(exc):
                             raise
@@ -294,8 +291,8 @@ def run_shard(
                             else None
                         )
                     else:
-                        reference = session.reference.run(loaded.batch)
-                        truth = session.truth_run(loaded.batch) if job.fp64_truth else None
+                        reference = session.reference.run(batch)
+                        truth = session.truth_run(batch) if job.fp64_truth else None
                     digests = dict(zip(loaded.indices, loaded.sha256))
                     for row, index in enumerate(readable):
                         comparison = compare_logits(
@@ -307,10 +304,9 @@ def run_shard(
                             else {}
                         )
                         verdict = judge(comparison, session.profile, extra)
-                        lines.append(
-                            _json_line(_record(index, job.dataset, digests[index], card, comparison, verdict, extra))
-                        )
-                handle.write(b"".join(sorted(lines, key=lambda line: json.loads(line)["i"])))
+                        record = _record(index, job.dataset, digests[index], card, comparison, verdict, extra)
+                        lines.append((index, dumps_line(record)))
+                handle.write(b"".join(line for _, line in sorted(lines)))
                 handle.flush()
                 os.fsync(handle.fileno())
                 computed += len(loaded.indices)
@@ -348,7 +344,7 @@ def _quantile(values: np.ndarray, q: float) -> float | None:
     return None if values.size == 0 else float(np.quantile(values, q))
 
 
-def summarize(job: Job, results: Results, runner_name: str, statuses: list[distributed.RankStatus]) -> dict[str, Any]:
+def summarize(job: Job, results: Results, statuses: list[distributed.RankStatus]) -> dict[str, Any]:
     """The dataset summary from every results file (streamed: only two floats an image are held)."""
     counts: Counter = Counter()
     per_card: dict[str, _Card] = {}
@@ -485,7 +481,7 @@ def summarize(job: Job, results: Results, runner_name: str, statuses: list[distr
                 "status": r["status"],
                 "rel_l2": r["rel_l2"],
                 "cosine": r["cosine"],
-                "localize": localize_command(job, runner_name, r),
+                "localize": localize_command(job, r),
             }
             for _, _, r in sorted(worst, key=lambda item: (-item[0], -item[1]))
         ],
@@ -494,7 +490,7 @@ def summarize(job: Job, results: Results, runner_name: str, statuses: list[distr
     }
 
 
-def localize_command(job: Job, runner_name: str, record: dict[str, Any]) -> str:
+def localize_command(job: Job, record: dict[str, Any]) -> str:
     """The command that localises one image's disagreement on the card that computed it."""
     target = job.target
     parsed = parse_target(job.target)
@@ -608,7 +604,7 @@ def _run_locked(
                 distributed.RankStatus(r, f"rank {r}", r not in exc.ranks, 0, 0.0, str(exc) if r in exc.ranks else "")
                 for r in range(1, world.size)
             ]
-    summary = summarize(job, results, runner.name, statuses) if world.rank == 0 else None
+    summary = summarize(job, results, statuses) if world.rank == 0 else None
     return summary, runner
 
 

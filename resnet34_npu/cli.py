@@ -563,7 +563,6 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
             args.fp64_truth,
             args.strict_images,
             args.resume,
-            args.rank_timeout,
         )
         for spec in specs
     ]

@@ -258,7 +258,7 @@ def build(
         except OSError as exc:
             raise InputError(f"reference file {show(out)}: cannot write {show(journal)} ({exc.strerror})") from None
     if done:  # the journal's images must be these images, as they are now
-        for record in _records(journal, identity):
+        for record in _records(journal, done):
             entry = dataset.entries[record["i"]]
             if strict_images and record["reason"]:
                 raise InputError(f"image {show(dataset.root / entry.path)}: {record['reason']} (--strict-images)")
@@ -303,8 +303,8 @@ def _fail_unreadable(dataset: Dataset, indices: Sequence[int], reasons: Sequence
             raise InputError(f"image {show(dataset.root / dataset.entries[index].path)}: {reason} (--strict-images)")
 
 
-def _records(journal: Path, identity: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    offsets = _read_journal(journal, identity)
+def _records(journal: Path, offsets: dict[int, int]) -> Iterator[dict[str, Any]]:
+    """The journal's records in dataset order (``offsets`` from :func:`_read_journal`)."""
     with open(journal, "rb") as handle:
         for index in sorted(offsets):
             handle.seek(offsets[index])
@@ -325,18 +325,20 @@ def _assemble(
     images: list[dict[str, Any]] = []
     unreadable: list[tuple[str, str]] = []
 
+    offsets = _read_journal(journal, identity)  # read once: the payload and the header take three passes
+
     def write(handle: BinaryIO) -> None:
         digest = hashlib.sha256()
         handle.write(MAGIC)
         for field, dtype in (("logits", "<f4"), ("truth", "<f8"))[: 2 if truth else 1]:
-            for record in _records(journal, identity):
+            for record in _records(journal, offsets):
                 if record["reason"]:
                     continue
                 data = _unb64(record[field], dtype).tobytes()
                 digest.update(data)
                 handle.write(data)
         rows = 0
-        for record in _records(journal, identity):
+        for record in _records(journal, offsets):
             entry = entries[record["i"]]
             if record["reason"]:
                 unreadable.append((entry.path, record["reason"]))

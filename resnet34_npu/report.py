@@ -88,6 +88,11 @@ def dumps(document: Any) -> str:
     return json.dumps(_clean(document), indent=2, allow_nan=False) + "\n"
 
 
+def dumps_line(record: Any) -> bytes:
+    """One strict-JSON line (as :func:`dumps`, unindented): a record of a results file."""
+    return (json.dumps(_clean(record), allow_nan=False) + "\n").encode("utf-8")
+
+
 #: ``--output -``: the report goes to standard output.
 STDOUT = "-"
 

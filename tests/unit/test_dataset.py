@@ -266,7 +266,7 @@ def _summary(tmp_path, records, n=None, statuses=None):
         for r in records:
             handle.write((json.dumps(r) + "\n").encode())
     statuses = statuses or [distributed.RankStatus(0, "cpu", True, len(records), 1.0)]
-    return agreement.summarize(job, results, "cpu/fp32", statuses)
+    return agreement.summarize(job, results, statuses)
 
 
 def test_summary_counts_distribution_and_worst_images(tmp_path):
@@ -473,3 +473,29 @@ def test_another_runs_files_are_not_counted_unless_resuming(tmp_path):
     finally:
         mine.release()
     agreement.Results(tmp_path, {"run": 1}, 0, "run-d").lock()  # free again
+
+
+@pytest.mark.slow
+def test_an_image_unreadable_when_the_reference_was_built_is_listed_not_compared(tmp_path, flat, monkeypatch):
+    """A reference built where one image could not be decoded (another Pillow, without a
+    codec) and read where it can: that image has no stored logits, so it is listed, and the
+    batch it was in is compared without it."""
+    from resnet34_npu.compare import Session
+
+    found = dataset.scan(flat)
+    real = dataset.decode_image
+
+    def without_a_codec(data, path):
+        if str(path).endswith("img2.png"):
+            raise InputError(f"image {path}: cannot be decoded (no codec here)")
+        return real(data, path)
+
+    monkeypatch.setattr(dataset, "decode_image", without_a_codec)
+    out, *_ = _build(found, tmp_path / "ref.r34", batch_size=6)
+    monkeypatch.setattr(dataset, "decode_image", real)
+    stored = reference_file.load(out)
+    job = agreement.Job(found, "cpu/fp32", "seeded", "default", 6, 0, tmp_path / "res", stored)
+    summary, _ = agreement.run(job, Session("seeded"), distributed.World(), None)
+    listed = {u["path"]: u["reason"] for u in summary["unreadable"]}
+    assert "not in the reference: unreadable when the reference was built" in listed["img2.png"]
+    assert summary["compared"] == 4 and set(listed) == {"img2.png", "broken.jpg"}
