@@ -20,4 +20,4 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-pytest_plugins = ["resnet34_npu.pytest_plugin", "pytester"]
+pytest_plugins = ["resnet34_npu.suite.plugin", "pytester"]

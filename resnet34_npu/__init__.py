@@ -17,7 +17,7 @@ os.environ.setdefault("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
 
 if os.environ.get("R34_EMULATE_ASCEND", "").strip().lower() not in ("", "0", "off", "false", "no"):
     # an emulated Ascend host (CI): see emulation/__init__.py
-    from .emulation import ENV, activate, parse
+    from resnet34_npu.targets.emulation import ENV, activate, parse
 
     try:
         activate(*parse(os.environ[ENV]))
@@ -26,24 +26,24 @@ if os.environ.get("R34_EMULATE_ASCEND", "").strip().lower() not in ("", "0", "of
 
         print(f"resnet34-npu: {_exc}", file=sys.stderr)
 
-__version__ = "0.1.0"
+from resnet34_npu.core.constants import __version__  # noqa: E402, F401  (the package's version)
 
 #: Why the API could not be imported (torch failing at import), or None. The entry point
 #: (``launch.py``) reports it in one line; a library user gets an ImportError saying so.
 IMPORT_ERROR: BaseException | None = None
 
 try:
-    from .compare import CaseResult, Session, TargetResult
-    from .criteria import PROFILES, Status, Verdict, judge
-    from .errors import InputError, NonDeterminismWarning, RankingWarning
-    from .images import load_image
-    from .labels import class_name, class_names
-    from .metrics import Comparison, compare_logits, compare_tensors
-    from .model import build_model, build_model_with_info, count_parameters
-    from .preprocess import make_batch, preprocess
-    from .runners import Runner, build_runner
-    from .targets import parse_target
-    from .weights import WeightsInfo, parse_weights_spec
+    from resnet34_npu.core.errors import InputError, NonDeterminismWarning, RankingWarning
+    from resnet34_npu.judge.compare import CaseResult, Session, TargetResult
+    from resnet34_npu.judge.criteria import PROFILES, Status, Verdict, judge
+    from resnet34_npu.judge.metrics import Comparison, compare_logits, compare_tensors
+    from resnet34_npu.model.images import load_image
+    from resnet34_npu.model.labels import class_name, class_names
+    from resnet34_npu.model.network import build_model, build_model_with_info, count_parameters
+    from resnet34_npu.model.preprocess import make_batch, preprocess
+    from resnet34_npu.model.weights import WeightsInfo, parse_weights_spec
+    from resnet34_npu.targets.runners import Runner, build_runner
+    from resnet34_npu.targets.spec import parse_target
 except Exception as exc:  # torch (or torchvision) cannot be imported here
     IMPORT_ERROR = exc
 

@@ -1,5 +1,5 @@
 import sys
 
-from .launch import main
+from resnet34_npu.cli.launch import main
 
 sys.exit(main())

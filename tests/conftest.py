@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet34_npu import devices
-from resnet34_npu.constants import IMAGES_DIR
-from resnet34_npu.model import build_model_with_info
+from resnet34_npu.core.constants import IMAGES_DIR
+from resnet34_npu.model.network import build_model_with_info
+from resnet34_npu.targets import devices
 
 ALL_IMAGES = sorted(p for p in IMAGES_DIR.iterdir() if p.is_file())
 

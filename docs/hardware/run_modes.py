@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from resnet34_npu.compare import Session
-from resnet34_npu.constants import IMAGES_DIR, PHOTOS
-from resnet34_npu.errors import InputError
+from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
+from resnet34_npu.core.errors import InputError
+from resnet34_npu.judge.compare import Session
 
 KIND = sys.argv[1] if len(sys.argv) > 1 else "cuda"
 D = f"{KIND}:0"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from resnet34_npu import load_image, preprocess
-from resnet34_npu.constants import DEFAULT_IMAGE, RESNET34_GMACS
+from resnet34_npu.core.constants import DEFAULT_IMAGE, RESNET34_GMACS
 
 pytestmark = pytest.mark.benchmark
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet34_npu import agreement, dataset, distributed
-from resnet34_npu.compare import Session
-from resnet34_npu.dataset import default_workers
+from resnet34_npu.dataset import agreement, distributed
+from resnet34_npu.dataset import sources as dataset
+from resnet34_npu.dataset.sources import default_workers
+from resnet34_npu.judge.compare import Session
 from tests.integration.test_dataset_runs import REPO, make_dataset
 
 pytestmark = pytest.mark.benchmark
@@ -42,7 +43,7 @@ def test_dataset_throughput_against_a_bare_forward_loop(benchmark, tmp_path):
     data = make_dataset(tmp_path / "val", 128)
     ref = tmp_path / "val.r34"
     _build(data, ref)
-    from resnet34_npu import reference_file
+    from resnet34_npu.dataset import reference_file
 
     session = Session("seeded")
     runner = session.runner("cpu")
@@ -79,7 +80,7 @@ def test_dataset_throughput_against_a_bare_forward_loop(benchmark, tmp_path):
 
 def _peak_rss_mb(data: Path, ref: Path, out: Path) -> float:
     code = (
-        "import resource, sys; from resnet34_npu.cli import main; code = main(sys.argv[1:]); "
+        "import resource, sys; from resnet34_npu.cli.main import main; code = main(sys.argv[1:]); "
         "print('RSS', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
     )
     done = subprocess.run(

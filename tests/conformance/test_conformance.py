@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from resnet34_npu import CaseResult, NonDeterminismWarning, RankingWarning, compare_logits, judge
-from resnet34_npu.errors import plain
-from resnet34_npu.labels import describe
+from resnet34_npu.core.errors import plain
+from resnet34_npu.model.labels import describe
 
 
 def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from resnet34_npu.agreement import summary_lines
-from resnet34_npu.criteria import Status
-from resnet34_npu.errors import InputError, one_line
+from resnet34_npu.core.errors import InputError, one_line
+from resnet34_npu.dataset.agreement import summary_lines
+from resnet34_npu.judge.criteria import Status
 
 
 @pytest.mark.r34_dataset

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from resnet34_npu.constants import DEFAULT_SEED, IMAGES_DIR, PHOTOS
-from resnet34_npu.criteria import judge
-from resnet34_npu.golden import REGENERATE, golden_path, read_golden, write_golden
-from resnet34_npu.metrics import compare_logits, top_k
-from resnet34_npu.weights import parse_weights_spec
+from resnet34_npu.core.constants import DEFAULT_SEED, IMAGES_DIR, PHOTOS
+from resnet34_npu.judge.criteria import judge
+from resnet34_npu.judge.metrics import compare_logits, top_k
+from resnet34_npu.model.weights import parse_weights_spec
+from resnet34_npu.suite.golden import REGENERATE, golden_path, read_golden, write_golden
 
 pytestmark = pytest.mark.golden
 

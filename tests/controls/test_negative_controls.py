@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from resnet34_npu.compare import Session
-from resnet34_npu.constants import IMAGES_DIR, PHOTOS
-from resnet34_npu.faults import CONTROLS
+from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
+from resnet34_npu.judge.compare import Session
+from resnet34_npu.judge.faults import CONTROLS
 
 IMAGES = [IMAGES_DIR / p for p in PHOTOS]
 #: Each control on each photo: the first photo in a default run, the others with -m slow (CI runs both).

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet34_npu.weights import cache_dir
+from resnet34_npu.model.weights import cache_dir
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.npu_install, pytest.mark.subprocess, pytest.mark.slow]
@@ -113,7 +113,7 @@ def test_infer_on_cpu_still_runs_and_npu_is_refused_in_one_line(npu_site):
 
 
 def test_pytest_still_starts(npu_site):
-    result = _run(npu_site, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_labels.py")
+    result = _run(npu_site, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/model/test_labels.py")
     assert result.returncode == 0, result.stdout[-2000:]
     assert "2 passed" in result.stdout
 

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
-from resnet34_npu import reference_file
-from resnet34_npu.constants import IMAGES_DIR, PHOTOS
+from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
+from resnet34_npu.dataset import reference_file
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.subprocess]
@@ -362,7 +362,7 @@ def test_resume_refuses_results_of_another_run_and_bad_folders_keep_the_report(d
 
 
 def test_resume_checks_the_images_and_the_folder_is_one_runs_at_a_time(data, ref, tmp_path):
-    from resnet34_npu import agreement
+    from resnet34_npu.dataset import agreement
 
     copy = tmp_path / "copy"
     copy.mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet34_npu.emulation import STANDIN
+from resnet34_npu.targets.emulation import STANDIN
 from tests.integration.test_broken_torch_npu import npu_site  # noqa: F401 - the real wheel, as a fixture
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from resnet34_npu import html_report
-from resnet34_npu.chart import have_matplotlib
-from tests.unit.test_html_report import HOSTILE, Page, report
+from resnet34_npu.reports import html as html_report
+from resnet34_npu.reports.chart import have_matplotlib
+from tests.unit.reports.test_html import HOSTILE, Page, report
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.subprocess]
 

@@ -12,7 +12,7 @@ with the reason.
   outputs swapped is flagged at the first of them.
 * The ``msprobe`` profile kept honest: on real logits, msprobe's own metric functions (the dump
   compare's and the API checker's ``Comparator._compare_float_tensor``) agree with
-  resnet34_npu.metrics, and the profile's verdicts equal msprobe's, but for the departures
+  resnet34_npu.judge.metrics, and the profile's verdicts equal msprobe's, but for the departures
   criteria.py documents (NaN/Inf fails; the ratio mode against float64), asserted as such.
 """
 
@@ -32,13 +32,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet34_npu.compare import Session
-from resnet34_npu.constants import DEFAULT_IMAGE
-from resnet34_npu.criteria import judge
-from resnet34_npu.localize import STAGES
-from resnet34_npu.metrics import compare_logits, compare_tensors
-from resnet34_npu.msprobe_dump import DATA_DIR, STEP_RANK, read_dump
-from resnet34_npu.weights import cache_dir
+from resnet34_npu.core.constants import DEFAULT_IMAGE
+from resnet34_npu.judge.compare import Session
+from resnet34_npu.judge.criteria import judge
+from resnet34_npu.judge.localize import STAGES
+from resnet34_npu.judge.metrics import compare_logits, compare_tensors
+from resnet34_npu.model.weights import cache_dir
+from resnet34_npu.reports.msprobe_dump import DATA_DIR, STEP_RANK, read_dump
 
 REPO = Path(__file__).resolve().parents[2]
 MSPROBE = "mindstudio-probe==26.2.0"

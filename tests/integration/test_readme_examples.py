@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet34_npu import cli
+from resnet34_npu.cli import main as cli
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = "python -m resnet34_npu compare --target examples.custom_target:torchscript_frozen"

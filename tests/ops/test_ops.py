@@ -9,8 +9,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resnet34_npu.ops import CONV_CONFIGS, check_op
-from resnet34_npu.targets import CustomSpec, parse_target
+from resnet34_npu.judge.ops import CONV_CONFIGS, check_op
+from resnet34_npu.targets.spec import CustomSpec, parse_target
 
 pytestmark = pytest.mark.ops
 

@@ -1,0 +1,3 @@
+"""Dataset scale: sources and loaders, stored reference files, dataset-scale agreement runs,
+torchrun ranks.
+"""

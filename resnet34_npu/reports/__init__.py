@@ -1,0 +1,3 @@
+"""Documents for people and tools: the compare report, fleet merges, the HTML page, charts, msprobe
+dumps.
+"""

@@ -1,0 +1,273 @@
+"""The conformance suite's session: its options, its target matrix, and (lazily) the comparison
+session with the runners, logits and latencies every test shares, each computed once.
+
+The pytest plugin keeps one :class:`Suite` per pytest session and hands it to the tests as the
+``r34`` fixture; the tests ask it for cases and records. Records are plain dicts, made where a
+test ran (a pytest-xdist worker), so the controller builds the acceptance report from them
+alone (``suite.acceptance``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
+from resnet34_npu.core.errors import InputError, blocking_threads
+from resnet34_npu.core.files import check_writable
+from resnet34_npu.dataset.reference_file import StoredReference
+from resnet34_npu.dataset.reference_file import load as load_reference
+from resnet34_npu.dataset.sources import Dataset, default_workers
+from resnet34_npu.dataset.sources import scan as scan_dataset
+from resnet34_npu.judge.compare import CaseResult, Session, is_target_error, left_threads_line
+from resnet34_npu.model.images import find_images, load_image
+from resnet34_npu.targets import devices
+from resnet34_npu.targets.engines import BackendUnavailable
+from resnet34_npu.targets.matrix import TargetChoice, choose_targets
+from resnet34_npu.targets.runners import Runner
+from resnet34_npu.targets.timing import Timing
+
+BATCH_SIZES = (1, 8)
+#: The batch sizes the latency column times: batch 1, what the acceptance report's
+#: ``latency_ms`` holds. Throughput at batch 8 is the benchmarks' job (``pytest -m benchmark``).
+TIMED_BATCHES = (1,)
+
+
+@dataclass
+class Suite:
+    """See the module docstring. ``report`` is None on pytest-xdist workers and with
+    ``--r34-report=none``."""
+
+    targets: list[TargetChoice]
+    weights: str
+    images: list[Path]
+    profile: str
+    fp64_truth: bool
+    report: Path | None
+    iters: int
+    update_golden: bool = False
+    #: ``-m slow`` asked for the slow cases: targets left out for slowness run.
+    slow_selected: bool = False
+    #: Device kinds that must be present (``--r34-require``): their absence fails, not skips.
+    required: tuple[str, ...] = ()
+    #: ``--r34-html``: the acceptance report as an HTML page too (None on workers and by default).
+    html: Path | None = None
+    #: ``--r34-dataset`` / ``--r34-reference-file``: the dataset-scale agreement test's inputs.
+    dataset: Dataset | None = None
+    reference_file: StoredReference | None = None
+    _session: Session | None = None
+    _runners: dict[str, Runner] = field(default_factory=dict)
+    _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
+    _latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
+    _cases: dict[tuple[str, tuple[str, ...]], CaseResult] = field(default_factory=dict)
+    _threads: dict[str, set[threading.Thread]] = field(default_factory=dict)
+    _unavailable: dict[str, BackendUnavailable] = field(default_factory=dict)
+
+    @classmethod
+    def from_options(cls, values: dict[str, Any], *, worker: bool) -> Suite:
+        """Check every option before any test runs (bad images, targets, report folder and
+        custom targets are :class:`InputError`), then build the suite."""
+        images = list(
+            dict.fromkeys(p.resolve() for p in find_images(values["r34_images"] or [IMAGES_DIR / p for p in PHOTOS]))
+        )
+        for image in images:
+            load_image(image)
+        report = values["r34_report"]
+        suite = cls(
+            targets=choose_targets(values["r34_targets"]),
+            weights=values["r34_weights"],
+            images=images,
+            profile=values["r34_profile"],
+            fp64_truth=bool(values["r34_fp64_truth"]),
+            report=None if report == "none" or worker else check_writable(Path(report)),
+            iters=values["r34_iters"],
+            update_golden=bool(values["r34_update_golden"]),
+            required=tuple(dict.fromkeys(values["r34_require"] or ())),
+            html=None if not values.get("r34_html") or worker else check_writable(Path(values["r34_html"])),
+        )
+        if values.get("r34_dataset"):
+            suite.dataset = scan_dataset(values["r34_dataset"])
+        elif values.get("r34_reference_file"):
+            raise InputError("--r34-reference-file needs --r34-dataset DIR")
+        if values.get("r34_reference_file"):
+            suite.reference_file = load_reference(values["r34_reference_file"])
+            suite.reference_file.check(suite.session.weights_info.to_dict(), suite.dataset)
+            if suite.fp64_truth and suite.reference_file.truth is None:
+                raise InputError(
+                    f"--r34-fp64-truth: the reference file {values['r34_reference_file']!r} holds no float64 truth; "
+                    "rebuild it with `reference build --fp64-truth`"
+                )
+        for kind in suite.required:  # a required kind is in the matrix, as a target or as its absence
+            if not any(choice.kind == kind for choice in suite.targets):
+                suite.targets += choose_targets([devices.KINDS[kind].label(0)])
+        for choice in suite.targets:
+            if choice.kind == "custom":
+                suite.runner(choice.name)  # import, build and check it now: a broken one is a usage error
+        return suite
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = Session(self.weights, "cpu", fp64_truth=self.fp64_truth, profile=self.profile)
+        return self._session
+
+    def skip_reason(self, choice: TargetChoice) -> str:
+        """Why this run skips the target ("" when it runs): its device is absent, or it is
+        left out for slowness and ``-m slow`` did not ask for it."""
+        return choice.reason or ("" if self.slow_selected else choice.slow_reason)
+
+    def missing_required(self, choice: TargetChoice) -> str:
+        """The failure of a required target whose device is missing ("" otherwise)."""
+        if choice.kind in self.required and choice.reason and not choice.backend:
+            return f"required device missing (--r34-require={choice.kind}): {choice.reason}"
+        return ""
+
+    def choice(self, name: str) -> TargetChoice | None:
+        return next((t for t in self.targets if t.name == name), None)
+
+    def runner(self, name: str) -> Runner:
+        """The target's runner, built once; a backend this host cannot run
+        (:class:`~resnet34_npu.targets.engines.BackendUnavailable`) is raised again for each test,
+        which the plugin turns into a skip with the reason."""
+        if name in self._unavailable:
+            raise self._unavailable[name]
+        if name not in self._runners:
+            with self._owning_threads(name):
+                try:
+                    self._runners[name] = self.session.runner(name)
+                except BackendUnavailable as exc:
+                    self._unavailable[name] = exc
+                    raise
+        return self._runners[name]
+
+    @contextlib.contextmanager
+    def _owning_threads(self, name: str) -> Any:
+        """The threads started while the target ``name`` is built or runs are its own."""
+        before = set(threading.enumerate())
+        try:
+            yield
+        finally:
+            self._threads.setdefault(name, set()).update(set(threading.enumerate()) - before)
+
+    def left_threads(self) -> dict[str, str]:
+        """Targets that left non-daemon threads running (they would keep the process from
+        exiting): target name -> the failure line, as ``compare`` words it."""
+        left = {}
+        for name, threads in self._threads.items():
+            alive = blocking_threads(threads)
+            if alive:
+                left[name] = left_threads_line(alive)
+        return left
+
+    def batch_images(self, image: Path, batch: int) -> tuple[Path, ...]:
+        """``image`` first, then the next images of the list, cyclically, up to ``batch``."""
+        start = self.images.index(image)
+        return tuple(self.images[(start + k) % len(self.images)] for k in range(batch))
+
+    def logits(self, name: str, images: tuple[Path, ...]) -> torch.Tensor:
+        """The target's logits for the batch, computed once per session."""
+        key = (name, tuple(map(str, images)))
+        if key not in self._logits:
+            runner = self.runner(name)
+            with self._owning_threads(name):
+                self._logits[key] = runner.run(self.session.batch(images))
+        return self._logits[key]
+
+    def case(self, name: str, images: tuple[Path, ...]) -> CaseResult:
+        """The comparison (and, when it fails, the localization), computed once per session."""
+        key = (name, tuple(map(str, images)))
+        if key not in self._cases:
+            try:
+                logits = self.logits(name, images)
+            except BaseException as exc:
+                if not is_target_error(exc):
+                    raise
+                self._cases[key] = self.session.raised(self.runner(name), images, exc)
+            else:
+                self._cases[key] = self.session.compare(self.runner(name), images, logits=logits)
+        return self._cases[key]
+
+    def latency(self, name: str, batch: int) -> Timing | None:
+        if self.iters == 0:
+            return None
+        key = (name, batch)
+        if key not in self._latency:
+            images = self.batch_images(self.images[0], batch)
+            runner = self.runner(name)
+            with self._owning_threads(name):
+                self._latency[key] = runner.time(self.session.batch(images), warmup=1, iters=self.iters)
+        return self._latency[key]
+
+    def reference_latency(self, batch: int) -> Timing | None:
+        if self.iters == 0:
+            return None
+        return self.session.reference_timing(batch, 1, self.iters, self.images[0])
+
+    def dataset_summary(self, name: str) -> dict[str, Any]:
+        """The target ``name`` against the reference over the whole ``--r34-dataset``: the
+        summary of :func:`~resnet34_npu.dataset.agreement.summarize`. Per-image results stream to a
+        folder beside the acceptance report (a temporary one without a report)."""
+        from resnet34_npu.dataset import agreement, distributed
+
+        assert self.dataset is not None
+        folder = self.report.with_suffix(".images") if self.report is not None else Path(self._scratch()) / "results"
+        job = agreement.Job(
+            self.dataset,
+            name,
+            self.weights,
+            self.profile,
+            16,
+            default_workers(),
+            agreement.results_folder(folder, name),
+            self.reference_file,
+            self.fp64_truth,
+        )
+        with self._owning_threads(name):
+            summary, _ = agreement.run(job, self.session, distributed.World(), None, runner=self.runner(name))
+        assert summary is not None
+        return summary
+
+    def _scratch(self) -> str:
+        import tempfile
+
+        if not hasattr(self, "_scratch_dir"):
+            self._scratch_dir = tempfile.TemporaryDirectory(prefix="r34-dataset-")
+        return self._scratch_dir.name
+
+    def dataset_record(self, target: str, summary: dict[str, Any]) -> dict[str, Any]:
+        """The acceptance report's record of one dataset test."""
+        return {
+            "kind": "dataset",
+            "target": target,
+            "target_info": self.runner(target).describe(),
+            "reference": self.reference_file.describe() if self.reference_file else self.session.reference.describe(),
+            "weights": self.session.weights_info.to_dict(),
+            "dataset": summary,
+            "dataset_info": None if self.dataset is None else self.dataset.describe(),
+        }
+
+    def record(
+        self, kind: str, target: str, case: CaseResult, batch: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        """What the terminal table and the acceptance report read about one check. ``target``
+        is the matrix name (the test id); ``batch`` asks for the latencies of the target and
+        the reference at that batch size (when it is one of :data:`TIMED_BATCHES`)."""
+        timed = batch in TIMED_BATCHES and not case.error  # a target that raised is not timed
+        latency = self.latency(target, batch) if timed else None
+        reference_latency = self.reference_latency(batch) if timed else None
+        return {
+            "kind": kind,
+            "target": target,
+            "target_info": self.runner(target).describe(),
+            "reference": self.session.reference.describe(),
+            "weights": self.session.weights_info.to_dict(),
+            "case": case.to_dict(),
+            "latency_ms": None if latency is None else latency.to_dict(),
+            "reference_latency_ms": None if reference_latency is None else reference_latency.to_dict(),
+            **extra,
+        }

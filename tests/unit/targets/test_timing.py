@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from resnet34_npu.targets.timing import Timing, time_call
+
+
+def test_statistics_match_numpy():
+    samples = [5.0, 1.0, 3.0, 2.0, 4.0, 10.0]
+    t = Timing.from_samples(samples, warmup=2, batch_size=8, clock="perf_counter")
+    assert t.median == 3.5 and t.min == 1.0 and t.max == 10.0 and t.iterations == 6
+    assert t.mean == pytest.approx(np.mean(samples)) and t.std == pytest.approx(np.std(samples, ddof=1))
+    assert t.p90 == pytest.approx(np.percentile(samples, 90))
+    assert t.throughput_ips == pytest.approx(8 * 1000 / 3.5)
+    assert set(t.to_dict()) >= {"mean", "std", "median", "p90", "min", "max", "warmup", "iterations"}
+
+
+def test_calls_warmup_plus_iters_and_synchronizes_around_each():
+    log = []
+    t = time_call(
+        lambda: log.append("call"), torch.device("cpu"), warmup=2, iters=3, synchronize=lambda: log.append("sync")
+    )
+    assert log.count("call") == 5 and t.iterations == 3 and t.warmup == 2
+    assert log[:3] == ["call", "call", "sync"]
+    assert log[3:] == ["sync", "call", "sync"] * 3
+
+
+def test_bad_counts():
+    with pytest.raises(ValueError):
+        time_call(lambda: None, torch.device("cpu"), iters=0)
