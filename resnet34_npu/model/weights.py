@@ -69,6 +69,10 @@ class WeightsInfo:
         return asdict(self)
 
 
+#: What a weights spec may be, in the help of every option that takes one (CLI and pytest).
+SPEC_HELP = "seeded, seeded:N, imagenet or a state-dict file"
+
+
 def parse_weights_spec(text: str) -> WeightsSpec:
     """Parse ``seeded``, ``seeded:N``, ``imagenet`` or a file path."""
     if not isinstance(text, str) or not text.strip():

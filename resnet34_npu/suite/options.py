@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from resnet34_npu.core.errors import InputError
 from resnet34_npu.judge.criteria import DEFAULT_PROFILE, PROFILES
+from resnet34_npu.model.weights import SPEC_HELP as WEIGHTS_HELP
 from resnet34_npu.model.weights import parse_weights_spec
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.spec import parse_target
@@ -127,7 +128,7 @@ OPTIONS: tuple[Option, ...] = (
         "R34_WEIGHTS",
         parse_weights_text,
         "seeded",
-        "seeded, seeded:N, imagenet or a state-dict file",
+        WEIGHTS_HELP,
         metavar="SPEC",
     ),
     Option(

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from resnet34_npu.cli import compare as compare_command
 from resnet34_npu.cli import launch
 from resnet34_npu.cli import main as cli
 from resnet34_npu.core.constants import IMAGES_DIR, SEED_TOP5
@@ -334,7 +335,7 @@ def test_an_internal_error_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys)
     def bug(*args, **kwargs):
         raise ZeroDivisionError("suite bug")
 
-    monkeypatch.setattr(cli, "_print_compare_table", bug)
+    monkeypatch.setattr(compare_command, "_print_compare_table", bug)
     monkeypatch.delenv("RESNET34_NPU_DEBUG", raising=False)
     argv = ["compare", "--target", "cpu", "--iters", "0", "--image", str(IMAGES_DIR / "cat.jpg")]
     code = cli.main([*argv, "--output", str(tmp_path / "r.json")])
@@ -361,3 +362,24 @@ def test_an_interrupted_compare_leaves_no_old_verdict(tmp_path, capsys, monkeypa
     assert code == 130 and capsys.readouterr().err.strip() == "resnet34-npu: interrupted"
     doc = json.loads(report.read_text())
     assert doc["verdict"] == "interrupted" and "stale" not in doc and "has not finished" in doc["note"]
+
+
+def test_a_command_whose_module_cannot_import_breaks_only_itself(monkeypatch, capsys):
+    """Polygraphy's try_register_tool: a command module that fails to import becomes a stand-in
+    that says so in one line (exit 3); every other command still works."""
+    import importlib
+
+    real = importlib.import_module
+
+    def broken(name, *args, **kwargs):
+        if name == "resnet34_npu.cli.controls":
+            raise ImportError("No module named 'broken_backend'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib, "import_module", broken)
+    assert cli.main(["controls"]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("resnet34-npu controls: internal error: RuntimeError: the controls command cannot be loaded:")
+    assert "broken_backend" in err and "\n" not in err
+    assert cli.main(["devices", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["device"] == "cpu"

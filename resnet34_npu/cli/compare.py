@@ -1,0 +1,327 @@
+"""``compare``: targets against the CPU reference on images (a table, failure lines, the JSON
+report), or on a whole dataset (``--dataset``, on one card or every rank under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from pathlib import Path
+
+from resnet34_npu.cli import args as shared
+from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
+from resnet34_npu.core.documents import dumps, format_table
+from resnet34_npu.core.errors import InputError, plain, show
+from resnet34_npu.core.files import STDOUT, check_writable, write_json_atomic
+from resnet34_npu.judge.compare import Session, TargetResult
+from resnet34_npu.judge.criteria import Status
+from resnet34_npu.model.images import find_images, load_image
+from resnet34_npu.model.labels import class_name
+from resnet34_npu.reports.report import build_report, unfinished_report
+from resnet34_npu.targets import devices
+from resnet34_npu.targets.matrix import compare_defaults
+from resnet34_npu.targets.spec import parse_target
+
+EXIT_OK, EXIT_FAIL = shared.EXIT_OK, shared.EXIT_FAIL
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare", help="compare targets with the CPU reference: metrics, verdicts, latency, JSON report"
+    )
+    shared.add_images(p)
+    shared.add_reference(p)
+    p.add_argument(
+        "--target",
+        action="extend",
+        nargs="+",
+        metavar="SPEC",
+        help="targets: DEVICE[/DTYPE][/MODE...][/KNOB=VALUE...] or module.path:factory, e.g. npu:0/fp16, "
+        "cuda/fp32/tf32=off (default: every available accelerator at fp32 and its reduced precisions; on a host "
+        "without one, the CPU targets of the suite's matrix)",
+    )
+    shared.add_weights(p, "the same weights on both sides")
+    shared.add_profile(p, "verdict rules")
+    shared.add_fp64_truth(p, "also run the model in float64 on the CPU and report each side's error against it")
+    shared.add_timing(p, timing_optional=True)
+    p.add_argument(
+        "--output",
+        "-o",
+        default="compare_results.json",
+        metavar="PATH",
+        help="JSON report, written atomically (default: compare_results.json)",
+    )
+    shared.add_dataset_options(p, compare=True)
+    p.set_defaults(func=run)
+
+
+def _top1(indices: list[int]) -> str:
+    return f"[{indices[0]}] {class_name(indices[0])}"
+
+
+def _print_compare_table(reference_name: str, results: list[TargetResult]) -> None:
+    header = (
+        "target",
+        "image",
+        "verdict",
+        f"top-1 {reference_name}",
+        "top-1 target",
+        "top-5",
+        "rel L2",
+        "cosine",
+        "max abs",
+        "prob rel",
+        "median ms",
+        "speedup",
+    )
+    rows = []
+    for result in results:
+        median = "-" if result.latency is None else f"{result.latency.median:.2f}"
+        speedup = "-" if result.speedup_vs_reference is None else f"{result.speedup_vs_reference:.2f}x"
+        for case in result.cases:
+            m, sample = case.metrics(), case.comparison.samples[0]
+            rows.append(
+                (
+                    result.name,
+                    case.image,
+                    case.verdict.status.upper(),
+                    _top1(list(sample.reference_top5)),
+                    _top1(list(sample.target_top5)),
+                    f"{sample.top5_overlap}/5",
+                    f"{m['rel_l2_error']:.2e}",
+                    f"{m['cosine_similarity']:.8f}",
+                    f"{m['max_abs_error']:.2e}",
+                    f"{m['prob_max_rel_error']:.2e}",
+                    median,
+                    speedup,
+                )
+            )
+    for line in format_table(header, rows):
+        print(line)
+    for result in results:
+        if result.engine:  # compilation, capture or export time: its own figure, never in the latency
+            engine = result.engine
+            extra = [f"{k} {engine[k]}" for k in ("compile_mode", "torchair_mode", "exporter") if k in engine]
+            if engine.get("export_s"):
+                extra.append(f"ONNX export {engine['export_s']:.1f} s")
+            if "providers" in engine:
+                extra.append("providers " + ", ".join(engine["providers"]))
+            print(
+                f"build {plain(result.name)}: {engine['execution']} ({engine['backend']}) "
+                f"{engine['build_s']:.1f} s, first call included" + "".join(f"; {e}" for e in extra)
+            )
+    for result in results:
+        for case in result.cases:
+            for line in case.verdict.failures:
+                print(f"FAIL {plain(result.name)} {plain(case.image)}: {plain(line)}")
+            for line in case.verdict.warnings:
+                print(f"warn {plain(result.name)} {plain(case.image)}: {plain(line)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    output = check_writable(args.output)
+    if output != STDOUT:
+        return _compare(args, output)
+    # --output -: the report is standard output's only content. Everything else goes to stderr,
+    # at the file-descriptor level too (a target's C code or logging may write to fd 1).
+    sys.stdout.flush()
+    report_fd = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return _compare(args, output, report_fd)
+    finally:
+        sys.stdout.flush()
+        os.dup2(report_fd, 1)
+        os.close(report_fd)
+
+
+def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None = None) -> int:
+    if args.dataset:
+        if args.image:
+            raise InputError("--image and --dataset: compare either images or a dataset, not both")
+        return _compare_dataset(args, output, report_fd)
+    for option in ("reference_file", "resume", "results", "labels", "strict_images"):
+        if getattr(args, option):
+            raise InputError(f"--{option.replace('_', '-')} needs --dataset DIR")
+    images = find_images(args.image) if args.image else [IMAGES_DIR / name for name in PHOTOS]
+    for image in images:
+        load_image(image)  # every bad image is refused before any model work
+    specs = args.target or []
+    for spec in [args.reference, *specs]:
+        parse_target(spec)
+    note = ""
+    if not specs:
+        choices, note = compare_defaults()
+        specs = [c.name for c in choices]
+    session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
+    runners = [session.runner(spec) for spec in specs]  # an unavailable device stops here, exit 2
+    if note:
+        print(note)
+    print(
+        f"reference: {session.reference.name} ({devices.device_name(session.reference.device)}); "
+        f"weights: {plain(session.weights.spec)} sha256 {session.weights.sha256[:16]}...; "
+        f"profile: {session.profile.name}" + ("; float64 truth on" if args.fp64_truth else "")
+    )
+    if report_fd is None:
+        write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it
+    results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
+    _print_compare_table(session.reference.name, results)
+    reference = session.reference.describe()
+    if args.iters:
+        reference["latency_ms"] = session.reference_timing(1, args.warmup, args.iters, images[0]).to_dict()
+    report = build_report(
+        profile=session.profile.name,
+        weights=session.weights.to_dict(),
+        reference=reference,
+        targets=[r.to_dict() for r in results],
+        extra={"fp64_truth": args.fp64_truth, "images": [str(i) for i in images]},
+    )
+    _write_report(output, report, report_fd)
+    failed = [plain(r.name) for r in results if r.verdict == Status.FAIL]
+    where = "standard output" if output == STDOUT else plain(output)
+    print(
+        f"verdict: {report['verdict'].upper()}"
+        + (f" ({', '.join(failed)} failed)" if failed else "")
+        + f"; report written to {where}"
+    )
+    return EXIT_FAIL if failed else EXIT_OK
+
+
+def _write_report(output: Path | str, report: dict, report_fd: int | None) -> None:
+    if report_fd is None:
+        write_json_atomic(output, report)
+    else:
+        data = dumps(report).encode("utf-8")
+        while data:
+            data = data[os.write(report_fd, data) :]
+
+
+def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: int | None) -> int:
+    import torch
+
+    from resnet34_npu.dataset import agreement, distributed, reference_file
+    from resnet34_npu.dataset import sources as dataset
+
+    world = distributed.World.from_env()
+    found = dataset.scan(args.dataset, args.labels)
+    stored = reference_file.load(args.reference_file) if args.reference_file else None
+    specs = [parse_target(spec).name for spec in args.target or []]
+    if not specs:
+        choices, _ = compare_defaults()
+        specs = [c.name for c in choices]
+    if args.reference != "cpu" and stored is None:
+        parse_target(args.reference)
+    session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
+    if stored is not None:
+        stored.check(session.weights.to_dict(), found)
+        if args.reference not in ("cpu", stored.header["reference"]):
+            raise InputError(
+                f"--reference {args.reference!r}: the reference file holds {stored.header['reference']!r}'s logits"
+            )
+        if args.fp64_truth and stored.truth is None:
+            raise InputError(
+                f"--fp64-truth: the reference file {show(stored.path)} holds no float64 truth; "
+                "rebuild it with `reference build --fp64-truth`"
+            )
+    folder = (
+        Path(args.results)
+        if args.results
+        else Path(str(output) if output != STDOUT else "compare_results.json").with_suffix(".images")
+    )
+    workers = dataset.default_workers() if args.workers is None else args.workers
+    try:  # before the report's placeholder: a bad folder leaves the previous report alone
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"results folder {show(folder)}: is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"results folder {show(folder)}: cannot be made ({exc.strerror})") from None
+    jobs = [
+        agreement.Job(
+            found,
+            spec,
+            args.weights,
+            session.profile.name,
+            args.batch_size,
+            workers,
+            agreement.results_folder(folder, spec),
+            stored,
+            args.fp64_truth,
+            args.strict_images,
+            args.resume,
+        )
+        for spec in specs
+    ]
+    for job in jobs:  # refused before the placeholder: results of another run, a folder that cannot be made
+        try:
+            job.results.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"results folder {show(job.results)}: cannot be made ({exc.strerror})") from None
+        if args.resume:
+            identity = job.identity(session.weights.tensor_sha256, session.reference.name)
+            agreement.Results(job.results, identity, world.rank).saved()
+    lead = world.rank == 0
+    if lead:
+        print(
+            f"dataset: {len(found.entries)} images ({found.layout}) from {plain(found.root)}"
+            + (f"; {found.note}" if found.note else "")
+            + f"; reference: {'stored in ' + plain(stored.path) if stored else session.reference.name + ' (computed)'}"
+            + f"; weights sha256 {session.weights.sha256[:16]}...; profile {session.profile.name}"
+            + (f"; {world.size} ranks" if world.distributed else "")
+        )
+        if report_fd is None:
+            write_json_atomic(output, unfinished_report("compare"))
+    group = None
+    targets, summaries = [], []
+    try:
+        for job in jobs:
+            spec = job.target
+            runner = session.runner(agreement.placed(spec, world))
+            if world.distributed and group is None:  # custom targets: the exchange on the CPU (gloo)
+                device = getattr(runner, "device", torch.device("cpu"))
+                group = distributed.Group(world, device, args.rank_timeout)
+            summary, runner = agreement.run(job, session, world, group, runner=runner)
+            if summary is not None:
+                summaries.append((runner.name if not world.distributed else spec, summary))
+                targets.append(
+                    {
+                        **runner.describe(),
+                        "name": summaries[-1][0],
+                        "verdict": summary["verdict"],
+                        "latency_ms": None,
+                        "images": [],
+                        "dataset": summary,
+                    }
+                )
+    finally:
+        if group is not None:
+            group.close()
+    if not lead:
+        return EXIT_OK
+    for name, summary in summaries:
+        for line in agreement.summary_lines(name, summary):
+            print(line)
+    reference = stored.describe() if stored else session.reference.describe()
+    report = build_report(
+        profile=session.profile.name,
+        weights=session.weights.to_dict(),
+        reference=reference,
+        targets=targets,
+        extra={"fp64_truth": args.fp64_truth, "dataset": found.describe(), "world_size": world.size},
+    )
+    # a dataset that compared nothing, or has images without a result, is never a pass
+    verdicts = {t["verdict"] for t in targets}
+    for status in (Status.FAIL, Status.INTERRUPTED, Status.NOT_RUN):
+        if status in verdicts:
+            report["verdict"] = status
+            break
+    _write_report(output, report, report_fd)
+    failed = [plain(name) for name, summary in summaries if summary["verdict"] == Status.FAIL]
+    where = "standard output" if output == STDOUT else plain(output)
+    print(
+        f"verdict: {str(report['verdict']).upper()}"
+        + (f" ({', '.join(failed)} failed)" if failed else "")
+        + f"; report written to {where}; per-image results in {plain(folder)}"
+    )
+    return EXIT_FAIL if failed or report["verdict"] != Status.PASS else EXIT_OK
