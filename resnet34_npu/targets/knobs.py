@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
+
+from resnet34_npu.core.errors import InputError
+from resnet34_npu.targets import engines
+from resnet34_npu.targets.engines import compile as _compile
+from resnet34_npu.targets.engines import ort as _ort
 
 #: ACL precision modes torch_npu's ``set_option`` accepts.
 ACL_PRECISION_MODES = ("allow_fp32_to_fp16", "must_keep_origin_dtype")
@@ -213,22 +218,15 @@ def _setting(key: str) -> Callable[[dict[str, Any], str], None]:
     return describe
 
 
-#: torch.compile's modes (inductor); TorchAir's modes (NPU).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-TORCHAIR_MODES = ("max-autotune", "reduce-overhead", "npugraph_ex")
-#: ONNX Runtime's CANN provider ``precision_mode`` values (its default: force_fp16).
-CANN_PRECISION_MODES = (
-    "force_fp32",
-    "must_keep_origin_dtype",
-    "allow_fp32_to_fp16",
-    "force_fp16",
-    "allow_mix_precision",
-)
+#: The execution modes' settings values (their engines hold them; named here as before).
+COMPILE_MODES, TORCHAIR_MODES = _compile.COMPILE_MODES, _compile.TORCHAIR_MODES
+CANN_PRECISION_MODES = _ort.CANN_PRECISION_MODES
 #: Settings read as "computes float32 in fp16", whichever layer holds them.
 _FP16_SETTINGS = ("ACL_PRECISION_MODE", "cann.precision_mode")
 
 
-KNOBS: dict[str, Knob] = {
+#: The device kinds' precision switches.
+DEVICE_KNOBS: dict[str, Knob] = {
     k.name: k
     for k in (
         Knob(
@@ -249,35 +247,25 @@ KNOBS: dict[str, Knob] = {
         ),
         Knob("hf32", ("npu",), ("on", "off"), "NPU convolutions and matmuls in HF32", _set_hf32, _describe_hf32),
         Knob("acl", ("npu",), ACL_PRECISION_MODES, "the NPU's ACL precision mode", _set_acl, _describe_acl),
-        Knob(
-            "compile_mode",
-            ("cpu", "cuda"),
-            COMPILE_MODES,
-            "torch.compile's mode",
-            _no_switch,
-            _setting("torch.compile.mode"),
-            "compile",
-        ),
-        Knob(
-            "torchair_mode",
-            ("npu",),
-            TORCHAIR_MODES,
-            "TorchAir's mode: whole graph by the graph engine (max-autotune), or capture and replay",
-            _no_switch,
-            _setting("torchair.mode"),
-            "compile",
-        ),
-        Knob(
-            "cann_precision",
-            ("npu",),
-            CANN_PRECISION_MODES,
-            "ONNX Runtime's CANN provider precision_mode",
-            _no_switch,
-            _setting("cann.precision_mode"),
-            "ort",
-        ),
     )
 }
+
+
+def _knobs(registered: dict[str, engines.ExecutionEngine]) -> dict[str, Knob]:
+    """The device knobs, then each engine's settings keys (recorded, never switched)."""
+    table = dict(DEVICE_KNOBS)
+    for engine in registered.values():
+        for key in engine.settings_keys:
+            if key.name in table:
+                raise InputError(f"engine {engine.name!r}: settings key {key.name!r} is already a knob")
+            table[key.name] = Knob(
+                key.name, key.kinds, key.values, key.help, _no_switch, _setting(key.record), engine.name
+            )
+    return table
+
+
+#: Every knob: the device kinds' switches and the execution modes' settings keys.
+KNOBS: Mapping[str, Knob] = engines.view(_knobs)
 
 
 def knob_help() -> str:

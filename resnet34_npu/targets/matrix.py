@@ -7,7 +7,8 @@ default; the CPU adds ``cpu/fp32/channels_last`` and ``cpu/fp32/ort``, and its r
 skip with the reason; every ``shown`` accelerator kind that is absent appears as a skip.
 Each available accelerator adds its graph-capture targets and ONNX Runtime (a skip when its
 provider is not installed); ``compile`` and ``export`` targets are in the matrix but left out
-of a default run for their compile time (``-m slow`` runs them).
+of a default run for their compile time (``-m slow`` runs them). The execution modes' targets
+are their engines' ``default_targets`` (``engines.ENGINES``), ``slow`` ones left out.
 ``compare`` with no ``--target`` runs the available accelerator entries, or the CPU's when
 there are none.
 """
@@ -20,20 +21,10 @@ from resnet34_npu.core.errors import InputError
 from resnet34_npu.targets import devices, engines
 from resnet34_npu.targets.spec import CustomSpec, TargetSpec, parse_target
 
-#: What the CPU always runs by default besides fp32: channels_last, and ONNX Runtime's CPU
-#: provider (the engine a CPU user would pick instead of eager PyTorch).
-CPU_EXTRA = ("cpu/fp32/channels_last", "cpu/fp32/ort")
-#: Execution modes that compile for tens of seconds: in the matrix, left out of a default run.
-COMPILED = {
-    "cpu": ("cpu/fp32/compile", "cpu/fp32/export"),
-    "cuda": ("{device}/fp32/compile", "{device}/fp16/compile", "{device}/fp32/export"),
-    "npu": ("{device}/fp32/compile",),
-}
+#: What the CPU always runs by default besides fp32 and its engines' default targets: channels_last.
+CPU_EXTRA = ("cpu/fp32/channels_last",)
+#: Why an engine's ``slow`` default targets (compile, export) are left out of a default run.
 COMPILE_SLOW = "compiles for tens of seconds to minutes; run it with -m slow or --r34-target"
-#: Graph capture and replay, where the kind has it: cheap, in the default run.
-GRAPHS = {"cuda": ("{device}/fp32/graph", "{device}/fp16/graph"), "npu": ("{device}/fp32/graph",)}
-#: ONNX Runtime on an accelerator: when its provider is installed.
-ORT_ON = {"cuda": "{device}/fp32/ort", "npu": "{device}/fp32/ort/cann_precision=must_keep_origin_dtype"}
 #: The reduced precisions a CPU runs by default, as autocast (the form CPU users deploy).
 CPU_REDUCED = {"bf16": "cpu/bf16-autocast", "fp16": "cpu/fp16-autocast"}
 
@@ -76,14 +67,12 @@ def skip_reason(kind: str, reason: str) -> str:
 def default_matrix() -> list[TargetChoice]:
     """The default targets of this host (see the module docstring)."""
     choices = [TargetChoice(parse_target("cpu/fp32"))]
-    for text in CPU_EXTRA:
-        spec = parse_target(text)
-        ort = spec.execution == "ort"
-        choices.append(TargetChoice(spec, _ort_reason(spec) if ort else "", backend=ort))
+    choices.extend(TargetChoice(parse_target(text)) for text in CPU_EXTRA)
+    choices.extend(_engine_targets("cpu", "cpu", slow=False))
     for dtype, why in devices.KINDS["cpu"].reduced().items():
         spec = parse_target(CPU_REDUCED[dtype])
         choices.append(TargetChoice(spec, slow_reason=f"{spec.name}: {why}" if why else ""))
-    choices.extend(_slow(text) for text in COMPILED["cpu"])
+    choices.extend(_engine_targets("cpu", "cpu", slow=True))
     for kind in devices.KINDS.values():
         if not kind.accelerator:
             continue
@@ -96,29 +85,27 @@ def default_matrix() -> list[TargetChoice]:
         for index in range(status.count):
             device = kind.label(index)
             choices.extend(TargetChoice(TargetSpec(device, dtype)) for dtype in dtypes)
-            choices.extend(TargetChoice(parse_target(t.format(device=device))) for t in GRAPHS.get(kind.name, ()))
-            if kind.name in ORT_ON:
-                spec = parse_target(ORT_ON[kind.name].format(device=device))
-                choices.append(TargetChoice(spec, _ort_reason(spec), backend=True))
-            choices.extend(_slow(t.format(device=device)) for t in COMPILED.get(kind.name, ()))
+            choices.extend(_engine_targets(kind.name, device, slow=False))
+            choices.extend(_engine_targets(kind.name, device, slow=True))
     return choices
 
 
-def _slow(text: str) -> TargetChoice:
-    spec = parse_target(text)
-    return TargetChoice(spec, slow_reason=f"{spec.name}: {COMPILE_SLOW}")
-
-
-def _ort_reason(spec: TargetSpec) -> str:
-    """Why ONNX Runtime cannot run ``spec`` here (its provider is not installed), or ""."""
-    provider = engines.provider_settings(spec.kind, spec.execution or "ort", spec.dtype)["onnxruntime.provider"]
-    try:
-        import onnxruntime  # noqa: PLC0415 - optional
-    except ImportError:
-        return f"{spec.name}: onnxruntime is not installed"
-    if provider not in onnxruntime.get_available_providers():
-        return f"{spec.name}: this onnxruntime build has no {provider} (install the build that has it)"
-    return ""
+def _engine_targets(kind: str, device: str, *, slow: bool) -> list[TargetChoice]:
+    """The registered engines' default targets on ``device`` (registry order): the quick ones,
+    or the ``slow`` ones (left out of a default run); a host runtime's backend that is missing
+    here (an ONNX Runtime provider) is a skip with its reason."""
+    choices = []
+    for engine in engines.registry().values():
+        if engine.slow != slow:
+            continue
+        for text in engine.default_targets.get(kind, ()):
+            spec = parse_target(text.format(device=device))
+            if slow:
+                choices.append(TargetChoice(spec, slow_reason=f"{spec.name}: {COMPILE_SLOW}"))
+                continue
+            reason = engine.unavailable(kind, spec.dtype)
+            choices.append(TargetChoice(spec, f"{spec.name}: {reason}" if reason else "", backend=engine.host))
+    return choices
 
 
 def compare_defaults() -> tuple[list[TargetChoice], str]:

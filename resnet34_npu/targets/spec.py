@@ -6,14 +6,15 @@ A spec is ``DEVICE[/DTYPE][/MODE...][/KNOB=VALUE...]``:
 * DTYPE: ``fp32`` (default); ``fp16`` / ``bf16`` cast the weights and the input;
   ``fp16-autocast`` / ``bf16-autocast`` keep fp32 weights and run under ``torch.autocast``;
 * MODE: a set, empty by default (``eager``, which may be written alone): ``channels_last``,
-  and at most one execution mode (``engines``): ``compile``, ``graph`` (CUDA, NPU), ``export``
-  (CPU, CUDA), ``ort`` (ONNX Runtime with the device's provider: CPU, CUDA, CANN) or
-  ``tensorrt`` (CUDA). Modes combine (``cuda/fp16/channels_last/graph``); each is one
-  :class:`Mode` record applied in one place (``runners.Placement``);
+  and at most one execution mode of the engine registry (``engines.ENGINES``, which says the
+  kinds and dtypes each runs): ``compile``, ``graph`` (CUDA, NPU), ``export`` (CPU, CUDA),
+  ``ort`` (ONNX Runtime with the device's provider: CPU, CUDA, CANN) or ``tensorrt`` (CUDA).
+  Modes combine (``cuda/fp16/channels_last/graph``); each is one :class:`Mode` record applied
+  in one place (``runners.Placement``);
 * KNOB: a precision switch of the device kind (``knobs.KNOBS``): ``tf32=on|off`` and
   ``reduced_reduction=on|off`` (CUDA), ``hf32=on|off`` and ``acl=MODE`` (NPU); or a setting of
-  an execution mode: ``compile_mode=`` (CPU, CUDA), ``torchair_mode=``
-  (NPU compile), ``cann_precision=`` (NPU ort).
+  an execution mode (its engine's ``settings_keys``): ``compile_mode=`` (CPU, CUDA),
+  ``torchair_mode=`` (NPU compile), ``cann_precision=`` (NPU ort).
 
 Examples: ``cpu``, ``cpu/bf16-autocast``, ``npu:1/fp16``, ``cuda/fp32/channels_last``,
 ``cuda/fp32/tf32=off``, ``npu/fp32/acl=must_keep_origin_dtype``, ``cpu/fp32/ort``,
@@ -26,13 +27,14 @@ through ACL, a TensorRT engine, a new device plugin); see ``runners.build_custom
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from resnet34_npu.core.errors import InputError
-from resnet34_npu.targets import devices, knobs
+from resnet34_npu.targets import devices, engines, knobs
 
 DTYPES = {
     "fp32": (torch.float32, False),
@@ -68,28 +70,27 @@ def _channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
-MODES: dict[str, Mode] = {
-    m.name: m
-    for m in (
-        Mode(
-            "channels_last",
-            "NHWC memory format for weights and input",
-            lambda module: module.to(memory_format=torch.channels_last),
-            _channels_last,
-        ),
-        Mode("compile", "torch.compile: inductor (CPU, CUDA) or TorchAir (NPU)", execution=True),
-        Mode("graph", "capture once, replay: CUDA / NPU graphs", execution=True, kinds=("cuda", "npu")),
-        Mode("export", "torch.export, then AOTInductor", execution=True, kinds=("cpu", "cuda")),
-        Mode(
-            "ort",
-            "ONNX Runtime with the device's provider (CPU, CUDA, CANN)",
-            execution=True,
-            kinds=("cpu", "cuda", "npu"),
-            host=True,
-        ),
-        Mode("tensorrt", "ONNX Runtime's TensorRT provider", execution=True, kinds=("cuda",), host=True),
-    )
+#: Modes that change the layout, not how the module runs.
+LAYOUTS: dict[str, Mode] = {
+    "channels_last": Mode(
+        "channels_last",
+        "NHWC memory format for weights and input",
+        lambda module: module.to(memory_format=torch.channels_last),
+        _channels_last,
+    ),
 }
+
+
+def _modes(registered: dict[str, engines.ExecutionEngine]) -> dict[str, Mode]:
+    clash = [name for name in registered if name in LAYOUTS or name in DTYPES]
+    if clash:
+        raise InputError(f"engine mode {clash[0]!r}: already a layout mode or dtype of the target grammar")
+    execution = {e.name: Mode(e.name, e.help, execution=True, kinds=e.kinds, host=e.host) for e in registered.values()}
+    return {**LAYOUTS, **execution}
+
+
+#: Every mode: the layouts, then the execution modes of the engine registry (``engines.ENGINES``).
+MODES: Mapping[str, Mode] = engines.view(_modes)
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,11 @@ def parse_target(text: str) -> TargetSpec | CustomSpec:
     for mode in execution:
         if kind != "auto" and MODES[mode].kinds and kind not in MODES[mode].kinds:
             raise InputError(f"target {text!r}: {mode} runs on {', '.join(MODES[mode].kinds)} devices, not {kind}")
-        if MODES[mode].host and (dtype or "fp32") not in ("fp32", "fp16"):
-            raise InputError(f"target {text!r}: {mode} runs fp32 or fp16 (weights and input cast), not {dtype}")
+        engine = engines.get(mode)
+        if engine.dtypes and (dtype or "fp32") not in engine.dtypes:
+            raise InputError(
+                f"target {text!r}: {mode} runs {' or '.join(engine.dtypes)} (weights and input cast), not {dtype}"
+            )
     for key in chosen:
         needed = knobs.KNOBS[key].mode
         if needed and needed not in modes:
@@ -207,13 +211,12 @@ def parse_target(text: str) -> TargetSpec | CustomSpec:
         if not needed and host:
             raise InputError(
                 f"target {text!r}: {key} switches torch's device, which {host[0]} does not use "
-                "(ONNX Runtime targets take their provider's settings)"
+                f"({engines.get(host[0]).host_note})"
             )
-    if "graph" in modes and (dtype or "").endswith("-autocast"):
-        raise InputError(
-            f"target {text!r}: graph capture under autocast would replay freed cast weights; "
-            "capture a cast dtype (fp16, bf16) instead"
-        )
+    for mode in execution:
+        refused = engines.get(mode).refuses(dtype or "fp32")
+        if refused:
+            raise InputError(f"target {text!r}: {refused}")
     return TargetSpec(device, dtype or "fp32", tuple(sorted(modes)), tuple(sorted(chosen.items())))
 
 

@@ -1,11 +1,13 @@
 """Execution modes and backends (compile, graph, export, ONNX Runtime): the grammar, the
 precision they are judged at, ONNX Runtime's fallback as an error, backends this host cannot
-run as skips or one-line errors, and who is blamed when a compiled target fails."""
+run as skips or one-line errors, who is blamed when a compiled target fails, and the engine
+registry: a new mode is one class and one registry entry, refused in one line when incomplete."""
 
 from __future__ import annotations
 
 import json
 import types
+import warnings
 
 import pytest
 import torch
@@ -14,7 +16,8 @@ from resnet34_npu.cli import main as cli
 from resnet34_npu.core.constants import IMAGES_DIR
 from resnet34_npu.core.errors import InputError
 from resnet34_npu.judge.compare import Session
-from resnet34_npu.targets import engines
+from resnet34_npu.targets import engines, knobs, matrix
+from resnet34_npu.targets.engines.compile import Compile
 from resnet34_npu.targets.runners import CustomRunner, Placement
 from resnet34_npu.targets.spec import parse_target
 
@@ -127,13 +130,15 @@ def test_the_onnx_runtime_target_reports_its_engine_and_matches_the_reference(se
 
 
 def test_a_backend_this_host_lacks_is_one_line_in_the_cli(tmp_path, capsys, monkeypatch):
+    """Named, it fails the run (exit 1) with one line and runs nothing (the README's table of outcomes)."""
     monkeypatch.setenv("PATH", str(tmp_path))  # no C++ compiler for inductor
     monkeypatch.delenv("CXX", raising=False)
     code = cli.main(["compare", "--target", "cpu/fp32/compile", "--output", str(tmp_path / "r.json")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1
-    assert "inductor needs a C++ compiler (g++, or set CXX); none is on PATH" in err[0]
-    assert not (tmp_path / "r.json").exists()
+    out, err = capsys.readouterr()
+    lines = [line for line in out.splitlines() if line.startswith("FAIL ")]
+    assert code == 1 and len(lines) == 1 and "Traceback" not in err
+    assert "inductor needs a C++ compiler (g++, or set CXX); none is on PATH" in lines[0]
+    assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "fail"
 
 
 @pytest.mark.slow
@@ -143,7 +148,7 @@ def test_a_miscompiled_convolution_is_blamed_on_the_compiler(session):
     runner = session.runner("resnet34_npu.faults:miscompiled_conv")
     assert runner.module is None and runner.eager_twin() is not None
     case = session.compare(runner, [CAT])
-    lines = case.verdict.failures
+    lines = case.verdict.failure_lines
     assert case.verdict.status == "fail" and lines[0].startswith("rel_l2_error:")
     assert lines[1] == (
         "blame: its eager twin fault:miscompiled-conv (eager: _orig_mod) passes (rel L2 0.000e+00); only the "
@@ -168,7 +173,7 @@ def broken_and_compiled(model):
 def test_when_the_eager_twin_fails_too_the_device_is_blamed_and_the_twin_localised(session):
     runner = session.runner(f"{__name__}:broken_and_compiled")
     case = session.compare(runner, [CAT])
-    lines = case.verdict.failures
+    lines = case.verdict.failure_lines
     assert lines[1].startswith("blame: its eager twin ") and "fails too" in lines[1]
     assert lines[1].endswith("the device's kernels or settings, not the compiled graph")
     assert lines[2].startswith("first diverging stage: layer3.0.conv2:")
@@ -211,12 +216,13 @@ def test_an_engine_that_fails_to_build_fails_its_target_once(session, monkeypatc
     """A compiler crash is the target's failure, named, not a crash of the suite; it is built
     once, and every run of the target says why."""
 
-    def build_with_a_crashing_compiler(module, example, device, options, **_):
-        compiled = torch.compile(module, backend=crashing_backend)
-        compiled(example)  # the first call compiles, and the compiler raises
-        return engines.Engine("compile", compiled)
+    class CrashingCompile(Compile):
+        def build(self, module, example, device, options, **_):
+            compiled = torch.compile(module, backend=crashing_backend)
+            compiled(example)  # the first call compiles, and the compiler raises
+            return engines.Engine("compile", compiled)
 
-    monkeypatch.setitem(engines.BUILDERS, "compile", build_with_a_crashing_compiler)
+    monkeypatch.setattr(engines, "ENGINES", tuple(CrashingCompile if e is Compile else e for e in engines.ENGINES))
     runner = session.runner("cpu/fp32/compile")
     assert runner.describe()["engine"]["error"].startswith("its compile engine failed to build: ")
     case = session.compare(runner, [CAT])
@@ -239,3 +245,119 @@ def test_a_custom_target_s_eager_twin_leaves_the_target_compiled():
     twin = runner.eager_twin()
     assert twin.fn.module is inner and wrapper.module is compiled and runner.fn is wrapper
     assert twin.module is inner and twin.name == "m:f (eager: _orig_mod)"
+
+
+# --- the registry: a new mode is one class and one entry ---------------------------------
+
+
+class Script(engines.ExecutionEngine):
+    """A real extra mode, registered only through ``engines.ENGINES``: torch.jit.trace on the
+    CPU, optionally frozen (its settings key ``script_freeze=``)."""
+
+    name = "script"
+    help = "torch.jit.trace on the CPU"
+    what = "the TorchScript trace"
+    cause = "a tracing problem"
+    kinds = ("cpu",)
+    dtypes = ("fp32",)
+    settings_keys = (
+        engines.Setting("script_freeze", ("cpu",), ("on", "off"), "torch.jit.freeze the trace", "torch.jit.freeze"),
+    )
+    default_targets = {"cpu": ("cpu/fp32/script",)}
+    summary_keys = ("frozen",)
+
+    def build(self, module, example, device, options, *, context, **_):
+        with context(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch >= 2.9 deprecates torch.jit
+            traced = torch.jit.trace(module, example, check_trace=False)
+            frozen = options.get("script_freeze", "off")
+            if frozen == "on":
+                traced = torch.jit.freeze(traced)
+            traced(example)
+        return engines.Engine(self.name, traced, info={"backend": "torchscript", "frozen": frozen})
+
+
+@pytest.fixture
+def with_script(monkeypatch):
+    monkeypatch.setattr(engines, "ENGINES", (*engines.ENGINES, Script))
+
+
+def test_a_mode_registered_only_in_the_registry_is_in_the_grammar_knobs_and_matrix(with_script):
+    spec = parse_target("cpu/fp32/script/script_freeze=on")
+    assert spec.execution == "script" and spec.eager_twin().name == "cpu/fp32"
+    assert "script_freeze=on|off" in knobs.knob_help()
+    for text, words in [
+        ("cuda/fp32/script", "script runs on cpu devices, not cuda"),
+        ("cpu/fp16/script", "script runs fp32 (weights and input cast), not fp16"),
+        ("cpu/fp32/script_freeze=on", "script_freeze is a setting of the script mode; add /script"),
+        ("cpu/fp32/script/compile", "one execution mode at a time, not compile and script"),
+    ]:
+        with pytest.raises(InputError) as info:
+            parse_target(text)
+        assert words in str(info.value)
+    choices = {c.name: c for c in matrix.default_matrix()}
+    assert "cpu/fp32/script" in choices and choices["cpu/fp32/script"].runnable
+    assert engines.get("script").summary({"frozen": "on", "backend": "torchscript"}) == ["frozen on"]
+
+
+def test_without_the_registry_entry_the_mode_is_unknown():
+    """The same spec without the entry: the grammar refuses it (the registry test above can fail)."""
+    with pytest.raises(InputError, match="unknown or repeated part 'script'"):
+        parse_target("cpu/fp32/script")
+    assert "script_freeze" not in knobs.KNOBS
+
+
+def test_a_registered_mode_builds_runs_and_is_blamed_by_name(session, with_script):
+    runner = session.runner("cpu/fp32/script/script_freeze=on")
+    engine = runner.describe()["engine"]
+    assert engine["execution"] == "script" and engine["frozen"] == "on" and engine["build_s"] > 0
+    assert runner.precision_settings["torch.jit.freeze"] == "on"
+    case = session.compare(runner, [CAT])
+    assert case.verdict.passed and case.comparison.rel_l2_error < 1e-5
+    twin = session.twin(runner)
+    assert twin.name == "cpu/fp32"
+    record, _, lines = session.blame(runner, twin, [CAT])  # as for a failing verdict: the twin passes
+    assert record == {"eager_twin": "cpu/fp32", "eager_verdict": "pass", "blamed": "script"}
+    assert str(lines[0]).endswith("only the TorchScript trace fails: a tracing problem, not the device's kernels")
+
+
+class NoCause(engines.ExecutionEngine):
+    name = "nocause"
+    help = "h"
+    what = "w"
+
+    def build(self, *args, **kwargs):
+        raise AssertionError("never built")
+
+
+class NoBuild(engines.ExecutionEngine):
+    name, help, what, cause = "nobuild", "h", "w", "c"
+
+
+class Twice(Script):
+    """A second engine under a taken name."""
+
+    name = "compile"
+    settings_keys = ()
+
+
+class NotAnEngine:
+    name = "plain"
+
+
+@pytest.mark.parametrize(
+    "entry, line",
+    [
+        (NoCause, "engine 'NoCause': missing required member(s) cause"),
+        (NoBuild, "engine 'NoBuild': missing required member(s) build"),
+        (Twice, "engine 'Twice': mode 'compile' is registered twice"),
+        (NotAnEngine, "engine 'NotAnEngine': not a subclass of ExecutionEngine"),
+    ],
+)
+def test_an_incomplete_engine_is_refused_at_registration_in_one_line(monkeypatch, entry, line):
+    monkeypatch.setattr(engines, "ENGINES", (*engines.ENGINES, entry))
+    with pytest.raises(InputError) as info:
+        engines.registry()
+    assert str(info.value) == line
+    with pytest.raises(InputError, match="missing|twice|not a subclass"):
+        parse_target("cpu/fp32/channels_last")  # every consumer reads the registry, so none runs on a broken one
