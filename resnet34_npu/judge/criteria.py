@@ -6,9 +6,16 @@ on the ``fp16`` row, and so are fp32 targets whose ACL precision mode runs matri
 in fp16. Whatever the profile, a target that produces NaN or Inf anywhere fails, and a rule
 whose measured value is NaN fails: NaN never passes, whatever the arithmetic says.
 
-Failure lines read like ``torch.testing.assert_close``'s: the rule, the measured value, the
+A verdict's failures and warnings are :class:`Finding` s: data (the kind, the rule, its metric,
+the measured value, the bound, the precision, the stage) rendered by ``str()`` to the line users
+see, which reads like ``torch.testing.assert_close``'s: the rule, the measured value, the
 allowed bound, the precision, and the worst element (sample, class index and class name,
 both values).
+
+Every rule names a metric a comparison has (:data:`~resnet34_npu.judge.metrics.COMPARISON_METRICS`)
+or a float64-truth metric (:data:`~resnet34_npu.judge.metrics.TRUTH_METRICS`, present only with
+``--fp64-truth``); a profile naming any other metric is refused when it is defined, and a judged
+comparison lacking a comparison metric a rule needs is an error, never a rule silently skipped.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from resnet34_npu.core.errors import InputError
-from resnet34_npu.judge.metrics import Comparison, Element
+from resnet34_npu.judge.metrics import COMPARISON_METRICS, TRUTH_METRICS, Comparison, Element
 from resnet34_npu.model.labels import class_name
 
 
@@ -81,7 +88,8 @@ class Rule:
     """``metric OP bound`` must hold; a ``warn`` rule only warns. ``when`` = (metric, op,
     value): the rule applies only when that holds too (msprobe's "cosine < 0.99 *and* max abs
     error > 0.001"). A rule on a metric the comparison does not have (the float64-truth ratio
-    without ``--fp64-truth``) does not apply."""
+    without ``--fp64-truth``) does not apply; any other metric name, or an unknown operator or
+    level, is refused here (a typo would otherwise disable the rule)."""
 
     metric: str
     op: str
@@ -89,7 +97,32 @@ class Rule:
     level: str = FAIL
     when: tuple[str, str, float] | None = None
 
+    def __post_init__(self) -> None:
+        for metric in self.needs():
+            if metric not in COMPARISON_METRICS and metric not in TRUTH_METRICS:
+                raise ValueError(
+                    f"rule on unknown metric {metric!r}: a rule names one of {', '.join(COMPARISON_METRICS)} "
+                    f"or {', '.join(TRUTH_METRICS)}"
+                )
+        for op in (self.op,) + (() if self.when is None else (self.when[1],)):
+            if op not in _OPS:
+                raise ValueError(f"rule on {self.metric!r} has unknown operator {op!r}: one of {', '.join(_OPS)}")
+        if self.level not in (FAIL, WARN):
+            raise ValueError(f"rule on {self.metric!r} has level {self.level!r}: {FAIL!r} or {WARN!r}")
+
+    @property
+    def text(self) -> str:
+        """The rule as written: ``rel_l2_error <= 1e-05``."""
+        return f"{self.metric} {self.op} {format_bound(self.bound)}"
+
+    def needs(self) -> tuple[str, ...]:
+        """The metrics the rule reads: its own and its condition's."""
+        return (self.metric,) + (() if self.when is None else (self.when[0],))
+
     def applies(self, metrics: Mapping[str, float]) -> bool:
+        """Whether the rule applies to ``metrics``: not when its metric is absent (a float64-truth
+        one the run did not compute; :func:`judge` refuses a comparison missing any other), nor
+        when its ``when`` condition does not hold."""
         if self.metric not in metrics:
             return False
         if self.when is None:
@@ -117,18 +150,111 @@ class Profile:
         return FAIL if FAIL in levels else WARN if WARN in levels else None
 
 
+#: The kinds of :class:`Finding`: a broken rule; NaN/Inf in the output; the target's code raised
+#: (or left threads); where the difference arises (localisation); which layer is to blame.
+FINDING_KINDS = ("rule", "nonfinite", "raised", "localization", "blame")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failure or warning of a verdict, as data; ``str()`` renders the line users see.
+
+    ``kind`` is one of :data:`FINDING_KINDS`. A ``rule`` finding carries the broken rule (``metric``,
+    ``op``, ``bound``, ``when``), the measured ``value`` and the ``precision`` row, and ``detail``
+    says where (the worst element, or the first sample whose ranking differs; may be empty); its
+    line is rendered from those fields. A ``nonfinite`` finding has metric ``target_nonfinite``,
+    the count as ``value`` and bound 0. A ``localization`` finding names the first diverging
+    ``stage`` (None: no stage breaks the profile, or no module) and, when one does, that stage's
+    broken rule's metric, value and bound. For every kind but ``rule``, ``detail`` is the whole line."""
+
+    kind: str
+    detail: str = ""
+    level: str = FAIL
+    metric: str | None = None
+    op: str | None = None
+    bound: float | None = None
+    value: float | None = None
+    precision: str | None = None
+    when: tuple[str, str, float] | None = None
+    stage: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FINDING_KINDS:
+            raise ValueError(f"finding kind {self.kind!r}: one of {', '.join(FINDING_KINDS)}")
+
+    @property
+    def rule(self) -> str | None:
+        """The broken rule as written (``rel_l2_error <= 1e-05``), None when none was."""
+        if self.metric is None or self.op is None or self.bound is None:
+            return None
+        return f"{self.metric} {self.op} {format_bound(self.bound)}"
+
+    @property
+    def line(self) -> str:
+        if self.kind != "rule":
+            return self.detail
+        assert self.metric is not None and self.op is not None and self.bound is not None and self.value is not None
+        when = self.when
+        condition = "" if when is None else f" (applies since {when[0]} {when[1]} {format_bound(when[2])})"
+        return (
+            f"{self.metric}: {format_bound(self.value)} {_NEGATION[self.op]} {format_bound(self.bound)} "
+            f"(allowed: {self.op} {format_bound(self.bound)} for {self.precision}){condition}"
+            + (f"; {self.detail}" if self.detail else "")
+        )
+
+    def __str__(self) -> str:
+        return self.line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "level": Status(self.level).value,
+            "rule": self.rule,
+            "metric": self.metric,
+            "value": self.value,
+            "bound": self.bound,
+            "precision": self.precision,
+            "stage": self.stage,
+            "line": self.line,
+        }
+
+
 @dataclass(frozen=True)
 class Verdict:
+    """A status and the findings behind it: ``failures`` (level fail) and ``warnings``."""
+
     status: str
-    failures: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
+    failures: tuple[Finding, ...] = ()
+    warnings: tuple[Finding, ...] = ()
 
     @property
     def passed(self) -> bool:
         return self.status != FAIL
 
+    @property
+    def failure_lines(self) -> tuple[str, ...]:
+        """The failures as the lines users see (the report's ``failures``)."""
+        return tuple(map(str, self.failures))
+
+    @property
+    def warning_lines(self) -> tuple[str, ...]:
+        return tuple(map(str, self.warnings))
+
+    def with_failures(self, *findings: Finding) -> Verdict:
+        """This verdict with ``findings`` appended to its failures (localisation, blame)."""
+        return Verdict(self.status, self.failures + findings, self.warnings)
+
+    def findings_dict(self) -> dict[str, list[dict[str, Any]]]:
+        """The report's structured ``findings``: ``{"failures": [...], "warnings": [...]}``."""
+        return {"failures": [f.to_dict() for f in self.failures], "warnings": [f.to_dict() for f in self.warnings]}
+
     def to_dict(self) -> dict[str, Any]:
-        return {"verdict": Status(self.status).value, "failures": list(self.failures), "warnings": list(self.warnings)}
+        return {
+            "verdict": Status(self.status).value,
+            "failures": list(self.failure_lines),
+            "warnings": list(self.warning_lines),
+            "findings": self.findings_dict(),
+        }
 
 
 def _same(rules: tuple[Rule, ...]) -> dict[str, tuple[Rule, ...]]:
@@ -293,13 +419,18 @@ def _where(rule: Rule, comparison: Comparison, logits: bool = True) -> str:
     return f"worst element: {_element_text(element, logits)}"
 
 
-def failure_line(rule: Rule, value: float, precision: str, comparison: Comparison, logits: bool = True) -> str:
-    when = rule.when
-    condition = "" if when is None else f" (applies since {when[0]} {when[1]} {format_bound(when[2])})"
-    where = _where(rule, comparison, logits)
-    return (
-        f"{rule.metric}: {format_bound(value)} {_NEGATION[rule.op]} {format_bound(rule.bound)} "
-        f"(allowed: {rule.op} {format_bound(rule.bound)} for {precision}){condition}" + (f"; {where}" if where else "")
+def rule_finding(rule: Rule, value: float, precision: str, comparison: Comparison, logits: bool = True) -> Finding:
+    """The finding of ``rule`` broken by ``value`` (at the rule's level)."""
+    return Finding(
+        "rule",
+        _where(rule, comparison, logits),
+        level=rule.level,
+        metric=rule.metric,
+        op=rule.op,
+        bound=rule.bound,
+        value=value,
+        precision=precision,
+        when=rule.when,
     )
 
 
@@ -316,26 +447,41 @@ def judge(
     if isinstance(profile, str):
         profile = get_profile(profile)
     metrics = {**comparison.metrics(), **(extra_metrics or {})}
-    failures: list[str] = []
-    warnings: list[str] = []
+    failures: list[Finding] = []
+    warnings: list[Finding] = []
     if comparison.target_nonfinite or comparison.reference_nonfinite:
         first = comparison.first_nonfinite
-        failures.append(
+        line = (
             f"non-finite values: target has {comparison.target_nonfinite}, reference has "
             f"{comparison.reference_nonfinite} NaN/Inf (allowed: none, in every profile)"
             + (f"; first at {_element_text(first, not tensor_only)}" if first is not None else "")
         )
+        failures.append(
+            Finding(
+                "nonfinite",
+                line,
+                metric="target_nonfinite" if comparison.target_nonfinite else "reference_nonfinite",
+                op="==",
+                bound=0.0,
+                value=float(comparison.target_nonfinite or comparison.reference_nonfinite),
+                precision=comparison.precision,
+            )
+        )
+    for rule in profile.rules_for(comparison.precision):
+        missing = [m for m in rule.needs() if m not in metrics and m not in TRUTH_METRICS]
+        if missing:  # never a rule silently skipped
+            raise KeyError(f"rule {rule.text!r} needs metric {missing[0]!r}, which the comparison does not have")
     failed_metrics: set[str] = set()
     for rule in sorted(profile.rules_for(comparison.precision), key=lambda r: r.level != FAIL):
-        if not rule.applies(metrics) or (tensor_only and rule.metric not in TENSOR_METRICS):
+        if (tensor_only and rule.metric not in TENSOR_METRICS) or not rule.applies(metrics):
             continue
         value = float(metrics[rule.metric])
         if rule.holds(value) or (rule.level == WARN and rule.metric in failed_metrics):
             continue
         if rule.level == FAIL:
             failed_metrics.add(rule.metric)
-        line = failure_line(rule, value, comparison.precision, comparison, not tensor_only)
-        (failures if rule.level == FAIL else warnings).append(line)
+        finding = rule_finding(rule, value, comparison.precision, comparison, not tensor_only)
+        (failures if rule.level == FAIL else warnings).append(finding)
     status = FAIL if failures else WARN if warnings else PASS
     return Verdict(status, tuple(failures), tuple(warnings))
 
@@ -343,3 +489,19 @@ def judge(
 def worst_status(statuses: list[str]) -> Status:
     """FAIL over WARN over PASS (an empty list passes)."""
     return FAIL if FAIL in statuses else WARN if WARN in statuses else PASS
+
+
+def deciding_rule(profile: Profile, precision: str, metrics: Mapping[str, float]) -> tuple[Rule, float] | None:
+    """The rule that decides a verdict, with its measured value: the first broken fail rule,
+    else the first broken warn rule, else the profile's first fail rule that applies (its
+    headline, e.g. ``rel_l2_error <= 1e-05`` for fp32); None when no rule applies."""
+    rules = [rule for rule in profile.rules_for(precision) if rule.applies(metrics)]
+    value = {rule: float(metrics[rule.metric]) for rule in rules}
+    broken = [rule for rule in rules if not rule.holds(value[rule])]
+    for chosen in (
+        [r for r in broken if r.level == FAIL]
+        + [r for r in broken if r.level == WARN]
+        + [r for r in rules if r.level == FAIL]
+    )[:1]:
+        return chosen, value[chosen]
+    return None

@@ -13,12 +13,20 @@ named submodules end with ResNet34's stage names: ``model.layer2.1.bn1`` matches
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 
-from resnet34_npu.judge.criteria import DEFAULT_PROFILE, TENSOR_METRICS, Profile, Status, get_profile, judge
+from resnet34_npu.judge.criteria import (
+    DEFAULT_PROFILE,
+    TENSOR_METRICS,
+    Finding,
+    Profile,
+    Status,
+    get_profile,
+    judge,
+)
 from resnet34_npu.judge.metrics import compare_tensors
 
 #: Stage names in ResNet34's execution order.
@@ -59,9 +67,19 @@ class StageResult:
     max_abs_error: float
     status: str
     failure: str
+    #: The stage's first broken rule (``failure`` is its line), None when the stage passes.
+    finding: Finding | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "status": Status(self.status).value}
+        return {
+            "name": self.name,
+            "rel_l2_error": self.rel_l2_error,
+            "cosine_similarity": self.cosine_similarity,
+            "max_rel_error": self.max_rel_error,
+            "max_abs_error": self.max_abs_error,
+            "status": Status(self.status).value,
+            "failure": self.failure,
+        }
 
 
 @dataclass(frozen=True)
@@ -90,6 +108,23 @@ class Localization:
         return (
             f"first diverging stage: {stage.name}: rel L2 {stage.rel_l2_error:.3e}, cosine "
             f"{stage.cosine_similarity:.8f}, max rel {stage.max_rel_error:.3e} ({stage.failure})"
+        )
+
+    def finding(self, logits_failed: bool = True, suffix: str = "") -> Finding:
+        """:meth:`line` (plus ``suffix``) as a ``localization`` finding: the first diverging stage
+        and, when there is one, the metric, value and bound of the rule it breaks."""
+        broken = None
+        if self.first_failing is not None:
+            broken = next(s for s in self.stages if s.name == self.first_failing).finding
+        return Finding(
+            "localization",
+            self.line(logits_failed) + suffix,
+            metric=None if broken is None else broken.metric,
+            op=None if broken is None else broken.op,
+            bound=None if broken is None else broken.bound,
+            value=None if broken is None else broken.value,
+            precision=None if broken is None else broken.precision,
+            stage=self.first_failing,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -191,7 +226,8 @@ def localize(
                     comparison.max_rel_error,
                     comparison.max_abs_error,
                     verdict.status,
-                    verdict.failures[0] if verdict.failures else "",
+                    verdict.failure_lines[0] if verdict.failures else "",
+                    verdict.failures[0] if verdict.failures else None,
                 )
             )
         if first is None and stages[-1].status == Status.FAIL:

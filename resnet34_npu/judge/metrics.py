@@ -155,6 +155,18 @@ class Comparison:
         }
 
 
+#: The scalar metrics every :class:`Comparison` has, under their report names (what
+#: :meth:`Comparison.metrics` returns): the names a profile's rules may use.
+COMPARISON_METRICS: tuple[str, ...] = tuple(
+    f.name.replace("_1e_", "_1e-")
+    for f in fields(Comparison)
+    if f.type in ("float", "int", float, int) and f.name != "batch_size"
+)
+#: The float64-truth metrics (``--fp64-truth``; ``compare.truth_metrics``): absent without it,
+#: so a rule on one of them does not apply then.
+TRUTH_METRICS: tuple[str, ...] = ("truth_rel_l2_error", "reference_truth_rel_l2_error", "error_ratio_vs_cpu")
+
+
 def worst_of(values: list[float], largest: bool = True) -> float:
     """max (or min) that returns NaN when any value is NaN (Python's max skips it by position)."""
     if any(math.isnan(v) for v in values):

@@ -42,5 +42,5 @@ def test_golden(r34, photo):
     verdict = judge(compare_logits(golden, today), "default")
     assert verdict.passed, (
         f"CPU reference drifted from {path.name} (made with torch {document['made_with']['torch']}):\n"
-        + "\n".join(verdict.failures)
+        + "\n".join(verdict.failure_lines)
     )

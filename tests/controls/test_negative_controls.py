@@ -25,7 +25,7 @@ def session():
 def test_control_gets_its_intended_verdict(session, control, image):
     runner = session.runner(control.spec)
     result = session.evaluate(runner, [image], iters=0)
-    lines = [line for case in result.cases for line in case.verdict.failures]
+    lines = [line for case in result.cases for line in case.verdict.failure_lines]
     if control.intended == "pass":
         # Only the default profile's verdict is the suite's contract on every host; what the
         # other profiles make of healthy runs depends on the CPU's rounding, and is printed by
@@ -35,11 +35,14 @@ def test_control_gets_its_intended_verdict(session, control, image):
     assert result.verdict == "fail"
     failing = [case for case in result.cases if case.verdict.status == "fail"]
     for case in failing:
+        last = case.verdict.failures[-1]
+        assert last.kind == "localization" and last.stage == control.stage
         if control.stage is not None:
-            assert f"first diverging stage: {control.stage}:" in case.verdict.failures[-1]
+            assert f"first diverging stage: {control.stage}:" in str(last)
             assert case.localization.first_failing == control.stage
+            assert last.metric is not None and last.value is not None and last.bound is not None
         else:
-            assert case.verdict.failures[-1].startswith("localization: no stage of the module breaks the profile")
+            assert str(last).startswith("localization: no stage of the module breaks the profile")
 
 
 def test_a_fault_is_seen_at_the_stage_and_after_it_but_not_before(session):

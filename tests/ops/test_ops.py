@@ -29,7 +29,7 @@ def _gen(seed):
 
 
 def _assert(result):
-    assert result.verdict.passed, f"{result.op} on {result.precision}:\n" + "\n".join(result.verdict.failures)
+    assert result.verdict.passed, f"{result.op} on {result.precision}:\n" + "\n".join(result.verdict.failure_lines)
 
 
 seeds = st.integers(0, 2**31 - 1)

@@ -39,7 +39,7 @@ def test_cpu_fp32_against_itself_is_exact_and_as_good_as_the_cpu(session):
 @pytest.mark.parametrize("spec", ["cpu/channels_last", pytest.param("cpu/bf16-autocast", marks=pytest.mark.slow)])
 def test_healthy_cpu_targets_pass_the_default_profile(session, spec):
     result = session.evaluate(session.runner(spec), PHOTOS, iters=0)
-    assert result.verdict in ("pass", "warn"), [c.verdict.failures for c in result.cases]
+    assert result.verdict in ("pass", "warn"), [c.verdict.failure_lines for c in result.cases]
     assert [c.image for c in result.cases] == ["cat.jpg", "coffee.jpg"]
     assert result.latency is None and result.speedup_vs_reference is None
 
@@ -67,8 +67,10 @@ def test_a_wrong_target_fails_with_its_lines(session):
     broken = CustomRunner(CustomSpec("test", "broken"), Broken(session.model), "broken", "fp32", None)
     result = session.evaluate(broken, PHOTOS[:1], warmup=0, iters=2)
     assert result.verdict == "fail"
-    line = result.cases[0].verdict.failures[0]
-    assert line.startswith("rel_l2_error: ") and "class 425 'barn'" in line
+    finding = result.cases[0].verdict.failures[0]
+    assert finding.kind == "rule" and finding.metric == "rel_l2_error" and finding.value > finding.bound
+    assert str(finding).startswith("rel_l2_error: ") and "class 425 'barn'" in str(finding)
+    assert result.to_dict()["images"][0]["findings"]["failures"][0]["line"] == str(finding)
     assert result.latency.iterations == 2 and result.device == "custom"
     ref = session.reference_timing(1, 0, 2, PHOTOS[0])
     assert result.speedup_vs_reference == pytest.approx(ref.median / result.latency.median)

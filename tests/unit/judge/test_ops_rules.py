@@ -27,7 +27,9 @@ def test_conv_silently_in_fp16_fails_the_fp32_rule():
 
     result = check_op("conv2d", parse_target("cpu"), inputs(), implementation=fp16_conv, stride=1, padding=1)
     assert result.verdict.status == "fail"
-    assert result.verdict.failures[0].startswith("rel_err_ratio_1e-3: ") and "element" in result.verdict.failures[0]
+    finding = result.verdict.failures[0]
+    assert (finding.metric, finding.op, finding.bound, finding.precision) == ("rel_err_ratio_1e-3", "<=", 1e-3, "fp32")
+    assert finding.value > 1e-3 and str(finding).startswith("rel_err_ratio_1e-3: ") and "element" in finding.detail
 
 
 def test_wrong_padding_fails():
@@ -48,7 +50,8 @@ def test_nan_in_an_operator_fails():
         return out
 
     result = check_op("relu", parse_target("cpu"), {"x": torch.randn(2, 4, 5, 5)}, implementation=poisoned)
-    assert result.verdict.status == "fail" and result.verdict.failures[0].startswith("non-finite values")
+    assert result.verdict.status == "fail" and result.verdict.failures[0].kind == "nonfinite"
+    assert result.verdict.failure_lines[0].startswith("non-finite values")
 
 
 def test_bf16_output_rounding_passes_bf16_rules_but_would_fail_fp32_ones():
