@@ -2,14 +2,18 @@
 the benchmarks' synchronisation.
 
 Warm-up calls first, then timed calls, each bracketed by device synchronisation; devices with
-events (CUDA, NPU, XPU) are timed with device events, the CPU with ``time.perf_counter``.
+events (CUDA, NPU, XPU) are timed with device events, the CPU with ``time.perf_counter``. Every
+output (warm-up ones too) is kept as a digest of its bytes, taken after its timed window: the
+run-to-run consistency check (:mod:`resnet34_npu.judge.consistency`) reads them, and one copy of
+each distinct output, at no extra forward pass.
 """
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Callable
 
 import numpy as np
@@ -35,6 +39,14 @@ class Timing:
     iterations: int
     batch_size: int
     clock: str
+    #: every timed call's latency (ms), in order: what a history's statistical tests run on
+    samples: tuple[float, ...] = ()
+    #: blake2b digest of every output's bytes, in call order (warm-up calls first); empty when the
+    #: callable returns no tensor
+    digests: tuple[str, ...] = ()
+    #: one CPU copy of each distinct output, by digest (not serialised: the judge measures how far
+    #: apart they are)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def throughput_ips(self) -> float:
@@ -42,15 +54,22 @@ class Timing:
         return self.batch_size * 1000.0 / self.median if self.median > 0 else float("inf")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "outputs"}
+        return _plain(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Timing:
         """The inverse of :meth:`to_dict` (records travel between pytest-xdist workers as dicts)."""
-        return cls(**{f.name: data[f.name] for f in fields(cls)})
+        optional = ("samples", "digests", "outputs")
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data or f.name not in optional}
+        values.pop("outputs", None)
+        tuples = {k: tuple(values.get(k, ())) for k in ("samples", "digests")}
+        return cls(**{**values, **tuples})
 
     @classmethod
-    def from_samples(cls, samples_ms: list[float], warmup: int, batch_size: int, clock: str) -> Timing:
+    def from_samples(
+        cls, samples_ms: list[float], warmup: int, batch_size: int, clock: str, outputs: OutputLog | None = None
+    ) -> Timing:
         values = np.asarray(samples_ms, dtype=np.float64)
         return cls(
             mean=float(values.mean()),
@@ -63,7 +82,42 @@ class Timing:
             iterations=len(samples_ms),
             batch_size=batch_size,
             clock=clock,
+            samples=tuple(float(v) for v in samples_ms),
+            digests=() if outputs is None else tuple(outputs.digests),
+            outputs={} if outputs is None else dict(outputs.distinct),
         )
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def digest(out: Any) -> str | None:
+    """blake2b (16 bytes) of a tensor's dtype, shape and bytes, or None when ``out`` is no tensor."""
+    if not isinstance(out, torch.Tensor):
+        return None
+    array = out.detach().cpu().contiguous()
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{array.dtype}{tuple(array.shape)}".encode())
+    h.update(array.view(torch.uint8).numpy().tobytes() if array.numel() else b"")
+    return h.hexdigest()
+
+
+@dataclass
+class OutputLog:
+    """The digests of a run's outputs, in order, and one CPU copy of each distinct one."""
+
+    digests: list[str] = field(default_factory=list)
+    distinct: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def add(self, out: Any) -> None:
+        key = digest(out)
+        if key is None:
+            return
+        self.digests.append(key)
+        if key not in self.distinct:
+            tensor = out.detach().cpu()
+            self.distinct[key] = (tensor.float() if tensor.dtype == torch.bfloat16 else tensor).numpy().copy()
 
 
 def _event_class(device: torch.device) -> Any:
@@ -93,8 +147,9 @@ def time_call(
     if warmup < 0 or iters < 1:
         raise ValueError(f"need warmup >= 0 and iters >= 1, got warmup={warmup} iters={iters}")
     sync = synchronize or (lambda: devices.synchronize(device))
+    log = OutputLog()
     for _ in range(warmup):
-        fn()
+        log.add(fn())
     sync()
     event = _event_class(device) if synchronize is None else None
     samples: list[float] = []
@@ -103,14 +158,17 @@ def time_call(
             with getattr(torch, device.type).device(device):
                 start, end = event(enable_timing=True), event(enable_timing=True)
                 start.record()
-                fn()
+                out = fn()
                 end.record()
                 end.synchronize()
             samples.append(float(start.elapsed_time(end)))
+            log.add(out)
         else:
             sync()
             begin = time.perf_counter()
-            fn()
+            out = fn()
             sync()
             samples.append((time.perf_counter() - begin) * 1000.0)
-    return Timing.from_samples(samples, warmup, batch_size, "device events" if event is not None else "perf_counter")
+            log.add(out)
+    clock = "device events" if event is not None else "perf_counter"
+    return Timing.from_samples(samples, warmup, batch_size, clock, log)

@@ -25,6 +25,15 @@ def test_calls_warmup_plus_iters_and_synchronizes_around_each():
     assert log.count("call") == 5 and t.iterations == 3 and t.warmup == 2
     assert log[:3] == ["call", "call", "sync"]
     assert log[3:] == ["sync", "call", "sync"] * 3
+    assert len(t.samples) == 3 and t.median == pytest.approx(float(np.median(t.samples)))
+
+
+def test_raw_samples_are_kept_and_travel_as_dicts():
+    t = Timing.from_samples([5.0, 1.0, 3.0], warmup=0, batch_size=1, clock="perf_counter")
+    assert t.samples == (5.0, 1.0, 3.0)  # in call order, for the history's tests on raw samples
+    assert Timing.from_dict(t.to_dict()) == t
+    older = {k: v for k, v in t.to_dict().items() if k != "samples"}  # a report written before samples were kept
+    assert Timing.from_dict(older).samples == ()
 
 
 def test_bad_counts():

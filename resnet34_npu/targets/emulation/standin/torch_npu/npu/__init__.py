@@ -8,7 +8,11 @@ Emulated numerics, per the SoC (``R34_EMULATED_SOC``): the default ACL precision
 round the operands of convolutions / matrix products to HF32's 10-bit mantissa; fp16 and bf16
 matrix operators take their operands in that dtype, accumulate in fp32 and round the result.
 ``R34_EMULATED_FAULTS=K[,K...]`` makes those cards wrong: the result of every 256-channel 3x3
-convolution (layer3) is scaled by 1 + 1e-2, as a bad kernel would do.
+convolution (layer3) is scaled by 1 + 1e-2, as a bad kernel would do. Two silent faults, which pass
+every tolerance and only an equality check sees: ``K:flip`` flips the lowest mantissa bit of one
+activation (the largest logit) in 1 of 200 forward passes (the 2nd, 202nd, 402nd, ... on that card),
+``K:ulp`` makes the first convolution (conv1) always 1 ulp off (every element's magnitude one unit in
+the last place larger), e.g. ``R34_EMULATED_FAULTS=3,5:flip,6:ulp``.
 """
 
 from __future__ import annotations
@@ -44,6 +48,18 @@ __all__ = [
 _SOC = os.environ.get("R34_EMULATED_SOC", "Ascend910B3")
 _PHYSICAL = int(os.environ.get("R34_EMULATED_CARDS", "8"))
 _FAULTY = {int(k) for k in os.environ.get("R34_EMULATED_FAULTS", "").split(",") if k.strip().isdigit()}
+
+
+def _silent(kind: str) -> set[int]:
+    """The cards given as ``K:kind`` in ``R34_EMULATED_FAULTS``."""
+    items = (k.strip().partition(":") for k in os.environ.get("R34_EMULATED_FAULTS", "").split(","))
+    return {int(k) for k, _, v in items if k.isdigit() and v == kind}
+
+
+_FLIP = _silent("flip")
+_ULP = _silent("ulp")
+#: forward passes seen by each flipping card (counted at the classifier, once per forward)
+_FLIP_RUNS: dict[int, int] = {}
 _current = 0
 
 
@@ -317,6 +333,10 @@ _ANY_DEVICE = {"aten::copy_", "aten::_copy_from", "aten::_to_copy", "aten::to", 
 FAULTY_WEIGHT = (256, 256, 3, 3)
 #: How wrong: 1 %, beyond the fp32, HF32 and fp16 bounds of the default profile at that stage.
 FAULT = 1e-2
+#: The convolution an ``ulp`` card gets 1 ulp wrong: conv1, the first.
+ULP_WEIGHT = (64, 3, 7, 7)
+#: A ``flip`` card flips a bit in one forward pass of this many.
+FLIP_EVERY = 200
 _MATRIX = {"aten::convolution", "aten::conv2d", "aten::mm", "aten::addmm", "aten::bmm", "aten::linear", "aten::matmul"}
 
 
@@ -440,7 +460,24 @@ def _matrix(func: Any, name: str, args: tuple, kwargs: dict, device: torch.devic
     physical = _visible()[device.index or 0] if (device.index or 0) < len(_visible()) else -1
     if physical in _FAULTY and "conv" in name and weight is not None and tuple(weight.shape) == FAULTY_WEIGHT:
         out = out * (1 + FAULT)
+    if physical in _ULP and "conv" in name and weight is not None and tuple(weight.shape) == ULP_WEIGHT:
+        out = _bits(out, lambda b: b + 1)
+    if physical in _FLIP and out.dim() == 2 and out.shape[-1] == 1000:
+        runs = _FLIP_RUNS[physical] = _FLIP_RUNS.get(physical, 0) + 1
+        if runs % FLIP_EVERY == 2 % FLIP_EVERY:
+            flat = out.reshape(-1).clone()
+            at = int(flat.abs().argmax())
+            flat[at : at + 1] = _bits(flat[at : at + 1], lambda b: b ^ 1)
+            out = flat.reshape(out.shape)
     return out
+
+
+def _bits(x: torch.Tensor, change: Any) -> torch.Tensor:
+    """``x`` with ``change`` applied to the integer bits of every finite element (one ulp up in
+    magnitude: bits + 1; the lowest mantissa bit flipped: bits ^ 1)."""
+    integer = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    changed = change(x.contiguous().view(integer)).view(x.dtype)
+    return torch.where(torch.isfinite(x), changed, x)
 
 
 def _round_operands(args: tuple, which: Any, fn: Any) -> list:

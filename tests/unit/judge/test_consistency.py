@@ -1,0 +1,125 @@
+"""Run-to-run and card-to-card consistency: the logic on deliberately differing digests (no forward pass)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from resnet34_npu.judge.consistency import (
+    BITWISE,
+    TOLERANCE,
+    Policy,
+    card_groups,
+    card_to_card,
+    max_ulp,
+    policy_for,
+    run_to_run,
+)
+from resnet34_npu.targets.timing import OutputLog, Timing, digest
+
+
+def timing_of(*arrays: np.ndarray) -> Timing:
+    log = OutputLog()
+    for a in arrays:
+        log.add(torch.from_numpy(a))
+    return Timing.from_samples([1.0] * len(arrays), 0, 1, "perf_counter", log)
+
+
+def bumped(a: np.ndarray, at: int = 0, ulps: int = 1) -> np.ndarray:
+    b = a.copy()
+    b.view(np.int32)[at] += ulps
+    return b
+
+
+BASE = np.linspace(-3, 3, 1000, dtype=np.float32)
+EXACT = Policy(BITWISE, "test")
+
+
+def test_identical_outputs_pass_and_a_one_ulp_difference_fails_bitwise():
+    same = run_to_run(timing_of(BASE, BASE.copy(), BASE.copy()), EXACT)
+    assert same is not None and same.passed and same.distinct == 1 and same.outputs == 3
+    off = run_to_run(timing_of(BASE, BASE, bumped(BASE, 7), BASE), EXACT)
+    assert off is not None and not off.passed
+    assert (off.distinct, off.max_ulp, off.first_mismatch) == (2, 1, 2)
+    assert off.max_abs == pytest.approx(abs(float(np.spacing(BASE[7]))), rel=1e-6)
+    assert "2 distinct outputs in 4 runs" in off.line("npu:5") and "FAIL" in off.line("npu:5")
+
+
+def test_tolerance_policy_reports_the_difference_without_failing():
+    off = run_to_run(timing_of(BASE, bumped(BASE)), Policy(TOLERANCE, "no promise"))
+    assert off is not None and off.passed and off.distinct == 2 and "no promise" in off.line("x")
+
+
+def test_ulps_count_across_zero_and_refuse_mismatched_arrays():
+    a = np.array([np.float32(-0.0), 1.0], dtype=np.float32)
+    b = np.array([np.nextafter(np.float32(0), np.float32(1)), 1.0], dtype=np.float32)
+    assert max_ulp(a, b) == 1
+    c = np.array([-np.nextafter(np.float32(0), np.float32(1)), 1.0], dtype=np.float32)
+    assert max_ulp(c, b) == 2
+    assert max_ulp(BASE, bumped(BASE, 3, 5)) == 5
+    with pytest.raises(ValueError, match="cannot count ulps"):
+        max_ulp(BASE, BASE.astype(np.float16))
+
+
+def test_policies_name_their_reason():
+    assert policy_for("cpu", {}).name == BITWISE
+    assert policy_for("cuda", {"cudnn_benchmark": True}).name == TOLERANCE
+    npu = policy_for("npu", {"deterministic_algorithms": False})
+    assert npu.name == TOLERANCE and "use_deterministic_algorithms" in npu.reason
+    assert policy_for("npu", {"deterministic_algorithms": True}).name == BITWISE
+    broken = policy_for("cpu", {}, ("CUBLAS_WORKSPACE_CONFIG=:4096:8 cannot be set: ...",))
+    assert broken.name == TOLERANCE and "CUBLAS_WORKSPACE_CONFIG" in broken.reason
+    assert policy_for("custom", {}, custom=True).name == TOLERANCE
+
+
+def digests_of(*arrays: np.ndarray) -> tuple[list[str], dict[str, np.ndarray]]:
+    log = OutputLog()
+    for a in arrays:
+        log.add(torch.from_numpy(a))
+    return log.digests, log.distinct
+
+
+def test_the_card_off_the_majority_is_named_with_images_and_ulps():
+    good, outputs = digests_of(BASE, BASE)
+    bad, more = digests_of(BASE, bumped(BASE, 1, 3))
+    wrong, most = digests_of(bumped(BASE, 2, 1))
+    outputs = {**outputs, **more, **most}
+    cards = {f"npu:{k}": {"a.jpg": good, "b.jpg": good} for k in range(8)}
+    cards["npu:5"] = {"a.jpg": bad, "b.jpg": good}
+    cards["npu:6"] = {"a.jpg": wrong, "b.jpg": wrong}
+    result = card_to_card("Ascend910B3 fp32", cards, outputs)
+    assert not result.passed
+    named = {o.card: (o.images, o.max_ulp) for o in result.outliers}
+    assert named == {"npu:5": (("a.jpg",), 3), "npu:6": (("a.jpg", "b.jpg"), 1)}
+    assert any("npu:6 differs from the majority of 8 cards on a.jpg, b.jpg" in line for line in result.lines())
+    healthy = card_to_card("g", {f"npu:{k}": {"a.jpg": good} for k in range(3)}, outputs)
+    assert healthy.passed and healthy.lines() == ["card-to-card g: 3 cards bit-identical"]
+
+
+def test_two_cards_that_disagree_have_no_majority():
+    one, outputs = digests_of(BASE)
+    two, more = digests_of(bumped(BASE))
+    result = card_to_card("g", {"npu:0": {"a.jpg": one}, "npu:1": {"a.jpg": two}}, {**outputs, **more})
+    assert not result.passed and result.no_majority == ("a.jpg",) and not result.outliers
+
+
+def test_digest_sees_dtype_shape_and_every_bit():
+    x = torch.from_numpy(BASE.copy())
+    assert digest(x) == digest(x.clone()) and digest(x) != digest(torch.from_numpy(bumped(BASE, 999)))
+    assert digest(x) != digest(x.reshape(10, 100)) and digest(x) != digest(x.double())
+    assert digest("not a tensor") is None
+
+
+class _Result:
+    def __init__(self, name, device, timing):
+        self.name, self.device, self.device_name, self.dtype, self.latency = name, device, "Ascend910B3", "fp32", timing
+        self.cases = [type("Case", (), {"image": "cat.jpg"})()]
+
+
+def test_card_groups_group_by_target_and_leave_single_cards_out():
+    results = [_Result(f"npu:{k}/fp32", f"npu:{k}", timing_of(BASE)) for k in range(3)]
+    results.append(_Result("npu:3/fp32", "npu:3", timing_of(bumped(BASE))))
+    results.append(_Result("npu:0/fp16", "npu:0", timing_of(BASE)))
+    (group,) = card_groups(results)
+    assert group.group == "Ascend910B3 fp32" and [o.card for o in group.outliers] == ["npu:3"]
