@@ -12,15 +12,20 @@ from pathlib import Path
 from resnet34_npu.cli import args as shared
 from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
 from resnet34_npu.core.documents import dumps, format_table
-from resnet34_npu.core.errors import InputError, plain, show
+from resnet34_npu.core.errors import InputError, one_line, plain, show
 from resnet34_npu.core.files import STDOUT, check_writable, write_json_atomic
+from resnet34_npu.history.from_report import record_of_report
+from resnet34_npu.history.record import check_history_dir, write_record
+from resnet34_npu.judge.burnin import burn_in, parse_seconds, shared_knobs
 from resnet34_npu.judge.compare import Session, TargetResult
+from resnet34_npu.judge.consistency import card_groups
 from resnet34_npu.judge.criteria import Status
 from resnet34_npu.model.images import find_images, load_image
 from resnet34_npu.model.labels import class_name
 from resnet34_npu.reports.report import build_report, unfinished_report
-from resnet34_npu.targets import devices
-from resnet34_npu.targets.matrix import compare_defaults
+from resnet34_npu.targets import determinism, devices, engines
+from resnet34_npu.targets.engines import BackendUnavailable
+from resnet34_npu.targets.matrix import choose_targets, compare_defaults, default_matrix
 from resnet34_npu.targets.spec import parse_target
 
 EXIT_OK, EXIT_FAIL = shared.EXIT_OK, shared.EXIT_FAIL
@@ -41,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "cuda/fp32/tf32=off (default: every available accelerator at fp32 and its reduced precisions; on a host "
         "without one, the CPU targets of the suite's matrix)",
     )
+    p.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="a --target that cannot run here (device absent, backend or provider missing) is skipped with the "
+        "reason instead of failing the run (pytest's --r34-allow-missing)",
+    )
     shared.add_weights(p, "the same weights on both sides")
     shared.add_profile(p, "verdict rules")
     shared.add_fp64_truth(p, "also run the model in float64 on the CPU and report each side's error against it")
@@ -51,6 +62,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         default="compare_results.json",
         metavar="PATH",
         help="JSON report, written atomically (default: compare_results.json)",
+    )
+    p.add_argument(
+        "--history",
+        metavar="DIR",
+        help="also add this run's record (raw latency samples, accuracy figures) to a history folder, for "
+        "`report history DIR` (default: none)",
+    )
+    p.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="set the determinism settings (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG, "
+        "HCCL_DETERMINISTIC, CLOSE_MATMUL_K_SHIFT, cuDNN) before any device starts; one that cannot be set is "
+        "named and the run-to-run check falls back to 'tolerance' (default: off, the settings in force are recorded)",
+    )
+    p.add_argument(
+        "--burn-in",
+        metavar="SECONDS",
+        help="after the comparison, run every target at once in a loop for SECONDS (a thread and stream per "
+        "card) on the first image, each output checked bit for bit against the card's first (default: none)",
     )
     shared.add_dataset_options(p, compare=True)
     p.set_defaults(func=run)
@@ -102,25 +132,23 @@ def _print_compare_table(reference_name: str, results: list[TargetResult]) -> No
     for result in results:
         if result.engine:  # compilation, capture or export time: its own figure, never in the latency
             engine = result.engine
-            extra = [f"{k} {engine[k]}" for k in ("compile_mode", "torchair_mode", "exporter") if k in engine]
-            if engine.get("export_s"):
-                extra.append(f"ONNX export {engine['export_s']:.1f} s")
-            if "providers" in engine:
-                extra.append("providers " + ", ".join(engine["providers"]))
+            extra = engines.get(engine["execution"]).summary(engine)  # each mode says what its line shows
             print(
                 f"build {plain(result.name)}: {engine['execution']} ({engine['backend']}) "
                 f"{engine['build_s']:.1f} s, first call included" + "".join(f"; {e}" for e in extra)
             )
     for result in results:
         for case in result.cases:
-            for line in case.verdict.failures:
+            for line in case.verdict.failure_lines:
                 print(f"FAIL {plain(result.name)} {plain(case.image)}: {plain(line)}")
-            for line in case.verdict.warnings:
+            for line in case.verdict.warning_lines:
                 print(f"warn {plain(result.name)} {plain(case.image)}: {plain(line)}")
 
 
 def run(args: argparse.Namespace) -> int:
     output = check_writable(args.output)
+    if args.history:
+        args.history = check_history_dir(args.history)  # a file, unwritable or full: exit 2 before any work
     if output != STDOUT:
         return _compare(args, output)
     # --output -: the report is standard output's only content. Everything else goes to stderr,
@@ -138,6 +166,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None = None) -> int:
+    burn_seconds = parse_seconds(args.burn_in) if getattr(args, "burn_in", None) is not None else None
+    if burn_seconds is not None and args.dataset:
+        raise InputError("--burn-in runs on images, not with --dataset")
+    if getattr(args, "deterministic", False):
+        for problem in determinism.apply():
+            print(f"determinism: {plain(problem)}; run-to-run falls back to 'tolerance'")
     if args.dataset:
         if args.image:
             raise InputError("--image and --dataset: compare either images or a dataset, not both")
@@ -151,14 +185,30 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
     specs = args.target or []
     for spec in [args.reference, *specs]:
         parse_target(spec)
-    note = ""
-    if not specs:
+    note, missing = "", {}
+    if specs:  # a named target that cannot run here fails (or, with --allow-missing, skips), as in pytest
+        missing = {c.name: c.reason for c in choose_targets(specs) if c.reason}
+    else:  # the default: absent accelerators are skips, with the reason, as in pytest's default matrix
         choices, note = compare_defaults()
         specs = [c.name for c in choices]
+        missing = {c.name: c.reason for c in default_matrix() if c.reason and c.kind != "cpu" and not c.backend}
+    allowed = args.allow_missing or not args.target
     session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
-    runners = [session.runner(spec) for spec in specs]  # an unavailable device stops here, exit 2
+    runners = []
+    for spec in specs:
+        if parse_target(spec).name in missing:
+            continue
+        try:
+            runners.append(session.runner(spec))
+        except BackendUnavailable as exc:  # its engine cannot be built on this host
+            missing[parse_target(spec).name] = f"{parse_target(spec).name}: {one_line(exc)}"
+    if burn_seconds is not None:
+        shared_knobs(runners)  # refused before any model work
     if note:
         print(note)
+    for name, reason in missing.items():
+        word, hint = ("skip", "") if allowed else ("FAIL", NAMED_HINT)
+        print(f"{word} {plain(name)}: not run: {plain(reason)}{hint}")
     print(
         f"reference: {session.reference.name} ({devices.device_name(session.reference.device)}); "
         f"weights: {plain(session.weights.spec)} sha256 {session.weights.sha256[:16]}...; "
@@ -167,26 +217,83 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
     if report_fd is None:
         write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it
     results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
-    _print_compare_table(session.reference.name, results)
+    if results:
+        _print_compare_table(session.reference.name, results)
+    cards = card_groups(results)
+    for r in results:
+        if r.run_to_run is not None and r.run_to_run.distinct > 1:
+            print(plain(r.run_to_run.line(r.name)))
+    for group in cards:
+        for line in group.lines():
+            print(plain(line))
+    burned = None
+    if burn_seconds is not None and runners:
+        if report_fd is None:
+            write_json_atomic(output, unfinished_report("compare"))
+        burned = burn_in(runners, session.batch(images[:1]), burn_seconds)
+        for line in burned.lines():
+            print(plain(line))
     reference = session.reference.describe()
-    if args.iters:
+    if args.iters and results:
         reference["latency_ms"] = session.reference_timing(1, args.warmup, args.iters, images[0]).to_dict()
     report = build_report(
         profile=session.profile.name,
         weights=session.weights.to_dict(),
         reference=reference,
-        targets=[r.to_dict() for r in results],
-        extra={"fp64_truth": args.fp64_truth, "images": [str(i) for i in images]},
+        targets=[r.to_dict() for r in results] + [_not_run(n, r, allowed) for n, r in missing.items()],
+        extra={
+            "fp64_truth": args.fp64_truth,
+            "images": [str(i) for i in images],
+            "determinism": determinism.recorded(),
+            "card_to_card": [g.to_dict() for g in cards],
+            "burn_in": None if burned is None else burned.to_dict(),
+        },
     )
+    if any(not g.passed for g in cards) or (burned is not None and not burned.passed):
+        report["verdict"] = Status.INTERRUPTED if burned is not None and burned.interrupted else Status.FAIL
+    if not results and report["verdict"] != Status.FAIL:
+        report["verdict"] = Status.NOT_RUN  # nothing compared is never a pass
     _write_report(output, report, report_fd)
+    _add_history(args, report)
     failed = [plain(r.name) for r in results if r.verdict == Status.FAIL]
+    failed += [f"{plain(o.card)} (card-to-card)" for g in cards for o in g.outliers]
+    failed += [f"{plain(g.group)} (no majority)" for g in cards if g.no_majority]
+    failed += [f"{plain(c.card)} (burn-in: {c.status})" for c in (burned.cards if burned else ()) if c.status != "ok"]
+    agreement = burned.card_to_card if burned else ()
+    failed += [f"{plain(o.card)} (burn-in card-to-card)" for g in agreement for o in g.outliers]
+    failed += [] if allowed else [plain(name) for name in missing]
     where = "standard output" if output == STDOUT else plain(output)
     print(
         f"verdict: {report['verdict'].upper()}"
         + (f" ({', '.join(failed)} failed)" if failed else "")
         + f"; report written to {where}"
     )
+    if burned is not None and burned.interrupted:
+        return 130
     return EXIT_FAIL if failed else EXIT_OK
+
+
+def _add_history(args: argparse.Namespace, report: dict) -> None:
+    """The run's history record, after its report (a record that cannot be written never loses the report)."""
+    if args.history:
+        path = write_record(args.history, record_of_report(report, source="compare"))
+        print(f"history record written to {plain(path)}")
+
+
+#: What a named target that cannot run adds to its failure line.
+NAMED_HINT = " (named with --target; --allow-missing skips it instead)"
+
+
+def _not_run(name: str, reason: str, allowed: bool) -> dict:
+    """The report's entry for a named target that could not run here: failed, or skipped with
+    ``--allow-missing``; ``skipped`` holds the reason, as in the acceptance report."""
+    return {
+        "name": name,
+        "verdict": Status.SKIPPED if allowed else Status.FAIL,
+        "skipped": reason,
+        "latency_ms": None,
+        "images": [],
+    }
 
 
 def _write_report(output: Path | str, report: dict, report_fd: int | None) -> None:
@@ -317,6 +424,7 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
             report["verdict"] = status
             break
     _write_report(output, report, report_fd)
+    _add_history(args, report)
     failed = [plain(name) for name, summary in summaries if summary["verdict"] == Status.FAIL]
     where = "standard output" if output == STDOUT else plain(output)
     print(

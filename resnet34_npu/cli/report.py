@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from resnet34_npu.cli import args as shared
-from resnet34_npu.core.errors import InputError, one_line, plain
+from resnet34_npu.cli import history
+from resnet34_npu.core.errors import InputError, one_line, plain, show
 from resnet34_npu.core.files import STDOUT, check_writable, write_json_atomic
 from resnet34_npu.judge.criteria import Status
 
@@ -46,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-charts", action="store_true", help="per-stage tables instead of charts (a smaller page)")
     p.set_defaults(func=html)
+    p = actions.add_parser("validate", help="check reports against their JSON Schemas (compare, pytest, fleet)")
+    p.add_argument("reports", nargs="+", metavar="FILE", help="the JSON reports to check")
+    p.set_defaults(func=validate)
+    history.register(actions)
 
 
 def merge(args: argparse.Namespace) -> int:
@@ -83,3 +88,19 @@ def html(args: argparse.Namespace) -> int:
     if path is not None:
         print(f"HTML report written to {plain(path)}")
     return EXIT_OK
+
+
+def validate(args: argparse.Namespace) -> int:
+    """One line per file: ``FILE: valid <schema>``, or the first rule it breaks (then exit 2)."""
+    from resnet34_npu.reports import fleet
+
+    refused = 0
+    for path in args.reports:
+        try:
+            name = fleet.check_file(path)
+        except fleet.Invalid as exc:
+            refused += 1
+            print(f"resnet34-npu report: error: report {show(path)}: {one_line(exc)}", file=sys.stderr)
+            continue
+        print(f"{plain(path)}: valid {name}")
+    return EXIT_USAGE if refused else EXIT_OK

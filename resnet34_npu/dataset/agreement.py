@@ -226,8 +226,8 @@ def _record(
         "top5_overlap": sample.top5_overlap,
         "reference_top5": list(sample.reference_top5),
         "target_top5": list(sample.target_top5),
-        "failures": list(verdict.failures),
-        "warnings": list(verdict.warnings),
+        "failures": list(verdict.failure_lines),
+        "warnings": list(verdict.warning_lines),
     }
     if truth:
         record["error_ratio_vs_cpu"] = truth["error_ratio_vs_cpu"]

@@ -39,6 +39,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
+from resnet34_npu.core import schemas
 from resnet34_npu.core.documents import utc_now
 from resnet34_npu.core.errors import InputError, show
 from resnet34_npu.core.files import write_atomic
@@ -140,14 +141,17 @@ def load(path: str | Path) -> StoredReference:
             raise _damaged(path, "damaged or altered (the header's SHA-256 differs)")
         try:
             header = json.loads(raw.decode("utf-8"))
-            version = header["format_version"]
-            rows, truth = int(header["rows"]), bool(header["fp64_truth"])
-        except (ValueError, KeyError, TypeError):
-            raise _damaged(path, "damaged (its header is not the expected JSON)") from None
-        if version != FORMAT_VERSION:
+        except ValueError:
+            raise _damaged(path, "damaged (its header is not JSON)") from None
+        version = header.get("format_version") if isinstance(header, dict) else None
+        if version is not None and version != FORMAT_VERSION:
             raise InputError(
                 f"reference file {show(path)}: format version {version!r}, this resnet34-npu reads {FORMAT_VERSION}"
             )
+        found = schemas.problem(header, "reference-header")
+        if found is not None:
+            raise _damaged(path, f"damaged (its header does not match the reference-header schema: {found})")
+        rows, truth = header["rows"], header["fp64_truth"]
         payload = rows * NUM_CLASSES * (4 + (8 if truth else 0))
         if header_at != len(MAGIC) + payload:
             raise _damaged(path, f"truncated or damaged ({header_at - len(MAGIC)} payload bytes, expected {payload})")

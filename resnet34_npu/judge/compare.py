@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,14 +20,24 @@ from typing import Any
 import torch
 
 from resnet34_npu.core.errors import InputError, Terminated, blocking_threads
-from resnet34_npu.judge.criteria import DEFAULT_PROFILE, Profile, Status, Verdict, get_profile, judge, worst_status
+from resnet34_npu.judge.consistency import Policy, RunToRun, policy_for, run_to_run
+from resnet34_npu.judge.criteria import (
+    DEFAULT_PROFILE,
+    Finding,
+    Profile,
+    Status,
+    Verdict,
+    get_profile,
+    judge,
+    worst_status,
+)
 from resnet34_npu.judge.localize import Localization, capture, localize
 from resnet34_npu.judge.metrics import Comparison, compare_logits, rel_l2, worst_of
 from resnet34_npu.model.images import load_image
 from resnet34_npu.model.network import build_model_with_info
 from resnet34_npu.model.preprocess import preprocess
 from resnet34_npu.model.weights import WeightsInfo
-from resnet34_npu.targets import engines
+from resnet34_npu.targets import determinism, engines
 from resnet34_npu.targets.runners import CustomRunner, ModelRunner, Runner, build_runner
 from resnet34_npu.targets.spec import CustomSpec, TargetSpec, parse_target
 from resnet34_npu.targets.timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, speedup
@@ -62,8 +73,9 @@ class CaseResult:
             "paths": list(self.paths),
             "batch_size": len(self.images),
             "verdict": self.verdict.status.value,
-            "failures": list(self.verdict.failures),
-            "warnings": list(self.verdict.warnings),
+            "failures": list(self.verdict.failure_lines),
+            "warnings": list(self.verdict.warning_lines),
+            "findings": self.verdict.findings_dict(),
             "metrics": self.metrics(),
             "worst_abs": detail["worst_abs"],
             "worst_rel": detail["worst_rel"],
@@ -93,10 +105,13 @@ class TargetResult:
     #: The execution mode's engine (compile, graph, export, ONNX Runtime): its build time and
     #: backend; None for eager and custom targets.
     engine: dict[str, Any] | None = None
+    #: the timed runs' outputs compared bit for bit (None when untimed)
+    run_to_run: RunToRun | None = None
 
     @property
     def verdict(self) -> Status:
-        return worst_status([c.verdict.status for c in self.cases])
+        repeat = [Status.FAIL] if self.run_to_run is not None and not self.run_to_run.passed else []
+        return worst_status([c.verdict.status for c in self.cases] + repeat)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,7 +129,17 @@ class TargetResult:
             "throughput_ips": None if self.latency is None else self.latency.throughput_ips,
             "speedup_vs_reference": self.speedup_vs_reference,
             "images": [c.to_dict() for c in self.cases],
+            "run_to_run": None if self.run_to_run is None else self.run_to_run.to_dict(),
         }
+
+
+def run_policy(runner: Runner) -> Policy:
+    """The run-to-run policy of ``runner`` under the determinism settings in force."""
+    emulated = bool(getattr(sys.modules.get("torch_npu"), "EMULATED", False))
+    device = runner.device.type if isinstance(runner, ModelRunner) else "custom"
+    return policy_for(
+        device, determinism.recorded(), determinism.problems(), emulated=emulated, custom=device == "custom"
+    )
 
 
 class LeftThreads(Exception):
@@ -287,12 +312,12 @@ class Session:
             if twin is None:
                 # A failure says where: the first stage that breaks the profile, when a module exists.
                 localization = self.localize(runner, images)
-                lines = (localization.line(),)
+                lines = (localization.finding(),)
             else:
                 # Who is to blame: the same computation run eagerly (and, for ONNX Runtime on a
                 # device, ONNX Runtime's CPU provider); localised on the eager twin where it fails.
                 blame, localization, lines = self.blame(runner, twin, images)
-            verdict = Verdict(verdict.status, verdict.failures + lines, verdict.warnings)
+            verdict = verdict.with_failures(*lines)
         return CaseResult(
             tuple(Path(i).name for i in images),
             verdict,
@@ -318,19 +343,23 @@ class Session:
 
     def blame(
         self, runner: Runner, twin: Runner, images: Sequence[str | Path]
-    ) -> tuple[dict[str, Any], Localization, tuple[str, ...]]:
+    ) -> tuple[dict[str, Any], Localization, tuple[Finding, ...]]:
         """Compare the eager twin with the reference and say which layer broke (see
-        :meth:`twin`): the blame record, the localisation and the failure lines."""
+        :meth:`twin`): the blame record, the localisation and the failure findings."""
         mode = runner.spec.execution if isinstance(runner, ModelRunner) else "compile"
-        what = engines.WHAT[mode]
+        engine = engines.get(mode)
+        what = engine.what
         case = self.compare(twin, images)
         error = case.comparison.rel_l2_error
         record: dict[str, Any] = {"eager_twin": twin.name, "eager_verdict": case.verdict.status.value}
         if case.verdict.passed:
             record["blamed"] = mode
             lines = [
-                f"blame: its eager twin {twin.name} passes (rel L2 {error:.3e}); only {what} fails: "
-                f"{engines.CAUSE[mode]}, not the device's kernels"
+                Finding(
+                    "blame",
+                    f"blame: its eager twin {twin.name} passes (rel L2 {error:.3e}); only {what} fails: "
+                    f"{engine.cause}, not the device's kernels",
+                )
             ]
             localization = Localization(
                 (),
@@ -338,34 +367,35 @@ class Session:
                 f"only {what} fails, and layer-wise localisation needs module hooks, which it has not; "
                 f"its eager twin {twin.name} passes",
             )
-            lines.append(localization.line())
+            lines.append(localization.finding())
         else:
             record["blamed"] = "device"
             lines = [
-                f"blame: its eager twin {twin.name} fails too (rel L2 {error:.3e}): the device's kernels or "
-                f"settings, not {what}"
+                Finding(
+                    "blame",
+                    f"blame: its eager twin {twin.name} fails too (rel L2 {error:.3e}): the device's kernels or "
+                    f"settings, not {what}",
+                )
             ]
             localization = case.localization or self.localize(twin, images)
-            lines.append(f"{localization.line()} (localised on the eager twin {twin.name})")
-        if isinstance(runner, ModelRunner) and runner.placement.host and runner.device.type != "cpu":
-            cpu = self.twin_on_cpu(runner)
+            lines.append(localization.finding(suffix=f" (localised on the eager twin {twin.name})"))
+        cpu = self.twin_on_cpu(runner) if isinstance(runner, ModelRunner) else None
+        if cpu is not None:
             cpu_case = self.compare(cpu, images)
-            record["onnxruntime_cpu_verdict"] = cpu_case.verdict.status.value
-            lines.append(
-                f"ONNX Runtime's CPU provider on the same export ({cpu.name}) "
-                + (
-                    "passes: the device's provider is to blame"
-                    if cpu_case.verdict.passed
-                    else "fails too: the ONNX export or ONNX Runtime is to blame"
-                )
-            )
+            record[engine.cpu_twin_record] = cpu_case.verdict.status.value
+            lines.append(Finding("blame", engine.cpu_twin_line(cpu.name, cpu_case.verdict.passed)))
         return record, localization, tuple(lines)
 
-    def twin_on_cpu(self, runner: ModelRunner) -> Runner:
-        """An ONNX Runtime target's twin on ONNX Runtime's CPU provider (same export)."""
+    def twin_on_cpu(self, runner: ModelRunner) -> Runner | None:
+        """The twin of a target on its engine's CPU twin (``cpu_twin``: for ONNX Runtime on a
+        device, ONNX Runtime's CPU provider on the same export), built once; None without one."""
+        mode = runner.spec.execution
+        modes = engines.get(mode).cpu_twin(runner.device.type, runner.spec.dtype) if mode else None
+        if modes is None:
+            return None
         key = ("cpu", id(runner))
         if key not in self._twins:
-            self._twins[key] = (runner, build_runner(TargetSpec("cpu", runner.spec.dtype, ("ort",)), self.model))
+            self._twins[key] = (runner, build_runner(TargetSpec("cpu", runner.spec.dtype, modes), self.model))
         return self._twins[key][1]
 
     def raised(self, runner: Runner, images: Sequence[str | Path], exc: BaseException) -> CaseResult:
@@ -378,7 +408,7 @@ class Session:
         else:
             text = _text(exc)
             line = f"target {runner.name!r} raised {type(exc).__name__}" + (f": {text}" if text else "")
-        verdict = Verdict(Status.FAIL, (line.splitlines()[0],))
+        verdict = Verdict(Status.FAIL, (Finding("raised", line.splitlines()[0]),))
         names = tuple(Path(i).name for i in images)
         return CaseResult(names, verdict, comparison, paths=tuple(map(str, images)), error=line.splitlines()[0])
 
@@ -423,5 +453,9 @@ class Session:
         if left:
             cases += (self.raised(runner, images[:1], LeftThreads(left_threads_line(left))),)
         return TargetResult(
-            **runner.describe(), cases=cases, latency=latency, speedup_vs_reference=speedup(reference, latency)
+            **runner.describe(),
+            cases=cases,
+            latency=latency,
+            speedup_vs_reference=speedup(reference, latency),
+            run_to_run=None if latency is None else run_to_run(latency, run_policy(runner)),
         )

@@ -39,8 +39,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from resnet34_npu.core import schemas
 from resnet34_npu.core.documents import format_table, utc_now
 from resnet34_npu.core.errors import InputError, plain, show
+from resnet34_npu.judge.consistency import CardToCard, compare_groups, group_of, is_card
 from resnet34_npu.judge.criteria import Status
 from resnet34_npu.reports.report import SCHEMA_VERSION
 
@@ -152,6 +154,10 @@ class Target:
     verdict: Status
     worst: WorstMetric | None
     latency_median_ms: float | None
+    #: card-to-card: the group (device model, software environment, target without its card)
+    #: and the timed image's output digests (empty when untimed or an older report)
+    consistency_group: str | None = None
+    digests: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,9 +247,12 @@ class Group:
     cards: tuple[CardRow, ...]
     populations: tuple[Population, ...]
     outliers: tuple[tuple[CardRow, Population], ...]  # the slow cards, each with what it was compared with
+    #: the cards of one device model, software environment and target compared digest by digest
+    card_to_card: tuple[CardToCard, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "card_to_card": [c.to_dict() for c in self.card_to_card],
             "key": self.key.to_dict(),
             "apart": self.apart,
             "verdict": self.verdict.value,
@@ -383,64 +392,47 @@ def _quote(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _get(obj: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, *, optional: bool = False) -> Any:
-    """``obj[key]`` of type ``kind`` (None allowed when ``optional``), or the schema error."""
-    value = obj.get(key)
-    if value is None and optional:
-        return None
-    if key not in obj:
-        raise Invalid(f"does not match the report schema: {where}{key} is missing")
-    if isinstance(value, bool) or not isinstance(value, kind):  # JSON true is no number, string or object
-        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-        raise Invalid(f"does not match the report schema: {where}{key} is {_quote(value)}, not {names}")
-    return value
+def _number(value: Any) -> float:
+    """A number of a validated report as a float ("nan", "inf", "-inf" are JSON's stand-ins)."""
+    return _NON_FINITE[value] if isinstance(value, str) else float(value)
 
 
-def _status(obj: dict[str, Any], where: str) -> Status:
-    value = _get(obj, "verdict", str, where)
-    if value not in _STATUSES:
-        raise Invalid(
-            f"does not match the report schema: {where}verdict is {_quote(value)}, not one of {', '.join(_STATUSES)}"
-        )
-    return Status(value)
-
-
-def _number(value: Any, where: str) -> float:
-    if isinstance(value, str) and value in _NON_FINITE:
-        return _NON_FINITE[value]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise Invalid(f"does not match the report schema: {where} is {_quote(value)}, not a number")
-    return float(value)
-
-
-def _worst(images: list[Any], where: str) -> WorstMetric | None:
+def _worst(images: list[dict[str, Any]]) -> WorstMetric | None:
     worst: WorstMetric | None = None
-    for i, case in enumerate(images):
-        at = f"{where}images[{i}]."
-        if not isinstance(case, dict):
-            raise Invalid(f"does not match the report schema: {at[:-1]} is {_quote(case)}, not an object")
-        image = _get(case, "image", str, at)
-        metrics = _get(case, "metrics", dict, at)
-        value = _number(metrics.get("rel_l2_error"), f"{at}metrics.rel_l2_error")
+    for case in images:
+        value = _number(case["metrics"]["rel_l2_error"])
         if worst is None or math.isnan(value) and not math.isnan(worst.value) or value > worst.value:
-            worst = WorstMetric("rel_l2_error", value, image)
+            worst = WorstMetric("rel_l2_error", value, case["image"])
     return worst
 
 
-def _target(obj: Any, i: int) -> Target:
-    where = f"targets[{i}]."
-    if not isinstance(obj, dict):
-        raise Invalid(f"does not match the report schema: targets[{i}] is {_quote(obj)}, not an object")
-    name = _get(obj, "name", str, where)
-    verdict = _status(obj, where)
-    device = _get(obj, "device", str, where, optional=True)
-    device_name = _get(obj, "device_name", str, where, optional=True)
-    latency = _get(obj, "latency_ms", dict, where, optional=True)
+#: The software environment a card-to-card group shares: outputs are bit-identical only on one stack.
+SOFTWARE = ("torch", "torchvision", "torch_npu", "cann", "cuda_runtime", "resnet34_npu")
+
+
+def _software(machine: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {machine[k]}" for k in SOFTWARE if machine.get(k))
+
+
+def _consistency(obj: dict[str, Any], software: str) -> tuple[str | None, tuple[tuple[str, tuple[str, ...]], ...]]:
+    """A target's card-to-card group and its timed image's digests (none for the CPU, custom
+    targets, untimed ones)."""
+    digests = (obj.get("latency_ms") or {}).get("digests") or ()
+    images = obj.get("images") or []
+    if not digests or not images or not is_card(str(obj.get("device") or "custom")):
+        return None, ()
+    group = f"{group_of(obj['name'], str(obj.get('device_name') or ''), str(obj.get('dtype') or ''))} ({software})"
+    return group, ((str(images[0]["image"]), tuple(map(str, digests))),)
+
+
+def _target(obj: dict[str, Any], software: str = "") -> Target:
+    name, device, device_name = obj["name"], obj.get("device"), obj.get("device_name")
+    latency = obj.get("latency_ms")
     median = None
     if latency is not None:
-        median = _number(latency.get("median"), f"{where}latency_ms.median")
+        median = _number(latency["median"])
         median = median if math.isfinite(median) and median > 0 else None
-    worst = _worst(_get(obj, "images", list, where, optional=True) or [], where)
+    worst = _worst(obj.get("images") or [])
     card = device or name.split("/")[0]  # a skipped target has no device keys: its spec starts with it
     population = None
     if median is not None:
@@ -450,60 +442,47 @@ def _target(obj: Any, i: int) -> Target:
         population = f"{spec} on {device_name or 'an unnamed device'}" + (
             f" at batch {batch}" if batch not in (None, 1) else ""
         )
-    return Target(name, card, population, verdict, worst, median)
+    return Target(name, card, population, Status(obj["verdict"]), worst, median, *_consistency(obj, software))
 
 
-def _dataset_cards(obj: dict[str, Any], i: int) -> tuple[Target, ...]:
+def _dataset_cards(obj: dict[str, Any]) -> tuple[Target, ...]:
     """A dataset-scale target (``compare --dataset``, one rank per card under torchrun): a
     target per card, its worst image's relative L2 as the worst metric, and its time per image
     (1000 / images per second) as its latency, compared only with other dataset runs."""
-    where = f"targets[{i}].dataset."
-    name = _get(obj, "name", str, f"targets[{i}].")
-    device_name = _get(obj, "device_name", str, f"targets[{i}].", optional=True)
-    cards = _get(_get(obj, "dataset", dict, f"targets[{i}]."), "cards", list, where)
+    name, device_name = obj["name"], obj.get("device_name")
     out = []
-    for j, row in enumerate(cards):
-        at = f"{where}cards[{j}]."
-        if not isinstance(row, dict):
-            raise Invalid(f"does not match the report schema: {at[:-1]} is {_quote(row)}, not an object")
-        card = _get(row, "card", str, at)
+    for row in obj["dataset"].get("cards") or []:
+        card = row["card"]
         worst = None
         if row.get("worst_rel_l2") is not None:
-            worst = WorstMetric(
-                "rel_l2_error",
-                _number(row["worst_rel_l2"], f"{at}worst_rel_l2"),
-                _get(row, "worst_image", str, at, optional=True) or "-",
-            )
+            worst = WorstMetric("rel_l2_error", _number(row["worst_rel_l2"]), row.get("worst_image") or "-")
         rate = row.get("images_per_s")
-        per_image = 1000.0 / _number(rate, f"{at}images_per_s") if rate else None
+        per_image = 1000.0 / _number(rate) if rate else None
         kind = card.split(":")[0].split(" ")[0]
         spec = (
             kind + name[name.index("/") :] if "/" in name and not name.startswith(("tests.", "resnet34_npu.")) else name
         )
         population = f"dataset {spec} on {device_name or 'an unnamed device'}" if per_image else None
-        out.append(Target(f"{name} [{card}]", card, population, _status(row, at), worst, per_image))
+        out.append(Target(f"{name} [{card}]", card, population, Status(row["verdict"]), worst, per_image))
     return tuple(out)
 
 
 def _key(document: dict[str, Any]) -> GroupKey:
-    weights = _get(document, "weights", dict, "", optional=True) or {}
-    digest = _get(weights, "tensor_sha256", str, "weights.", optional=True)
+    weights = document.get("weights") or {}
+    digest = weights.get("tensor_sha256")
     if digest is None:
-        file_digest = _get(weights, "sha256", str, "weights.", optional=True)
+        file_digest = weights.get("sha256")
         digest = None if file_digest is None else f"sha256:{file_digest}"
-    machine = _get(document, "machine", dict, "", optional=True) or {}
     return GroupKey(
         weights=digest,
-        profile=_get(document, "profile", str, "", optional=True),
-        resnet34_npu=_get(machine, "resnet34_npu", str, "machine.", optional=True),
+        profile=document.get("profile"),
+        resnet34_npu=(document.get("machine") or {}).get("resnet34_npu"),
         schema_version=document["schema_version"],
     )
 
 
-def validate(document: Any, path: str) -> HostReport:
-    """The report at ``path`` checked against docs/report-schema.md (the keys the fleet reads,
-    with their types); unknown keys are ignored (a newer report of the same schema version may
-    add keys). Raises the reason, without the file name, as an :class:`Invalid`."""
+def check_version(document: Any) -> None:
+    """What no schema says: a document that is not one of ours, or one a newer version wrote."""
     if not isinstance(document, dict):
         raise Invalid(f"is not a resnet34-npu report: the JSON is {type(document).__name__}, not an object")
     if "schema_version" not in document:
@@ -517,28 +496,48 @@ def validate(document: Any, path: str) -> HostReport:
             f"was written by a newer resnet34-npu (schema_version {version}; this one reads up to "
             f"{SCHEMA_VERSION}): upgrade resnet34-npu to merge it"
         )
+
+
+def check_schema(document: Any) -> str:
+    """The document checked against its JSON Schema (:mod:`resnet34_npu.core.schemas`); returns
+    the schema's name, raises the first rule it breaks as an :class:`Invalid`."""
+    check_version(document)
+    name = schemas.schema_for(document)
+    found = schemas.problem(document, name)
+    if found is not None:
+        raise Invalid(f"does not match the report schema: {found}")
+    return name
+
+
+def validate(document: Any, path: str) -> HostReport:
+    """The host's report at ``path`` checked against its JSON Schema (compare or acceptance
+    report), then read. Raises the reason, without the file name, as an :class:`Invalid`."""
+    check_version(document)
     if document.get("kind") == "fleet":
         raise Invalid("is a fleet report, not a host's report: merge the hosts' reports themselves")
-    _get(document, "created", str, "")
-    verdict = _status(document, "")
+    check_schema(document)
+    verdict = Status(document["verdict"])
     if document.get("interrupted") is True:
         verdict = Status.INTERRUPTED
+    host = (document.get("machine") or {}).get("host")
     if "targets" not in document and verdict == Status.INTERRUPTED:  # what `compare` leaves while it runs
-        machine = _get(document, "machine", dict, "", optional=True) or {}
-        host = _get(machine, "host", str, "machine.", optional=True)
         return HostReport(path, host, verdict, _key(document), (), 0)
-    machine = _get(document, "machine", dict, "")
-    host = _get(machine, "host", str, "machine.")
+    software = _software(document.get("machine") or {})
     targets = tuple(
         target
-        for i, t in enumerate(_get(document, "targets", list, ""))
-        for target in (
-            _dataset_cards(t, i) if isinstance(t, dict) and isinstance(t.get("dataset"), dict) else (_target(t, i),)
-        )
+        for t in document["targets"]
+        for target in (_dataset_cards(t) if isinstance(t.get("dataset"), dict) else (_target(t, software),))
     )
-    tests = _get(document, "tests", list, "", optional=True) or []
-    failed = sum(1 for t in tests if isinstance(t, dict) and t.get("outcome") in ("failed", "error"))
+    tests = document.get("tests") or []
+    failed = sum(1 for t in tests if t.get("outcome") in ("failed", "error"))
     return HostReport(path, host, verdict, _key(document), targets, failed)
+
+
+def check_file(path: str | Path) -> str:
+    """Read the JSON document at ``path`` (the merge's reader: size cap, no FIFO, no NaN token)
+    and check it against its schema (compare, acceptance or fleet report); returns the schema's
+    name, raises the reason as an :class:`Invalid`."""
+    return check_schema(parse_json(read_text(Path(path))))
 
 
 def read_report(path: str | Path) -> HostReport:
@@ -595,12 +594,16 @@ def _group(key: GroupKey, reports: Sequence[HostReport], apart: str | None) -> G
         populations[label] = Population(label, len(values), median, mad, scale)
         for i, value, z in zip(members, values, zs):
             scores[i] = (round(z, 2), is_outlier(value, z, median))
+    cards = _card_to_card(entries)
+    odd = {(o.card, g.group) for g in cards for o in g.outliers}
     rows = [
         CardRow(
             host=report.host,
             card=target.card,
             target=target.name,
-            verdict=_row_verdict(report, target),
+            verdict=Status.FAIL
+            if (f"{report.host} {target.card}", target.consistency_group) in odd
+            else _row_verdict(report, target),
             worst_metric=target.worst,
             latency_median_ms=target.latency_median_ms,
             robust_z=scores[i][0] if i in scores else None,
@@ -618,8 +621,27 @@ def _group(key: GroupKey, reports: Sequence[HostReport], apart: str | None) -> G
     ]
     rows.sort(key=CardRow.sort_key)
     return Group(
-        key, apart, verdict_of(reports, rows), tuple(reports), tuple(rows), tuple(populations.values()), tuple(outliers)
+        key,
+        apart,
+        verdict_of(reports, rows),
+        tuple(reports),
+        tuple(rows),
+        tuple(populations.values()),
+        tuple(outliers),
+        tuple(cards),
     )
+
+
+def _card_to_card(entries: Sequence[tuple[HostReport, Target]]) -> list[CardToCard]:
+    """Card-to-card across hosts, as ``compare`` does on one
+    (:func:`~resnet34_npu.judge.consistency.card_to_card`): cards (``host card``) of one device
+    model, software environment and target, their timed image's digests (no outputs travel in a
+    report: the ulps are not measured here)."""
+    groups: dict[str, dict[str, dict[str, tuple[str, ...]]]] = defaultdict(dict)
+    for report, target in entries:
+        if target.consistency_group is not None and target.digests:
+            groups[target.consistency_group][f"{report.host} {target.card}"] = dict(target.digests)
+    return compare_groups(groups)
 
 
 def worst_verdict(statuses: Iterable[Status]) -> Status:
@@ -782,6 +804,7 @@ def summary_lines(fleet: Fleet, *, every_card: bool = False) -> list[str]:
     left_out = sum(len(g.cards) for g in fleet.groups) - len(rows)
     if left_out:
         lines.append(f"{left_out} other card target(s) pass, warn or were skipped (--all lists every one)")
+    lines += [line for g in fleet.groups for c in g.card_to_card if not c.passed for line in c.lines()]
     return lines + outlier_lines(fleet)
 
 

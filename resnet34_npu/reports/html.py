@@ -8,8 +8,9 @@ matrix coloured by verdict, the metrics beside the profile's bounds, latency and
 for each failing target where it breaks (the per-stage chart of ``localize --png``, embedded as
 a PNG ``data:`` URL, and the numbers); a fleet report is a host x card grid per group.
 
-Reports are untrusted input: every string taken from one is HTML-escaped, class names come
-from a fixed set, and the page's Content-Security-Policy forbids scripts and every fetch, so
+Reports are untrusted input: the page is a Jinja2 template (``templates/report.html.j2``,
+autoescape on) fed a plain view model of text, so every string taken from one is HTML-escaped;
+class names come from a fixed set, and the page's Content-Security-Policy forbids scripts and every fetch, so
 the page neither runs code nor reaches the network. matplotlib is optional: without it the
 stages are tables, and the page says so.
 """
@@ -17,7 +18,7 @@ stages are tables, and the page says so.
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import math
 import sys
 from collections.abc import Iterable, Mapping
@@ -29,7 +30,7 @@ from resnet34_npu.core.files import STDOUT, check_writable, write_atomic
 from resnet34_npu.judge.criteria import PROFILES, Rule, format_bound
 from resnet34_npu.judge.localize import Localization, StageResult
 from resnet34_npu.reports.chart import MATPLOTLIB_MISSING, stage_chart_png
-from resnet34_npu.reports.fleet import Invalid, parse_json, read_text, validate
+from resnet34_npu.reports.fleet import Invalid, check_schema, parse_json, read_text
 from resnet34_npu.reports.report import SCHEMA_VERSION
 
 FLEET = "fleet"
@@ -49,52 +50,6 @@ SHOWN_METRICS = ("rel_l2_error", "cosine_similarity", "max_abs_error", "prob_max
 #: How a metric reads best (else as bounds are written in failure lines): a cosine needs its nines.
 METRIC_FORMATS = {"cosine_similarity": ".8f", "top1_match": ".2f", "top5_overlap": ".2f", "top5_order_match": ".2f"}
 _STAGE_NUMBERS = ("rel_l2_error", "cosine_similarity", "max_rel_error", "max_abs_error")
-
-CSS = """
-:root { --pass:#1e8449; --warn:#b9770e; --fail:#c0392b; --skip:#7f8c8d; --intr:#6c3483; --unknown:#7f8c8d; }
-* { box-sizing: border-box; }
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1c2833;
-  margin: 0; background: #f4f6f7; }
-main { max-width: 1280px; margin: 0 auto; padding: 0 24px 48px; }
-header.banner { color: #fff; padding: 20px 24px; margin: 0 -24px 16px; }
-header.banner h1 { font-size: 56px; line-height: 1; margin: 0; letter-spacing: 2px; }
-header.banner p { margin: 6px 0 0; font-size: 15px; opacity: .95; overflow-wrap: anywhere; }
-.bg-pass { background: var(--pass); } .bg-warn { background: var(--warn); } .bg-fail { background: var(--fail); }
-.bg-skip { background: var(--skip); } .bg-intr { background: var(--intr); } .bg-unknown { background: var(--unknown); }
-section { background: #fff; border: 1px solid #d5d8dc; border-radius: 6px; padding: 12px 18px; margin: 14px 0; }
-h2 { font-size: 19px; margin: 4px 0 10px; } h3 { font-size: 15px; margin: 14px 0 6px; overflow-wrap: anywhere; }
-dl.summary { display: grid; grid-template-columns: max-content 1fr; gap: 3px 16px; margin: 0; }
-dl.summary dt { font-weight: 600; color: #566573; } dl.summary dd { margin: 0; overflow-wrap: anywhere; }
-table { border-collapse: collapse; margin: 6px 0; font-size: 13px; }
-th, td { border: 1px solid #d5d8dc; padding: 3px 8px; text-align: left; vertical-align: top; }
-th { background: #eaeded; font-weight: 600; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-td.cell { text-align: center; font-weight: 700; color: #fff; min-width: 84px; }
-td.cell small { display: block; font-weight: 400; opacity: .95; }
-td.c-pass { background: var(--pass); } td.c-warn { background: var(--warn); } td.c-fail { background: var(--fail); }
-td.c-skip { background: var(--skip); } td.c-intr { background: var(--intr); }
-td.c-unknown { background: var(--unknown); }
-td.cell.slow { box-shadow: inset 0 0 0 3px #f1c40f; }
-td.bad { background: #fadbd8; color: #922b21; font-weight: 700; } td.soft { background: #fdebd0; color: #7e5109; }
-small.bound { display: block; color: #566573; font-weight: 400; }
-span.badge { display: inline-block; padding: 0 7px; border-radius: 9px; color: #fff; font-weight: 700;
-  font-size: 12px; }
-span.outlier { display: inline-block; background: #f1c40f; color: #1c2833; border-radius: 3px; padding: 0 4px;
-  font-size: 11px; font-weight: 700; margin-left: 4px; }
-ul.lines { margin: 4px 0; padding-left: 20px; } ul.lines li { font-family: ui-monospace, "DejaVu Sans Mono", monospace;
-  font-size: 12px; overflow-wrap: anywhere; }
-.bar { background: #5dade2; height: 10px; display: inline-block; vertical-align: middle; min-width: 1px; }
-.note { background: #fef9e7; border-left: 4px solid #f1c40f; padding: 6px 10px; margin: 8px 0; }
-div.wide { overflow-x: auto; } td.nowrap { white-space: nowrap; }
-img.chart { max-width: 100%; height: auto; border: 1px solid #d5d8dc; }
-details summary { cursor: pointer; color: #2471a3; }
-footer { color: #7f8c8d; font-size: 12px; margin-top: 20px; }
-"""
-
-
-def _e(value: Any) -> str:
-    """Any value from a report as HTML text (escaped, quotes included)."""
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def _status(value: Any) -> str:
@@ -123,82 +78,18 @@ def _num(value: Any, spec: str = "") -> str:
         return "-"
     number = _float(value)
     if math.isnan(number) and not (isinstance(value, str) and value.lower() == "nan"):
-        return _e(value)  # not a number at all: shown as it is
-    return _e(format(number, spec) if spec and math.isfinite(number) else format_bound(number))
+        return str(value)  # not a number at all: shown as it is
+    return format(number, spec) if spec and math.isfinite(number) else format_bound(number)
 
 
 # ---------------------------------------------------------------- reading and checking
 
 
-def _where(path: str, key: str | int) -> str:
-    return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
-
-
-def _obj(value: Any, where: str, source: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise InputError(f"report {source}: does not match the report schema: {where} is not an object")
-    return value
-
-
-def _list(value: Any, where: str, source: str) -> list[Any]:
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InputError(f"report {source}: does not match the report schema: {where} is not a list")
-    return value
-
-
-def _fleet_structure(doc: dict[str, Any], source: str) -> None:
-    """The keys of a fleet document (``report merge``, :mod:`fleet`) that the page reads."""
-    for g, group in enumerate(_list(doc.get("groups"), "groups", source)):
-        where = _where("groups", g)
-        group = _obj(group, where, source)
-        for key in ("key", "counts"):
-            if group.get(key) is not None:
-                _obj(group[key], f"{where}.{key}", source)
-        for n, population in enumerate(_list(group.get("latency"), f"{where}.latency", source)):
-            _obj(population, _where(f"{where}.latency", n), source)
-        for c, card in enumerate(_list(group.get("cards"), f"{where}.cards", source)):
-            row = _obj(card, _where(f"{where}.cards", c), source)
-            if row.get("worst_metric") is not None:
-                _obj(row["worst_metric"], _where(f"{where}.cards", c) + ".worst_metric", source)
-    for r, refused in enumerate(_list(doc.get("refused"), "refused", source)):
-        _obj(refused, _where("refused", r), source)
-    _list(doc.get("notes"), "notes", source)
-
-
-def _report_structure(doc: dict[str, Any], source: str) -> None:
-    """The keys of a host's report that the page reads beyond what :func:`fleet.validate` checks."""
-    for key in ("machine", "weights", "reference"):
-        if doc.get(key) is not None:
-            _obj(doc[key], key, source)
-    for t, target in enumerate(_list(doc.get("targets"), "targets", source)):
-        where = _where("targets", t)
-        target = _obj(target, where, source)
-        if target.get("latency_ms") is not None:
-            _obj(target["latency_ms"], f"{where}.latency_ms", source)
-        for i, case in enumerate(_list(target.get("images"), f"{where}.images", source)):
-            at = _where(f"{where}.images", i)
-            case = _obj(case, at, source)
-            _list(case.get("failures"), f"{at}.failures", source)
-            _list(case.get("warnings"), f"{at}.warnings", source)
-            for key in ("localization", "localisation", "blame"):  # schema 1 spelt it "localisation"
-                if case.get(key) is not None:
-                    loc = _obj(case[key], f"{at}.{key}", source)
-                    for s, stage in enumerate(_list(loc.get("stages"), f"{at}.{key}.stages", source)):
-                        _obj(stage, _where(f"{at}.{key}.stages", s), source)
-    if doc.get("reference") and doc["reference"].get("latency_ms") is not None:
-        _obj(doc["reference"]["latency_ms"], "reference.latency_ms", source)
-    for n, test in enumerate(_list(doc.get("tests"), "tests", source)):
-        _obj(test, _where("tests", n), source)
-
-
 def check_document(document: Any, source: str) -> dict[str, Any]:
     """``document`` if it is a report this version can show; else :class:`InputError`, one
-    line naming ``source`` (already :func:`show`-n) and what is wrong. A host's report is
-    checked against the schema by :func:`fleet.validate` (the check ``report merge`` makes),
-    a fleet document here; then the structure the page reads, so a malformed report is a clear
-    refusal, never a crash."""
+    line naming ``source`` (already :func:`show`-n) and what is wrong. Every kind (compare,
+    acceptance, fleet) is checked against its JSON Schema by :func:`fleet.check_schema`, the
+    check ``report merge`` makes, so a malformed report is a clear refusal, never a crash."""
     if isinstance(document, dict):
         version = document.get("schema_version")
         if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
@@ -206,19 +97,10 @@ def check_document(document: Any, source: str) -> dict[str, Any]:
                 f"report {source}: was written by a newer resnet34-npu (schema_version {version}; this one reads up "
                 f"to {SCHEMA_VERSION}): upgrade resnet34-npu to show it"
             )
-    if isinstance(document, dict) and document.get("kind") == FLEET:
-        version = document.get("schema_version")
-        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-            raise InputError(f"report {source}: a fleet report without a valid schema_version")
-        if not isinstance(document.get("verdict"), str):
-            raise InputError(f"report {source}: a fleet report without a verdict")
-        _fleet_structure(document, source)
-        return document
     try:
-        validate(document, source)
+        check_schema(document)
     except Invalid as exc:
         raise InputError(f"report {source}: {exc}") from None
-    _report_structure(document, source)
     return document
 
 
@@ -234,46 +116,113 @@ def load_document(path: str | Path) -> dict[str, Any]:
     return check_document(document, show(path))
 
 
-# ---------------------------------------------------------------- page pieces
+# ---------------------------------------------------------------- the view model
+# The page is a plain view model of already-formatted text handed to the Jinja2 template
+# ``templates/report.html.j2`` (autoescape on): a section is a list of blocks ({"k": "table" ...}),
+# a block's content a list of nodes (a string is text; {"t": "b"|"code"|"badge"|"small"|...}).
+# Nothing here writes markup, so nothing here can forget to escape.
+
+Nodes = list[Any]
+Block = dict[str, Any]
 
 
-def _badge(status: Any) -> str:
-    return f'<span class="badge bg-{_cls(status)}">{_e(_status(status).upper())}</span>'
+def _t(value: Any) -> str:
+    """Any value from a report as text (the template escapes it)."""
+    return "" if value is None else str(value)
 
 
-def _summary(pairs: Iterable[tuple[str, Any]]) -> str:
-    rows = "".join(f"<dt>{_e(k)}</dt><dd>{v}</dd>" for k, v in pairs if v not in (None, ""))
-    return f'<dl class="summary">{rows}</dl>'
+def _b(value: Any) -> dict[str, Any]:
+    return {"t": "b", "v": _t(value)}
 
 
-def _table(header: Iterable[str], rows: Iterable[Iterable[str]], cls: str = "") -> str:
-    """Cells are HTML already (escape what goes in); header cells are plain text."""
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>" for row in rows
+def _code(value: Any) -> dict[str, Any]:
+    return {"t": "code", "v": _t(value)}
+
+
+def _small(content: Nodes, cls: str = "") -> dict[str, Any]:
+    return {"t": "small", "cls": cls, "c": content}
+
+
+OUTLIER = {"t": "outlier"}
+
+
+def _badge(status: Any) -> dict[str, Any]:
+    return {"t": "badge", "cls": _cls(status), "v": _status(status).upper()}
+
+
+def _nodes(content: Any) -> Nodes:
+    if isinstance(content, list):
+        return content
+    if isinstance(content, dict):
+        return [content]
+    return [_t(content)]
+
+
+def _td(content: Any, cls: str | None = None, *, title: Any = None, colspan: int | None = None) -> dict[str, Any]:
+    return {
+        "td": True,
+        "cls": cls,
+        "title": None if title is None else _t(title),
+        "colspan": colspan,
+        "c": _nodes(content),
+    }
+
+
+def _status_cell(status: Any) -> dict[str, Any]:
+    return _td(_status(status).upper(), f"cell c-{_cls(status)}")
+
+
+def _summary(pairs: Iterable[tuple[str, Any]]) -> Block:
+    shown = [(label, _nodes(value)) for label, value in pairs if value not in (None, "", [])]
+    return {"k": "summary", "pairs": shown}
+
+
+def _table(header: Iterable[str], rows: Iterable[Iterable[Any]], cls: str = "", *, wide: bool = False) -> Block:
+    """Header cells are text; a row's cell is text, a node, a node list or a :func:`_td`."""
+    body = [[c if isinstance(c, dict) and c.get("td") else {"td": False, "c": _nodes(c)} for c in row] for row in rows]
+    return {"k": "table", "header": list(header), "rows": body, "cls": cls, "wide": wide}
+
+
+def _lines(lines: Iterable[Any]) -> Block:
+    return {"k": "lines", "v": [_t(line) for line in lines]}
+
+
+def _p(*content: Any, cls: str = "") -> Block:
+    return {"k": "p", "cls": cls, "c": [n for part in content for n in _nodes(part)]}
+
+
+def _h(level: int, *content: Any) -> Block:
+    return {"k": "h", "level": level, "c": [n for part in content for n in _nodes(part)]}
+
+
+def _section(title: str, blocks: list[Block], anchor: str) -> dict[str, Any]:
+    return {"title": title, "blocks": blocks, "anchor": anchor}
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Any:
+    """The templates' environment (built once: compiling the template takes ~15 ms)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
     )
-    return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
-def _lines(lines: Iterable[Any]) -> str:
-    items = "".join(f"<li>{_e(line)}</li>" for line in lines)
-    return f'<ul class="lines">{items}</ul>' if items else ""
-
-
-def _section(title: str, body: str, anchor: str) -> str:
-    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
-
-
-def _page(title: str, verdict: Any, subtitle: str, sections: list[str], generator: str) -> str:
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>"
-        f'<header class="banner bg-{_cls(verdict)}"><h1 id="verdict">{_e(_status(verdict).upper())}</h1>'
-        f"<p>{subtitle}</p></header>" + "".join(sections) + f"<footer>{_e(generator)}</footer></main></body></html>\n"
-    )
+def _page(title: str, verdict: Any, subtitle: list[str], sections: list[dict[str, Any]], generator: str) -> str:
+    page = {
+        "csp": CSP,
+        "title": title,
+        "verdict": _status(verdict).upper(),
+        "verdict_class": _cls(verdict),
+        "subtitle": subtitle,
+        "sections": sections,
+        "generator": generator,
+    }
+    return _environment().get_template("report.html.j2").render(page=page)
 
 
 def _cases(target: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -290,34 +239,39 @@ def _image_label(case: Mapping[str, Any]) -> str:
     return name.split("+")[0] + (f" (+{name.count('+')})" if "+" in name else "")
 
 
-def _matrix(targets: list[dict[str, Any]]) -> str:
+def _matrix(targets: list[dict[str, Any]]) -> list[Block]:
     columns: dict[tuple[str, str], Mapping[str, Any]] = {}
     for target in targets:
         for case in _cases(target):
             columns.setdefault(_case_key(case), case)
     if not columns:
-        return '<p class="note">No comparison ran: no target was compared on any image.</p>'
+        return [_p("No comparison ran: no target was compared on any image.", cls="note")]
     header = ["target", "verdict", *(f"{_image_label(c)} \u00d7{k[1]}" for k, c in columns.items())]
     rows = []
     for target in targets:
         by_key = {_case_key(c): c for c in _cases(target)}
-        cells = [f"<b>{_e(target.get('name', '?'))}</b>", _badge(target.get("verdict"))]
+        cells: list[Any] = [_b(target.get("name", "?")), _badge(target.get("verdict"))]
         if not by_key:
             reason = target.get("skipped") or target.get("required_missing") or "not run"
-            cells.append(f'<td class="cell c-{_cls(target.get("verdict"))}" colspan="{len(columns)}">{_e(reason)}</td>')
+            cells.append(_td(reason, f"cell c-{_cls(target.get('verdict'))}", colspan=len(columns)))
         for key in columns if by_key else ():
             case = by_key.get(key)
             if case is None:
-                cells.append('<td class="cell c-skip">-</td>')
+                cells.append(_td("-", "cell c-skip"))
                 continue
             metrics = case.get("metrics") or {}
             cells.append(
-                f'<td class="cell c-{_cls(case.get("verdict"))}" title="{_e(case.get("image"))}">'
-                f"{_e(_status(case.get('verdict')).upper())}<small>rel L2 {_num(metrics.get('rel_l2_error'), '.2e')}"
-                "</small></td>"
+                _td(
+                    [
+                        _status(case.get("verdict")).upper(),
+                        _small([f"rel L2 {_num(metrics.get('rel_l2_error'), '.2e')}"]),
+                    ],
+                    f"cell c-{_cls(case.get('verdict'))}",
+                    title=case.get("image"),
+                )
             )
         rows.append(cells)
-    return _table(header, rows, "matrix")
+    return [_table(header, rows, "matrix")]
 
 
 def _rules(profile: str, precision: Any) -> tuple[Rule, ...]:
@@ -330,7 +284,7 @@ def _rules(profile: str, precision: Any) -> tuple[Rule, ...]:
         return ()
 
 
-def _metric_cell(metric: str, metrics: dict[str, float], rules: tuple[Rule, ...], raw: Any) -> str:
+def _metric_cell(metric: str, metrics: dict[str, float], rules: tuple[Rule, ...], raw: Any) -> dict[str, Any]:
     """The measured value, its bounds underneath, red where a fail rule breaks, amber for a warn."""
     value = metrics.get(metric, math.nan)
     bounds, cls = [], ""
@@ -340,12 +294,13 @@ def _metric_cell(metric: str, metrics: dict[str, float], rules: tuple[Rule, ...]
         bounds.append(f"{rule.op} {format_bound(rule.bound)}" + (" (warn)" if rule.level == "warn" else ""))
         if not rule.holds(value):
             cls = "bad" if rule.level == "fail" or cls == "bad" else "soft"
-    shown = _num(raw, METRIC_FORMATS.get(metric, ""))
-    bound = f'<small class="bound">allowed {_e(", ".join(bounds))}</small>' if bounds else ""
-    return f'<td class="num {cls}">{shown}{bound}</td>'
+    content: Nodes = [_num(raw, METRIC_FORMATS.get(metric, ""))]
+    if bounds:
+        content.append(_small([f"allowed {', '.join(bounds)}"], "bound"))
+    return _td(content, f"num {cls}")
 
 
-def _metrics(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
+def _metrics(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> list[Block]:
     profile = str(doc.get("profile", ""))
     known = PROFILES.get(profile)
     judged = [r.metric for p in ([known] if known else []) for rows in p.rows.values() for r in rows]
@@ -361,48 +316,52 @@ def _metrics(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
             metrics = {k: _float(v) for k, v in raw.items()}
             rows.append(
                 [
-                    _e(target.get("name", "?")),
-                    _e(_image_label(case)),
-                    _e(case.get("batch_size", 1)),
-                    _e(precision),
+                    _t(target.get("name", "?")),
+                    _image_label(case),
+                    _t(case.get("batch_size", 1)),
+                    _t(precision),
                     _badge(case.get("verdict")),
                     *(_metric_cell(m, metrics, rules, raw.get(m)) for m in columns),
                 ]
             )
-    note = (
-        f"<p>Bounds are profile <b>{_e(profile)}</b>'s rules for each target's effective precision: "
-        f"{_e(known.description)}. A red cell breaks a failing rule, an amber one a warning rule.</p>"
+    blocks = [
+        _p(
+            "Bounds are profile ",
+            _b(profile),
+            f"'s rules for each target's effective precision: {known.description}. A red cell breaks a failing "
+            "rule, an amber one a warning rule.",
+        )
         if known
-        else f'<p class="note">Profile {_e(profile) or "(none)"} is unknown to this version: the bounds are not shown; '
-        "the verdicts are the report's own.</p>"
-    )
-    failures = []
+        else _p(
+            f"Profile {profile or '(none)'} is unknown to this version: the bounds are not shown; the verdicts are "
+            "the report's own.",
+            cls="note",
+        )
+    ]
+    failures: list[Block] = []
     for target in targets:
         for case in _cases(target):
             lines = [*(case.get("failures") or []), *(f"warning: {w}" for w in case.get("warnings") or [])]
             if case.get("error"):
                 lines.insert(0, f"error: {case['error']}")
             if lines:
-                failures.append(
-                    f"<h3>{_e(target.get('name', '?'))} on {_e(case.get('image', '?'))}</h3>{_lines(lines)}"
-                )
+                failures += [_h(3, f"{_t(target.get('name', '?'))} on {_t(case.get('image', '?'))}"), _lines(lines)]
         for key in ("left_threads", "required_missing"):
             if target.get(key):
-                failures.append(f"<h3>{_e(target.get('name', '?'))}</h3>{_lines([target[key]])}")
-    table = f'<div class="wide">{_table(header, rows, "metrics")}</div>'
-    body = note + (table if rows else "<p>No metrics: nothing was compared.</p>")
+                failures += [_h(3, _t(target.get("name", "?"))), _lines([target[key]])]
+    blocks.append(_table(header, rows, "metrics", wide=True) if rows else _p("No metrics: nothing was compared."))
     if failures:
-        body += "<h3>Failure and warning lines</h3>" + "".join(failures)
-    return body
+        blocks += [_h(3, "Failure and warning lines"), *failures]
+    return blocks
 
 
-def _latency(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
+def _latency(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> list[Block]:
     reference = doc.get("reference") or {}
     entries = [(f"{reference.get('name', 'reference')} (reference)", reference, None)]
     entries += [(str(t.get("name", "?")), t, t.get("speedup_vs_reference")) for t in targets]
     timed = [(n, s, x) for n, s, x in entries if isinstance(s.get("latency_ms"), dict)]
     if not timed:
-        return "<p>Not timed (<code>--iters 0</code>, or no target ran).</p>"
+        return [_p("Not timed (", _code("--iters 0"), ", or no target ran).")]
     fastest = max((_float(x) for _, _, x in timed if x is not None), default=math.nan)
     scale = max(fastest, 1.0) if math.isfinite(fastest) else 1.0
     rows = []
@@ -410,35 +369,91 @@ def _latency(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
         t = side["latency_ms"]
         ratio = _float(speedup)
         bar = (
-            f'<span class="bar" style="width:{max(1, min(200, round(160 * ratio / scale)))}px"></span> '
+            [{"t": "bar", "w": max(1, min(200, round(160 * ratio / scale)))}]
             if math.isfinite(ratio) and ratio > 0
-            else ""
+            else []
         )
         rows.append(
             [
-                _e(name),
-                _e(side.get("device_name") or side.get("device")),
-                f'<td class="num">{_num(t.get("median"), ".2f")}</td>',
-                f'<td class="num">{_num(t.get("p90"), ".2f")}</td>',
-                f'<td class="num">{_num(t.get("mean"), ".2f")} \u00b1 {_num(t.get("std"), ".2f")}</td>',
-                f'<td class="num">{_num(side.get("throughput_ips"), ".1f")}</td>',
-                f'<td class="nowrap">{bar}{_num(speedup, ".2f")}\u00d7</td>' if speedup is not None else "-",
-                _e(
-                    f"{t.get('iterations', '?')} runs after {t.get('warmup', '?')} warm-up, batch "
-                    f"{t.get('batch_size', '?')}, {t.get('clock', '?')}"
-                ),
+                name,
+                _t(side.get("device_name") or side.get("device")),
+                _td(_num(t.get("median"), ".2f"), "num"),
+                _td(_num(t.get("p90"), ".2f"), "num"),
+                _td(f"{_num(t.get('mean'), '.2f')} \u00b1 {_num(t.get('std'), '.2f')}", "num"),
+                _td(_num(side.get("throughput_ips"), ".1f"), "num"),
+                _td([*bar, f"{_num(speedup, '.2f')}\u00d7"], "nowrap") if speedup is not None else "-",
+                f"{t.get('iterations', '?')} runs after {t.get('warmup', '?')} warm-up, batch "
+                f"{t.get('batch_size', '?')}, {t.get('clock', '?')}",
             ]
         )
-    return (
-        "<p>Median of synchronised runs; speedup = reference median / target median (above 1: faster than the "
-        "reference).</p>"
-        + _table(
+    return [
+        _p(
+            "Median of synchronised runs; speedup = reference median / target median (above 1: faster than the "
+            "reference)."
+        ),
+        _table(
             ["target", "device", "median ms", "p90 ms", "mean \u00b1 std ms", "images/s", "speedup", "timing"], rows
+        ),
+    ]
+
+
+def _consistency(targets: list[dict[str, Any]], groups: list[tuple[str, Any]]) -> list[Block]:
+    """Run to run (per target: how many outputs, how many distinct, the policy and its verdict)
+    and card to card (per group of cards: the outlier cards by name, with their images):
+    :mod:`resnet34_npu.judge.consistency`'s records as the report carries them."""
+    blocks: list[Block] = []
+    runs = [(t, t["run_to_run"]) for t in targets if isinstance(t.get("run_to_run"), dict)]
+    if runs:
+        rows = []
+        for target, r in runs:
+            distinct = r.get("distinct")
+            bitwise = isinstance(distinct, int) and distinct <= 1
+            verdict = "pass" if bitwise or r.get("passed") is True else "fail"
+            shown = "PASS" if bitwise else ("FAIL" if verdict == "fail" else "NOTE")
+            rows.append(
+                [
+                    _t(target.get("name", "?")),
+                    _td(_num(r.get("outputs")), "num"),
+                    _td(_num(distinct), "num"),
+                    _t(r.get("policy")),
+                    _td(shown, f"cell c-{_cls(verdict if shown != 'NOTE' else 'warn')}"),
+                    _td(_num(r.get("max_ulp")), "num"),
+                    _td(_num(r.get("max_abs"), ".3e"), "num"),
+                    "-" if r.get("first_mismatch") is None else _t(r.get("first_mismatch")),
+                    _t(r.get("reason")),
+                ]
+            )
+        header = ["target", "outputs", "distinct", "policy", "verdict", "max ulp", "max abs", "first differs", "why"]
+        blocks += [_h(3, "Run to run (the timed runs' outputs, bit for bit)"), _table(header, rows, "consistency")]
+    rows = []
+    for where, group in groups:
+        if not isinstance(group, dict):
+            continue
+        outliers = [o for o in group.get("outliers") or [] if isinstance(o, dict)]
+        named = [
+            f"{_t(o.get('card'))} on {', '.join(map(str, o.get('images') or []))}"
+            + ("" if o.get("max_ulp") is None else f" (max {_t(o.get('max_ulp'))} ulp)")
+            for o in outliers
+        ]
+        if group.get("no_majority"):
+            named.append(f"no majority output on {', '.join(map(str, group['no_majority']))}")
+        passed = group.get("passed") is True
+        rows.append(
+            [
+                _t(where),
+                _t(group.get("group")),
+                _td(_num(len(group.get("cards") or [])), "num"),
+                _status_cell("pass" if passed else "fail"),
+                {"t": "lines", "v": named} if named else "-",
+            ]
         )
-    )
+    if rows:
+        header = ["from", "group", "cards", "verdict", "outlier cards"]
+        blocks += [_h(3, "Card to card (cards of one model and target, output digests)"), _table(header, rows)]
+    return blocks
 
 
-def _localization(data: Mapping[str, Any]) -> Localization:
+def localization_of(data: Mapping[str, Any]) -> Localization:
     """A report's ``localization`` as the object :mod:`chart` draws."""
     stages = []
     for stage in data.get("stages") or []:
@@ -454,23 +469,24 @@ def _localization(data: Mapping[str, Any]) -> Localization:
     return Localization(tuple(stages), None if first is None else str(first), str(data.get("note") or ""))
 
 
-def _stage_table(localization: Localization) -> str:
+def _stage_table(localization: Localization) -> Block:
     rows = [
         [
-            _e(s.name),
-            *(f'<td class="num">{_num(getattr(s, key))}</td>' for key in _STAGE_NUMBERS),
-            f'<td class="cell c-{_cls(s.status)}">{_e(s.status.upper())}</td>',
-            _e(s.failure),
+            s.name,
+            *(_td(_num(getattr(s, key)), "num") for key in _STAGE_NUMBERS),
+            _td(s.status.upper(), f"cell c-{_cls(s.status)}"),
+            s.failure,
         ]
         for s in localization.stages
     ]
     return _table(["stage", "rel L2", "cosine", "max rel", "max abs", "verdict", "broken rule"], rows, "stages")
 
 
-def _localisation_section(targets: list[dict[str, Any]], charts: bool) -> tuple[str, bool]:
+def _localisation_section(targets: list[dict[str, Any]], charts: bool) -> tuple[list[Block], bool]:
     """Per failing target: the first failing case's per-stage chart (or table) and each failing
     case's first diverging stage. Also says whether a chart was wanted but matplotlib is missing."""
-    parts, missing = [], False
+    parts: list[Block] = []
+    missing = False
     for target in targets:
         failing = [c for c in _cases(target) if _status(c.get("verdict")) == "fail"]
         if not failing:
@@ -479,59 +495,68 @@ def _localisation_section(targets: list[dict[str, Any]], charts: bool) -> tuple[
         located = [(c, c.get("localization") or c.get("localisation")) for c in failing]
         summary_rows = []
         for case, loc in located:
+            where: Nodes
             if not loc:
-                where = "not localised"
+                where = ["not localised"]
             elif loc.get("first_failing_stage"):
-                where = f"first diverging stage: <b>{_e(loc['first_failing_stage'])}</b>"
+                where = ["first diverging stage: ", _b(loc["first_failing_stage"])]
             elif loc.get("note"):
-                where = _e(loc["note"])
+                where = [_t(loc["note"])]
             else:
-                where = "no stage of the module breaks the profile: the difference arises after the last stage"
+                where = ["no stage of the module breaks the profile: the difference arises after the last stage"]
             blame = case.get("blame") or {}
             if blame.get("blamed"):
-                where += f"; blamed: <b>{_e(blame['blamed'])}</b> (eager twin {_e(blame.get('eager_twin'))}: " + (
-                    f"{_e(blame.get('eager_verdict'))})"
-                )
-            summary_rows.append([_e(_image_label(case)), _e(case.get("batch_size", 1)), where])
-        part = f"<h3>{_e(name)}</h3>" + _table(["image", "batch", "where it breaks"], summary_rows)
+                where += [
+                    "; blamed: ",
+                    _b(blame["blamed"]),
+                    f" (eager twin {_t(blame.get('eager_twin'))}: {_t(blame.get('eager_verdict'))})",
+                ]
+            summary_rows.append([_image_label(case), _t(case.get("batch_size", 1)), where])
+        parts += [_h(3, name), _table(["image", "batch", "where it breaks"], summary_rows)]
         shown = next(((c, loc) for c, loc in located if loc and loc.get("stages")), None)
         if shown is not None:
             case, data = shown
-            localization = _localization(data)
+            localization = localization_of(data)
             title = f"{name} on {_image_label(case)}, batch {case.get('batch_size', 1)}"
             png = stage_chart_png(localization, title) if charts else None
             if png is not None:
-                part += (
-                    f'<img class="chart" alt="relative L2 error per stage: {_e(title)}" '
-                    f'src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+                parts.append(
+                    {
+                        "k": "img",
+                        "alt": f"relative L2 error per stage: {title}",
+                        "src": f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}",
+                    }
                 )
             missing = missing or (charts and png is None)
-            opened = "" if png is not None else " open"
-            part += (
-                f"<details{opened}><summary>per-stage numbers: {_e(title)}</summary>{_stage_table(localization)}"
-                "</details>"
+            parts.append(
+                {
+                    "k": "details",
+                    "open": png is None,
+                    "summary": f"per-stage numbers: {title}",
+                    "blocks": [_stage_table(localization)],
+                }
             )
-        parts.append(part)
-    return "".join(parts), missing
+    return parts, missing
 
 
-def _tests(doc: Mapping[str, Any]) -> str:
+def _tests(doc: Mapping[str, Any]) -> list[Block]:
     tests = doc.get("tests") or []
     counts: dict[str, int] = {}
     for test in tests:
         counts[str(test.get("outcome", "?"))] = counts.get(str(test.get("outcome", "?")), 0) + 1
     bad = [t for t in tests if t.get("outcome") not in ("passed", "skipped")]
-    body = "<p>" + _e(", ".join(f"{n} {k}" for k, n in sorted(counts.items()))) + "</p>"
+    blocks = [_p(", ".join(f"{n} {k}" for k, n in sorted(counts.items())))]
     if bad:
-        body += _table(
-            ["test", "outcome", "message"],
-            [[_e(t.get("test")), _badge("fail"), f"{_lines(str(t.get('message', '')).splitlines())}"] for t in bad],
-        )
-    return body
+        rows = [
+            [_t(t.get("test")), _badge("fail"), [{"t": "lines", "v": str(t.get("message", "")).splitlines()}]]
+            for t in bad
+        ]
+        blocks.append(_table(["test", "outcome", "message"], rows))
+    return blocks
 
 
-def _subtitle(doc: Mapping[str, Any], source: str) -> str:
-    return f"resnet34-npu conformance report &middot; {_e(source)} &middot; created {_e(doc.get('created', '?'))}"
+def _subtitle(doc: Mapping[str, Any], source: str, kind: str = "conformance report") -> list[str]:
+    return [f"resnet34-npu {kind}", _t(source), f"created {_t(doc.get('created', '?'))}"]
 
 
 def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
@@ -544,15 +569,15 @@ def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
     failing = [str(t.get("name", "?")) for t in targets if _status(t.get("verdict")) == "fail"]
     summary = _summary(
         [
-            ("targets", _e(f"{len(targets)}: {counts}" if targets else "none")),
-            ("failing", _e(", ".join(failing))),
-            ("note", _e(doc.get("note"))),
-            ("host", _e(machine.get("host"))),
-            ("platform", _e(machine.get("platform"))),
-            ("CPU", _e(f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)") if machine else ""),
+            ("targets", _t(f"{len(targets)}: {counts}" if targets else "none")),
+            ("failing", _t(", ".join(failing))),
+            ("note", _t(doc.get("note"))),
+            ("host", _t(machine.get("host"))),
+            ("platform", _t(machine.get("platform"))),
+            ("CPU", _t(f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)") if machine else ""),
             (
                 "software",
-                _e(
+                _t(
                     ", ".join(
                         f"{k} {machine[k]}"
                         for k in ("python", "torch", "torchvision", "torch_npu", "cann", "cuda_runtime", "resnet34_npu")
@@ -560,12 +585,12 @@ def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
                     )
                 ),
             ),
-            ("devices", _e(", ".join(map(str, machine.get("devices") or [])))),
-            ("weights", _e(f"{weights.get('spec', '?')}  sha256 {weights.get('sha256', '?')}") if weights else ""),
-            ("profile", _e(doc.get("profile"))),
+            ("devices", _t(", ".join(map(str, machine.get("devices") or [])))),
+            ("weights", _t(f"{weights.get('spec', '?')}  sha256 {weights.get('sha256', '?')}") if weights else ""),
+            ("profile", _t(doc.get("profile"))),
             (
                 "reference",
-                _e(
+                _t(
                     f"stored reference file {reference['path']} ({reference.get('images', '?')} images, "
                     f"created {reference.get('created', '?')})"
                     if "path" in reference
@@ -575,12 +600,12 @@ def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
                 if reference
                 else "",
             ),
-            ("dataset", _e(_dataset_line(doc.get("dataset")))),
-            ("images", _e(", ".join(Path(str(p)).name for p in doc.get("images") or []))),
+            ("dataset", _t(_dataset_line(doc.get("dataset")))),
+            ("images", _t(", ".join(Path(str(p)).name for p in doc.get("images") or []))),
             ("float64 truth", "on" if doc.get("fp64_truth") else ""),
         ]
     )
-    sections = [_section("Summary", summary, "summary")]
+    sections = [_section("Summary", [summary], "summary")]
     datasets = [t for t in targets if isinstance(t.get("dataset"), dict)]
     if datasets:
         sections.append(_section("Dataset agreement", _datasets(doc, datasets), "dataset"))
@@ -589,13 +614,25 @@ def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
         sections.append(_section("Target \u00d7 image \u00d7 batch", _matrix(targets), "matrix"))
         sections.append(_section("Metrics and bounds", _metrics(doc, targets), "metrics"))
         sections.append(_section("Latency", _latency(doc, targets), "latency"))
+        burn_in = doc.get("burn_in") if isinstance(doc.get("burn_in"), dict) else {}
+        consistency = _consistency(
+            targets,
+            [("report", g) for g in doc.get("card_to_card") or []]
+            + [("burn-in", g) for g in burn_in.get("card_to_card") or []],
+        )
+        if consistency:
+            sections.append(_section("Consistency", consistency, "consistency"))
         body, missing = _localisation_section(targets, charts)
         if body:
             note = (
-                f'<p class="note">Charts are not drawn: {_e(MATPLOTLIB_MISSING)}; the per-stage tables show the '
-                "same numbers.</p>"
+                [
+                    _p(
+                        f"Charts are not drawn: {MATPLOTLIB_MISSING}; the per-stage tables show the same numbers.",
+                        cls="note",
+                    )
+                ]
                 if missing
-                else ""
+                else []
             )
             sections.append(_section("Where failing targets break (per-stage localisation)", note + body, "where"))
     if doc.get("tests"):
@@ -624,9 +661,9 @@ def _datasets(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
         rel, cos = s.get("rel_l2") or {}, s.get("cosine") or {}
         statuses = ", ".join(f"{k} {v}" for k, v in (s.get("statuses") or {}).items())
         pairs = [
-            ("compared", _e(f"{s.get('compared', '?')} of {s.get('images', '?')} images; {statuses}")),
-            ("missing", _e(s.get("missing")) if s.get("missing") else ""),
-            ("NaN or Inf", _e(s.get("nonfinite")) if s.get("nonfinite") else ""),
+            ("compared", _t(f"{s.get('compared', '?')} of {s.get('images', '?')} images; {statuses}")),
+            ("missing", _t(s.get("missing")) if s.get("missing") else ""),
+            ("NaN or Inf", _t(s.get("nonfinite")) if s.get("nonfinite") else ""),
             (
                 "rel L2",
                 f"median {_num(rel.get('median'), '.3e')}, p99 {_num(rel.get('p99'), '.3e')}, "
@@ -645,7 +682,7 @@ def _datasets(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
             pairs.append(
                 (
                     "accuracy",
-                    _e(
+                    _t(
                         f"{acc.get('images')} labelled images: reference top-1 {_num(acc.get('reference_top1'), '.5g')}"
                         f", top-5 {_num(acc.get('reference_top5'), '.5g')}; target top-1 "
                         f"{_num(acc.get('target_top1'), '.5g')}, top-5 {_num(acc.get('target_top5'), '.5g')}; "
@@ -655,49 +692,43 @@ def _datasets(doc: Mapping[str, Any], targets: list[dict[str, Any]]) -> str:
             )
         cards = [
             [
-                _e(c.get("rank")),
-                _e(c.get("card")),
-                f'<td class="cell c-{_cls(c.get("verdict"))}">{_e(_status(c.get("verdict")).upper())}</td>',
-                _e(c.get("images")),
-                _e(c.get("worst_image") or "-"),
+                _t(c.get("rank")),
+                _t(c.get("card")),
+                _status_cell(c.get("verdict")),
+                _t(c.get("images")),
+                _t(c.get("worst_image") or "-"),
                 _num(c.get("worst_rel_l2"), ".3e"),
                 _num(c.get("images_per_s"), ".1f"),
-                _e(c.get("error") or ""),
+                _t(c.get("error") or ""),
             ]
             for c in s.get("cards") or []
             if isinstance(c, dict)
         ]
         worst = [
             [
-                _e(w.get("path")),
-                _e(w.get("card")),
+                _t(w.get("path")),
+                _t(w.get("card")),
                 _badge(w.get("status")),
                 _num(w.get("rel_l2"), ".3e"),
-                f"<code>{_e(w.get('localize'))}</code>",
+                _code(w.get("localize")),
             ]
             for w in s.get("worst") or []
             if isinstance(w, dict)
         ]
         unreadable = [
-            [_e(u.get("path")), _e(u.get("reason"))] for u in s.get("unreadable") or [] if isinstance(u, dict)
+            [_t(u.get("path")), _t(u.get("reason"))] for u in s.get("unreadable") or [] if isinstance(u, dict)
         ]
-        parts.append(
-            f"<h3>{_e(target.get('name', '?'))} {_badge(s.get('verdict'))}</h3>"
-            + _lines(s.get("failures") or [])
-            + _summary(pairs)
-            + (
+        parts += [_h(3, f"{_t(target.get('name', '?'))} ", _badge(s.get("verdict"))), _lines(s.get("failures") or [])]
+        parts.append(_summary(pairs))
+        if cards:
+            parts.append(
                 _table(["rank", "card", "verdict", "images", "worst image", "rel L2", "images/s", "error"], cards)
-                if cards
-                else ""
             )
-            + (
-                "<h4>Worst images</h4>" + _table(["image", "card", "verdict", "rel L2", "localise it with"], worst)
-                if worst
-                else ""
-            )
-            + ("<h4>Unreadable images</h4>" + _table(["image", "reason"], unreadable) if unreadable else "")
-        )
-    return "".join(parts)
+        if worst:
+            parts += [_h(4, "Worst images"), _table(["image", "card", "verdict", "rel L2", "localise it with"], worst)]
+        if unreadable:
+            parts += [_h(4, "Unreadable images"), _table(["image", "reason"], unreadable)]
+    return parts
 
 
 def _card_label(row: Mapping[str, Any]) -> str:
@@ -712,46 +743,49 @@ def _fleet_grid(group: Mapping[str, Any]) -> str:
     slots = list(dict.fromkeys(_card_label(c) for c in cards))
     rows = []
     for host in hosts:
-        cells = [f"<b>{_e(host)}</b>"]
+        cells: list[Any] = [_b(host)]
         for slot in slots:
             here = [c for c in cards if str(c.get("host")) == host and _card_label(c) == slot]
             if not here:
-                cells.append('<td class="cell c-skip">-</td>')
+                cells.append(_td("-", "cell c-skip"))
                 continue
             statuses = [_status(c.get("verdict")) for c in here]
             worst = next((s for s in ("fail", "interrupted", "not run", "warn", "pass") if s in statuses), statuses[0])
-            lines = "".join(
-                f"<small>{_e(c.get('target') or 'report ' + str(c.get('report')))}: "
-                f"{_e(_status(c.get('verdict')).upper())}"
-                + ('<span class="outlier">SLOW</span>' if c.get("latency_outlier") is True else "")
-                + "</small>"
+            lines = [
+                _small(
+                    [
+                        f"{_t(c.get('target') or 'report ' + str(c.get('report')))}: "
+                        f"{_status(c.get('verdict')).upper()}",
+                        *([OUTLIER] if c.get("latency_outlier") is True else []),
+                    ]
+                )
                 for c in here
-            )
+            ]
             tip = "; ".join(
                 f"{c.get('target')}: median {_num(c.get('latency_median_ms'), '.2f')} ms, "
                 f"robust z {_num(c.get('robust_z'), '.2f')}"
                 for c in here
             )
             slow = " slow" if any(c.get("latency_outlier") is True for c in here) else ""
-            cells.append(f'<td class="cell c-{_cls(worst)}{slow}" title="{_e(tip)}">{_e(worst.upper())}{lines}</td>')
+            cells.append(_td([worst.upper(), *lines], f"cell c-{_cls(worst)}{slow}", title=tip))
         rows.append(cells)
-    grid = '<div class="wide">' + _table(["host / card", *slots], rows, "grid") + "</div>"
+    grid = _table(["host / card", *slots], rows, "grid", wide=True)
     detail = []
     for c in cards:
         worst = c.get("worst_metric") or {}
         detail.append(
             [
                 _badge(c.get("verdict")),
-                _e(c.get("host")),
-                _e(_card_label(c)),
-                _e(c.get("target")),
-                _e(worst.get("name")),
-                f'<td class="num">{_num(worst.get("value"), ".2e")}</td>',
-                _e(worst.get("image")),
-                f'<td class="num">{_num(c.get("latency_median_ms"), ".2f")}</td>',
-                f'<td class="num">{_num(c.get("robust_z"), ".2f")}</td>',
-                '<span class="outlier">SLOW</span>' if c.get("latency_outlier") is True else "",
-                _e(c.get("report")),
+                _t(c.get("host")),
+                _t(_card_label(c)),
+                _t(c.get("target")),
+                _t(worst.get("name")),
+                _td(_num(worst.get("value"), ".2e"), "num"),
+                _t(worst.get("image")),
+                _td(_num(c.get("latency_median_ms"), ".2f"), "num"),
+                _td(_num(c.get("robust_z"), ".2f"), "num"),
+                [OUTLIER] if c.get("latency_outlier") is True else "",
+                _t(c.get("report")),
             ]
         )
     header = [
@@ -769,20 +803,31 @@ def _fleet_grid(group: Mapping[str, Any]) -> str:
     table = _table([*header, "report"], detail)
     populations = [
         [
-            _e(p.get("population")),
-            f'<td class="num">{_num(p.get("cards"))}</td>',
-            f'<td class="num">{_num(p.get("median_ms"), ".2f")}</td>',
-            f'<td class="num">{_num(p.get("mad_ms"), ".3f")}</td>',
-            _e(p.get("scale")),
+            _t(p.get("population")),
+            _td(_num(p.get("cards")), "num"),
+            _td(_num(p.get("median_ms"), ".2f"), "num"),
+            _td(_num(p.get("mad_ms"), ".3f"), "num"),
+            _t(p.get("scale")),
         ]
         for p in group.get("latency") or []
     ]
-    body = grid + f"<details><summary>every card target ({len(cards)} rows, failing first)</summary>{table}</details>"
+    body = [
+        grid,
+        {
+            "k": "details",
+            "open": False,
+            "summary": f"every card target ({len(cards)} rows, failing first)",
+            "blocks": [table],
+        },
+    ]
     if populations:
-        body += (
-            "<details><summary>latency populations (what each card is compared with)</summary>"
-            + _table(["population", "cards", "median ms", "MAD ms", "scale"], populations)
-            + "</details>"
+        body.append(
+            {
+                "k": "details",
+                "open": False,
+                "summary": "latency populations (what each card is compared with)",
+                "blocks": [_table(["population", "cards", "median ms", "MAD ms", "scale"], populations)],
+            }
         )
     return body
 
@@ -799,14 +844,14 @@ def _fleet_page(doc: dict[str, Any], source: str) -> str:
     rule = doc.get("outlier_rule") if isinstance(doc.get("outlier_rule"), dict) else {}
     summary = _summary(
         [
-            ("reports", _e(sum(len(g.get("reports") or []) for g in groups) or "")),
-            ("hosts", _e(len({str(c.get("host")) for c in cards}))),
-            ("card targets", _e(len(cards))),
-            ("failing", _e(named([c for c in cards if _status(c.get("verdict")) == "fail"]))),
-            ("latency outliers", _e(named([c for c in cards if c.get("latency_outlier") is True]))),
+            ("reports", _t(sum(len(g.get("reports") or []) for g in groups) or "")),
+            ("hosts", _t(len({str(c.get("host")) for c in cards}))),
+            ("card targets", _t(len(cards))),
+            ("failing", _t(named([c for c in cards if _status(c.get("verdict")) == "fail"]))),
+            ("latency outliers", _t(named([c for c in cards if c.get("latency_outlier") is True]))),
             (
                 "outlier rule",
-                _e(
+                _t(
                     f"robust z above {rule.get('robust_z_above')} and at least "
                     f"{_num(rule.get('min_excess_over_median'), '.0%')} over the median of at least "
                     f"{rule.get('min_cards')} cards"
@@ -814,33 +859,43 @@ def _fleet_page(doc: dict[str, Any], source: str) -> str:
                 if rule
                 else "",
             ),
-            ("groups", _e(len(groups))),
-            ("refused reports", _e(len(refused)) if refused else ""),
+            ("groups", _t(len(groups))),
+            ("refused reports", _t(len(refused)) if refused else ""),
         ]
     )
     notes = _lines(doc.get("notes") or [])
-    sections = [_section("Summary", summary + notes, "summary")]
+    sections = [_section("Summary", [summary, notes], "summary")]
     for g, group in enumerate(groups, 1):
         key = group.get("key") or {}
         label = ", ".join(f"{k} {v}" for k, v in key.items() if isinstance(v, (str, int, float)) and v != "")
-        head = f"<p>{_badge(group.get('verdict'))} {_e(label)}</p>"
+        head = [_p(_badge(group.get("verdict")), f" {label}")]
         if group.get("apart"):
-            head += f'<p class="note">{_e(group["apart"])}</p>'
+            head.append(_p(_t(group["apart"]), cls="note"))
         sections.append(_section(f"Group {g}: host \u00d7 card", head + _fleet_grid(group), f"group-{g}"))
+    consistency = _consistency(
+        [], [(f"group {g}", c) for g, group in enumerate(groups, 1) for c in group.get("card_to_card") or []]
+    )
+    if consistency:
+        sections.append(_section("Consistency", consistency, "consistency"))
     if refused:
-        rows = [[_e(r.get("path")), _e(r.get("reason"))] for r in refused]
-        sections.append(_section("Refused reports", _table(["path", "reason"], rows), "refused"))
+        rows = [[_t(r.get("path")), _t(r.get("reason"))] for r in refused]
+        sections.append(_section("Refused reports", [_table(["path", "reason"], rows)], "refused"))
     sections.append(
         _section(
             "Legend",
-            "<p>Each cell is one card of one host, coloured by the worst verdict of its targets; "
-            '<span class="outlier">SLOW</span> marks a latency outlier: slower than the cards running the same '
-            "target, by the outlier rule above. Hover a cell for the medians and robust z-scores.</p>",
+            [
+                _p(
+                    "Each cell is one card of one host, coloured by the worst verdict of its targets; ",
+                    OUTLIER,
+                    " marks a latency outlier: slower than the cards running the same target, by the outlier rule "
+                    "above. Hover a cell for the medians and robust z-scores.",
+                )
+            ],
             "legend",
         )
     )
     title = f"resnet34-npu fleet report: {_status(doc.get('verdict')).upper()} \u2014 {source}"
-    subtitle = f"resnet34-npu fleet report &middot; {_e(source)} &middot; created {_e(doc.get('created', '?'))}"
+    subtitle = _subtitle(doc, source, "fleet report")
     return _page(title, doc.get("verdict"), subtitle, sections, "resnet34-npu report html")
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from resnet34_npu.judge.consistency import CardToCard, compare_groups, group_of, is_card
 from resnet34_npu.judge.criteria import Status, worst_status
 from resnet34_npu.reports.report import build_report
-from resnet34_npu.suite.state import Suite
+from resnet34_npu.suite.state import Suite, unpack_output
+from resnet34_npu.targets import determinism
 from resnet34_npu.targets.timing import Timing, speedup
 
 
@@ -17,13 +19,17 @@ def acceptance_report(
     *,
     interrupted: bool = False,
     left_threads: dict[str, str] | None = None,
+    burn_in: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The compare report's schema, built from the records of every test (from every xdist
     worker), plus each test's outcome. A target nothing was compared on is "not run" (or
     "skipped", with the reason); a run that compared nothing is "not run" as a whole; any
     failed test makes the whole report "fail"; a session that did not finish (interrupted, or
     stopped by an internal error) is "interrupted" whatever ran, with what ran. A target in
-    ``left_threads`` (name -> line) left non-daemon threads running: it fails, with the line."""
+    ``left_threads`` (name -> line) left non-daemon threads running: it fails, with the line.
+    A target whose run-to-run check failed (``bitwise``, distinct outputs), or a card whose
+    outputs differ from its group's majority (:func:`card_groups`), fails even when it passes
+    against the CPU; so does a card that failed the ``burn_in`` (``BurnIn.to_dict()``)."""
     targets: dict[str, dict[str, Any]] = {
         choice.name: {
             "name": choice.name,
@@ -52,6 +58,7 @@ def acceptance_report(
                 target["images"].append(record["case"])
                 if record["case"]["batch_size"] == 1 and record["latency_ms"] and "latency_ms" not in target:
                     target["latency_ms"] = record["latency_ms"]
+                    target["run_to_run"] = record.get("run_to_run")
                     reference_latency = reference_latency or record["reference_latency_ms"]
             else:
                 target["checks"].append(
@@ -84,6 +91,8 @@ def acceptance_report(
         choice = suite.choice(target["name"])
         if choice is not None and suite.missing_required(choice):
             target["verdict"], target["required_missing"] = Status.FAIL, suite.missing_required(choice)
+        elif choice is not None and suite.missing_named(choice):
+            target["verdict"], target["named_missing"] = Status.FAIL, suite.missing_named(choice)
         latency = target.setdefault("latency_ms", None)
         timing = None if not latency else Timing.from_dict(latency)
         target["throughput_ips"] = None if timing is None or timing.median <= 0 else timing.throughput_ips
@@ -92,6 +101,8 @@ def acceptance_report(
         )
     if reference_latency is not None:
         reference["latency_ms"] = reference_latency
+    cards = card_groups(entries)
+    _fail_cards(targets, cards, burn_in)
     for name, line in (left_threads or {}).items():  # its threads would have kept the process from exiting
         if name in targets:
             targets[name]["verdict"], targets[name]["left_threads"] = Status.FAIL, line
@@ -111,8 +122,16 @@ def acceptance_report(
         weights=weights,
         reference=reference,
         targets=list(targets.values()),
-        extra={"fp64_truth": suite.fp64_truth, "images": [str(p) for p in suite.images], "tests": tests},
+        extra={
+            "fp64_truth": suite.fp64_truth,
+            "images": [str(p) for p in suite.images],
+            "tests": tests,
+            "determinism": determinism.recorded(),
+            "card_to_card": [g.to_dict() for g in cards],
+            "burn_in": burn_in,
+        },
     )
+    interrupted = interrupted or (burn_in or {}).get("status") == "interrupted"
     document["interrupted"] = interrupted
     if interrupted:
         document["verdict"] = Status.INTERRUPTED
@@ -123,3 +142,54 @@ def acceptance_report(
     ):
         document["verdict"] = Status.NOT_RUN
     return document
+
+
+def card_groups(entries: list[dict[str, Any]]) -> list[CardToCard]:
+    """Card-to-card over the verdict records of every test, as ``compare`` does
+    (:func:`~resnet34_npu.judge.consistency.card_groups`): the cards of one device model and
+    target, their output digests compared input by input (``Suite.outputs``)."""
+    groups: dict[str, dict[str, dict[str, list[str]]]] = {}
+    arrays = {}
+    for entry in entries:
+        for record in entry["records"]:
+            found, info = record.get("outputs"), record["target_info"]
+            if record["kind"] != "verdict" or not found or not is_card(str(info.get("device", "custom"))):
+                continue
+            group = group_of(record["target"], str(info.get("device_name", "")), str(info.get("dtype", "")))
+            card = groups.setdefault(group, {}).setdefault(str(info["device"]), {})
+            for image, digests in found["digests"].items():
+                card.setdefault(image, []).extend(digests)
+            arrays.update({key: unpack_output(text) for key, text in found["arrays"].items()})
+    return compare_groups(groups, arrays)
+
+
+def _fail_cards(targets: dict[str, dict[str, Any]], cards: list[CardToCard], burn_in: dict[str, Any] | None) -> None:
+    """Fail the targets that run-to-run, card-to-card or the burn-in named, saying how."""
+    for target in targets.values():
+        repeat = target.get("run_to_run")
+        if repeat and not repeat["passed"]:
+            target["verdict"] = Status.FAIL
+    by_card = {(g.group, o.card): o for g in cards for o in g.outliers}
+    for target in targets.values():
+        if not is_card(str(target.get("device", "custom"))):
+            continue
+        group = group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
+        outlier = by_card.get((group, str(target["device"])))
+        if outlier is not None:
+            target["verdict"], target["card_outlier"] = Status.FAIL, outlier.to_dict()
+        if any(group == g.group and image for g in cards for image in g.no_majority):
+            target["verdict"] = Status.FAIL
+    for card in (burn_in or {}).get("cards", ()):
+        if card["status"] != "ok" and card["card"] in targets:
+            targets[card["card"]]["verdict"] = Status.FAIL
+            targets[card["card"]]["burn_in"] = card
+    for group in (burn_in or {}).get("card_to_card", ()):
+        for outlier in group["outliers"]:
+            for target in targets.values():
+                if (
+                    str(target.get("device")) == outlier["card"]
+                    and group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
+                    == group["group"]
+                ):
+                    target["verdict"] = Status.FAIL
+                    target.setdefault("card_outlier", outlier)  # wrong the same way every time: its loop agrees

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from resnet34_npu.core.errors import InputError
+from resnet34_npu.judge.burnin import parse_seconds
 from resnet34_npu.judge.criteria import DEFAULT_PROFILE, PROFILES
 from resnet34_npu.model.weights import SPEC_HELP as WEIGHTS_HELP
 from resnet34_npu.model.weights import parse_weights_spec
@@ -50,6 +51,10 @@ def parse_kind(text: str) -> str:
     if text not in devices.KINDS:
         raise InputError(f"Unknown device kind {text!r}. Choose one of: {', '.join(devices.KINDS)}")
     return text
+
+
+def parse_burn_in(text: str) -> float:
+    return parse_seconds(text, "--r34-burn-in")
 
 
 def parse_bool(text: str) -> bool:
@@ -227,6 +232,63 @@ OPTIONS: tuple[Option, ...] = (
         "also write the acceptance report as one self-contained HTML page at session end (the same page as "
         "`python -m resnet34_npu report html`); default: none",
         metavar="PATH",
+    ),
+    Option(
+        "r34_history",
+        "--r34-history",
+        "R34_HISTORY",
+        str,
+        None,
+        "add this run's record (environment, methodology, raw latency samples, accuracy figures) to a history "
+        "folder at session end, for `python -m resnet34_npu report history DIR`; default: none",
+        metavar="DIR",
+    ),
+    Option(
+        "r34_history_check",
+        "--r34-history-check",
+        "R34_HISTORY_CHECK",
+        parse_bool,
+        False,
+        "with --r34-history: judge this run against its history at session end (`report history check`'s "
+        "gate, 5 %% threshold): a regression fails the run",
+        kind="flag",
+    ),
+)
+
+
+OPTIONS += (
+    Option(
+        "r34_allow_missing",
+        "--r34-allow-missing",
+        "R34_ALLOW_MISSING",
+        parse_bool,
+        False,
+        "targets named with --r34-target (or selected by -k / node id) that cannot run here skip instead of "
+        "failing, and a run where no conformance case ran is not a failure (for a superset of targets named on "
+        "purpose); --r34-require still fails",
+        kind="flag",
+    ),
+    Option(
+        "r34_deterministic",
+        "--r34-deterministic",
+        "R34_DETERMINISTIC",
+        parse_bool,
+        False,
+        "set the determinism settings (torch.use_deterministic_algorithms, CUBLAS_WORKSPACE_CONFIG, "
+        "HCCL_DETERMINISTIC, CLOSE_MATMUL_K_SHIFT, cuDNN) before any device starts; one that cannot be set is "
+        "named and the run-to-run check falls back to 'tolerance' (compare --deterministic)",
+        kind="flag",
+    ),
+    Option(
+        "r34_burn_in",
+        "--r34-burn-in",
+        "R34_BURN_IN",
+        parse_burn_in,
+        None,
+        "after the session's tests, run every selected accelerator target (the CPU targets when there is none) "
+        "at once, in a loop, for SECONDS, each output checked bit for bit against the card's first; a card with "
+        "a mismatch, an error or a hang fails the run (compare --burn-in)",
+        metavar="SECONDS",
     ),
 )
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -25,11 +26,15 @@ from resnet34_npu.core.documents import format_table
 from resnet34_npu.core.errors import InputError, one_line, plain
 from resnet34_npu.core.files import write_json_atomic
 from resnet34_npu.dataset.agreement import summary_lines
+from resnet34_npu.history import gate, store
+from resnet34_npu.history.from_report import record_of_report
+from resnet34_npu.history.record import write_record
 from resnet34_npu.model.weights import weights_digest
 from resnet34_npu.reports.html import write_html
 from resnet34_npu.reports.report import SUMMARY_HEADER, summary_rows
-from resnet34_npu.suite import options
-from resnet34_npu.suite.acceptance import acceptance_report
+from resnet34_npu.suite import html_extras, options
+from resnet34_npu.suite.acceptance import acceptance_report, card_groups
+from resnet34_npu.suite.junit import verdict_properties
 from resnet34_npu.suite.state import BATCH_SIZES, Suite
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.engines import BackendUnavailable
@@ -59,10 +64,17 @@ NAMED = pytest.StashKey[bool]()
 CONFORMANCE = pytest.StashKey[bool]()
 MISSING = pytest.StashKey[str]()
 REPORT_ERROR = pytest.StashKey[str]()
+HISTORY_RECORD = pytest.StashKey[str]()
+HISTORY_GATE = pytest.StashKey[list]()
 SIGTERM = pytest.StashKey[Any]()
 NO_BASELINE = pytest.StashKey[str]()
 LEFT_THREADS = pytest.StashKey[dict]()
 EXIT_STATUS = pytest.StashKey[int]()
+RAN = pytest.StashKey[list]()
+NOTHING_RAN = pytest.StashKey[str]()
+CARDS = pytest.StashKey[list]()
+BURN_IN = pytest.StashKey[Any]()
+BURN_IN_ERROR = pytest.StashKey[str]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
 
@@ -86,13 +98,19 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(max(1, cores // workers))
     try:
         values = options.resolve(config.getoption)
+        if values.get("r34_deterministic"):
+            from resnet34_npu.targets import determinism
+
+            for problem in determinism.apply():  # before any device starts; the policy falls back to tolerance
+                print(f"resnet34-npu determinism: {problem}; run-to-run falls back to 'tolerance'")
         config.stash[SUITE] = Suite.from_options(values, worker=hasattr(config, "workerinput"))
         config.stash[SUITE].slow_selected = options.selects_slow(config.getoption("markexpr") or "")
     except InputError as exc:
         raise pytest.UsageError(one_line(exc)) from None
     config.stash[ENTRIES] = []
+    config.stash[RAN] = []
     config.stash[NAMED] = options.named_explicitly(values)
-    config.pluginmanager.register(_Collector(config.stash[ENTRIES]), "resnet34-npu-collector")
+    config.pluginmanager.register(_Collector(config.stash[ENTRIES], config.stash[RAN]), "resnet34-npu-collector")
     if not hasattr(config, "workerinput") and threading.current_thread() is threading.main_thread():
         # SIGTERM ends the session as Ctrl-C does, so its report says "interrupted"
         config.stash[SIGTERM] = signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -181,6 +199,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Skips with reasons (absent devices, slow targets unless ``-m slow``), the ``slow``
     marker on reduced-precision CPU work, and the default selection leaving it out."""
     suite = config.stash[SUITE]
+    suite.named |= _selected_by_name(config, suite)
     markexpr = config.getoption("markexpr") or ""
     run_benchmarks = "benchmark" in markexpr or bool(config.getoption("benchmark_only", False))
     for item in items:
@@ -191,8 +210,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 target.reduced_cpu and (callspec.params.get("r34_batch", 1) > 1 or item.get_closest_marker("r34_heavy"))
             ):
                 item.add_marker(pytest.mark.slow)
-            if suite.missing_required(target):
-                item.stash[MISSING] = suite.missing_required(target)
+            missing = suite.missing_required(target) or suite.missing_named(target)
+            if missing:
+                item.stash[MISSING] = missing
             elif suite.skip_reason(target):
                 item.add_marker(pytest.mark.skip(reason=suite.skip_reason(target)))
         if item.get_closest_marker("benchmark") and not run_benchmarks:
@@ -215,26 +235,50 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         def kept(item: pytest.Item) -> bool:
             has_target = "r34_target" in getattr(getattr(item, "callspec", None), "params", {})
             return (
-                not item.get_closest_marker("slow") or bool(item.get_closest_marker("skip")) or (named and has_target)
+                not item.get_closest_marker("slow")
+                or bool(item.get_closest_marker("skip"))
+                or MISSING in item.stash
+                or (named and has_target)
             )
 
         drop = [item for item in items if not kept(item)]
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = [item for item in items if kept(item)]
-    config.stash[CONFORMANCE] = any(
-        "r34_image" in getattr(getattr(item, "callspec", None), "params", {}) or item.get_closest_marker("r34_dataset")
-        for item in items
-    )
+    config.stash[CONFORMANCE] = any(_is_conformance(item) for item in items)
+
+
+def _selected_by_name(config: pytest.Config, suite: Suite) -> set[str]:
+    """The matrix targets that cannot run here and that the user asked for by name anyway: a
+    node id whose parameters hold the target's name, or a ``-k`` expression naming the target
+    or (for an absent device, not a missing backend) its kind, as ``-k npu``."""
+    keyword = config.getoption("keyword") or ""
+    params = " ".join(arg.split("[", 1)[1] for arg in config.args if "::" in arg and "[" in arg)
+    named = set()
+    for choice in suite.targets:
+        if not choice.reason:
+            continue
+        kind_named = not choice.backend and re.search(rf"(?<![\w/]){re.escape(choice.kind)}(?![\w/])", keyword)
+        if choice.name in keyword or choice.name in params or kind_named:
+            named.add(choice.name)
+    return named
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     """A backend this host cannot run (no C++ compiler, Triton, TorchAir, onnxruntime or
-    provider) skips the target's tests with the reason."""
+    provider), found while a target's engine is built: a skip with the reason for a target of
+    the default matrix, a failure with the reason for a named one (unless
+    ``--r34-allow-missing``). Raised anywhere else, it is an error like any other."""
     try:
         return (yield)
     except BackendUnavailable as exc:
+        suite = pyfuncitem.config.stash[SUITE]
+        name = suite.unavailable(exc)
+        if not name:
+            raise  # not an engine build of the suite's: a bug, with its traceback
+        if suite.must_run(name):
+            pytest.fail(f"{name}: {one_line(exc)} (named target; --r34-allow-missing skips it instead)", pytrace=False)
         pytest.skip(one_line(exc))
 
 
@@ -260,6 +304,8 @@ def r34_record(request: pytest.FixtureRequest, r34: Suite) -> Callable[..., None
     def record(kind: str, target: str, result: Any, **kwargs: Any) -> None:
         made = r34.dataset_record(target, result) if kind == "dataset" else r34.record(kind, target, result, **kwargs)
         records.append(made)
+        if kind == "verdict":  # the JUnit XML's <property> entries (record_property's list)
+            request.node.user_properties.extend(verdict_properties(made, r34.session.profile))
 
     return record
 
@@ -280,18 +326,36 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                         )
                     )
         report.r34_records = [dict(r, test=item.nodeid) for r in records]
+        if report.when == "call" and item.config.pluginmanager.hasplugin("html"):  # pytest-html is installed
+            from pytest_html import extras
+
+            charts = [(r, c) for r in records for c in [html_extras.failing_chart(r)] if c]
+            report.extras = [
+                *getattr(report, "extras", []),
+                *(extras.png(c, name=f"localisation of {r['target']}") for r, c in charts),
+            ]
         params = getattr(item, "callspec", None)
         report.r34_params = {k: str(v) for k, v in params.params.items() if k.startswith("r34_")} if params else {}
+        report.r34_conformance = _is_conformance(item)
+
+
+def _is_conformance(item: pytest.Item) -> bool:
+    """A conformance case: a target compared on an image, or the dataset agreement test."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return "r34_image" in params or bool(item.get_closest_marker("r34_dataset"))
 
 
 class _Collector:
     """Collects every test's outcome and records; on the xdist controller the reports arrive
     from the workers, already carrying their records."""
 
-    def __init__(self, entries: list[dict[str, Any]]) -> None:
+    def __init__(self, entries: list[dict[str, Any]], ran: list[str]) -> None:
         self.entries = entries
+        self.ran = ran  # the conformance cases whose test body ran (passed or failed)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and not report.skipped and getattr(report, "r34_conformance", False):
+            self.ran.append(report.nodeid)
         if not (report.when == "call" or (report.when in ("setup", "teardown") and not report.passed)):
             return
         if report.skipped and isinstance(report.longrepr, tuple):
@@ -313,6 +377,16 @@ class _Collector:
         )
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-html's hook: called only when it is installed
+def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: list[str], session: Any) -> None:
+    config = session.config
+    if hasattr(config, "workerinput") or SUITE not in config.stash:
+        return
+    table = html_extras.summary_table(r for entry in config.stash[ENTRIES] for r in entry["records"])
+    if table:
+        prefix.append(table)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or SUITE not in config.stash:
         return
@@ -330,15 +404,44 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for record in datasets:
             for line in summary_lines(record["target"], record["dataset"]):
                 terminalreporter.write_line(line)
+    repeats = {r["target"]: r["run_to_run"] for e in config.stash[ENTRIES] for r in e["records"] if r.get("run_to_run")}
+    for name, repeat in repeats.items():
+        if repeat["distinct"] > 1:
+            word = "note" if repeat["passed"] else "FAIL"
+            terminalreporter.write_line(
+                f"resnet34-npu: run-to-run {word} {plain(name)}: {repeat['distinct']} distinct outputs in "
+                f"{repeat['outputs']} runs, max {repeat['max_ulp']} ulp "
+                f"({repeat['policy']}: {plain(repeat['reason'])})",
+                red=not repeat["passed"],
+            )
+    for group in config.stash.get(CARDS, []):
+        for line in group.lines():
+            terminalreporter.write_line(f"resnet34-npu: {plain(line)}", red=not group.passed)
+    burned = config.stash.get(BURN_IN, None)
+    if burned is not None:
+        terminalreporter.section("resnet34-npu burn-in")
+        head, *rest = burned.lines()
+        terminalreporter.write_line(plain(head), red=not burned.passed)
+        for line in rest:
+            terminalreporter.write_line(plain(line), red=" FAIL " in line)
+    if BURN_IN_ERROR in config.stash:
+        terminalreporter.write_line(f"resnet34-npu: error: {config.stash[BURN_IN_ERROR]}", red=True)
     suite = config.stash[SUITE]
     for name, line in config.stash.get(LEFT_THREADS, {}).items():
         terminalreporter.write_line(one_line(f"resnet34-npu: target {name!r} {line}: it fails"), red=True)
+    if NOTHING_RAN in config.stash:
+        terminalreporter.write_line(f"resnet34-npu: {config.stash[NOTHING_RAN]}", red=True)
     if REPORT_ERROR in config.stash:
         terminalreporter.write_line(f"resnet34-npu: error: {config.stash[REPORT_ERROR]}", red=True)
     elif any(entry["records"] for entry in config.stash[ENTRIES]):
         for what, path in (("acceptance report", suite.report), ("HTML report", suite.html)):
             if path is not None:
                 terminalreporter.write_line(f"resnet34-npu: {what} written to {plain(path)}")
+        if HISTORY_RECORD in config.stash:
+            where = plain(config.stash[HISTORY_RECORD])
+            terminalreporter.write_line(f"resnet34-npu: history record written to {where}")
+        for line in config.stash.get(HISTORY_GATE, []):
+            terminalreporter.write_line(f"resnet34-npu: history gate: {plain(line)}", red=line.startswith("FAIL"))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -360,19 +463,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.stash[LEFT_THREADS] = left
     if left and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED  # a target that cannot let the process end fails
+    selected = config.stash.get(CONFORMANCE, False) or any(
+        entry["params"].get("r34_image") or any(r.get("kind") == "dataset" for r in entry["records"])
+        for entry in entries
+    )
+    ran = config.stash[RAN] or config.option.collectonly or suite.allow_missing
+    if selected and not ran and session.exitstatus == pytest.ExitCode.OK:
+        # Conformance cases were selected and every one skipped: nothing was verified. Exit 1 (a
+        # failed check), not pytest's 5 ("no tests collected"): tests were collected, and CI
+        # scripts often accept 5 as "nothing to do here".
+        skipped = sorted({e["message"] for e in entries if e["outcome"] == "skipped" and e["params"].get("r34_target")})
+        config.stash[NOTHING_RAN] = one_line(
+            "conformance tests were selected but no conformance case ran"
+            + (f" ({'; '.join(skipped)})" if skipped else "")
+            + ": the run fails; --r34-allow-missing accepts it"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
+    if _consistency(config, suite, entries, interrupted) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED  # an outlier card or a burn-in failure fails the run
+    if getattr(config.stash.get(BURN_IN, None), "interrupted", False):  # Ctrl-C or SIGTERM during the burn-in
+        session.exitstatus, interrupted = pytest.ExitCode.INTERRUPTED, True
     config.stash[EXIT_STATUS] = session.exitstatus
     # Conformance tests selected here, or (on the pytest-xdist controller, which collects nothing)
     # reported by the workers; else (unit, operator or benchmark runs) leave the last report alone.
     # An interrupted session (Ctrl-C, SIGTERM, an internal error) says so, whatever it had
     # compared, and replaces the last report even when it never reached a comparison.
-    interrupted = exitstatus in (pytest.ExitCode.INTERRUPTED, pytest.ExitCode.INTERNAL_ERROR)
-    selected = config.stash.get(CONFORMANCE, False) or any(
-        entry["params"].get("r34_image") or any(r.get("kind") == "dataset" for r in entry["records"])
-        for entry in entries
-    )
-    if (suite.report is None and suite.html is None) or not (selected or interrupted):
+    if (suite.report is None and suite.html is None and suite.history is None) or not (selected or interrupted):
         return
-    document = acceptance_report(suite, entries, interrupted=interrupted, left_threads=left)
+    burned = config.stash.get(BURN_IN, None)
+    document = acceptance_report(
+        suite, entries, interrupted=interrupted, left_threads=left, burn_in=None if burned is None else burned.to_dict()
+    )
     try:
         if suite.report is not None:
             write_json_atomic(suite.report, document)
@@ -382,6 +504,38 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.stash[REPORT_ERROR] = one_line(exc)
         session.exitstatus = config.stash[EXIT_STATUS] = pytest.ExitCode.INTERNAL_ERROR
         return
+    if suite.history is not None and not interrupted:  # after the report: a failed record never loses it
+        try:
+            config.stash[HISTORY_RECORD] = str(write_record(suite.history, record_of_report(document, source="pytest")))
+            verdicts = gate.check(store.load(suite.history).records) if suite.history_check else []
+        except InputError as exc:
+            config.stash[REPORT_ERROR] = one_line(exc)
+            session.exitstatus = config.stash[EXIT_STATUS] = pytest.ExitCode.INTERNAL_ERROR
+            return
+        config.stash[HISTORY_GATE] = [v.line for v in verdicts]
+        if gate.failed(verdicts) and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = config.stash[EXIT_STATUS] = pytest.ExitCode.TESTS_FAILED
     if document["verdict"] == "fail" and session.exitstatus == pytest.ExitCode.OK:
         # every selected test passed, yet the report fails (a required device not tested): so does the run
         session.exitstatus = config.stash[EXIT_STATUS] = pytest.ExitCode.TESTS_FAILED
+
+
+def _consistency(config: pytest.Config, suite: Suite, entries: list[dict[str, Any]], interrupted: bool) -> bool:
+    """Card-to-card over the session's verdict records, then (``--r34-burn-in``, a session that
+    finished) the burn-in of the targets whose tests ran; stashed for the summary and the
+    report. True when either failed."""
+    cards = config.stash[CARDS] = card_groups(entries)
+    failed = any(not g.passed for g in cards)
+    if suite.burn_in is None or interrupted or config.option.collectonly:
+        return failed
+    ran = {e["params"]["r34_target"] for e in entries if e["params"].get("r34_target") and e["outcome"] != "skipped"}
+    names = suite.burn_in_targets(ran)
+    if not names:
+        config.stash[BURN_IN_ERROR] = "--r34-burn-in: no target ran in this session, nothing to burn in"
+        return True
+    try:
+        burned = config.stash[BURN_IN] = suite.run_burn_in(names)
+    except InputError as exc:
+        config.stash[BURN_IN_ERROR] = one_line(exc)
+        return True
+    return failed or not burned.passed

@@ -9,12 +9,14 @@ alone (``suite.acceptance``).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
@@ -24,13 +26,16 @@ from resnet34_npu.dataset.reference_file import StoredReference
 from resnet34_npu.dataset.reference_file import load as load_reference
 from resnet34_npu.dataset.sources import Dataset, default_workers
 from resnet34_npu.dataset.sources import scan as scan_dataset
-from resnet34_npu.judge.compare import CaseResult, Session, is_target_error, left_threads_line
+from resnet34_npu.history.record import check_history_dir
+from resnet34_npu.judge.burnin import BurnIn, burn_in
+from resnet34_npu.judge.compare import CaseResult, Session, is_target_error, left_threads_line, run_policy
+from resnet34_npu.judge.consistency import run_to_run
 from resnet34_npu.model.images import find_images, load_image
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.engines import BackendUnavailable
 from resnet34_npu.targets.matrix import TargetChoice, choose_targets
 from resnet34_npu.targets.runners import Runner
-from resnet34_npu.targets.timing import Timing
+from resnet34_npu.targets.timing import Timing, digest
 
 BATCH_SIZES = (1, 8)
 #: The batch sizes the latency column times: batch 1, what the acceptance report's
@@ -57,9 +62,20 @@ class Suite:
     required: tuple[str, ...] = ()
     #: ``--r34-html``: the acceptance report as an HTML page too (None on workers and by default).
     html: Path | None = None
+    #: ``--r34-history``: the history folder this run's record goes to (None on workers and by default).
+    history: Path | None = None
+    #: ``--r34-history-check``: the history's gate judges this run at session end.
+    history_check: bool = False
     #: ``--r34-dataset`` / ``--r34-reference-file``: the dataset-scale agreement test's inputs.
     dataset: Dataset | None = None
     reference_file: StoredReference | None = None
+    #: The targets the user named (``--r34-target`` / ``R34_TARGETS``, or ``-k`` / node ids selecting
+    #: their cases, added by the plugin at collection): one that cannot run here fails, not skips.
+    named: set[str] = field(default_factory=set)
+    #: ``--r34-allow-missing``: named targets that cannot run skip, as in the default matrix.
+    allow_missing: bool = False
+    #: ``--r34-burn-in``: seconds of burn-in after the session's tests (None: no burn-in).
+    burn_in: float | None = None
     _session: Session | None = None
     _runners: dict[str, Runner] = field(default_factory=dict)
     _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
@@ -88,8 +104,14 @@ class Suite:
             iters=values["r34_iters"],
             update_golden=bool(values["r34_update_golden"]),
             required=tuple(dict.fromkeys(values["r34_require"] or ())),
+            allow_missing=bool(values.get("r34_allow_missing")),
             html=None if not values.get("r34_html") or worker else check_writable(Path(values["r34_html"])),
+            history=None if not values.get("r34_history") or worker else check_history_dir(values["r34_history"]),
+            history_check=bool(values.get("r34_history_check")),
+            burn_in=values.get("r34_burn_in"),
         )
+        if suite.history_check and not values.get("r34_history"):
+            raise InputError("--r34-history-check needs --r34-history DIR")
         if values.get("r34_dataset"):
             suite.dataset = scan_dataset(values["r34_dataset"])
         elif values.get("r34_reference_file"):
@@ -102,6 +124,7 @@ class Suite:
                     f"--r34-fp64-truth: the reference file {values['r34_reference_file']!r} holds no float64 truth; "
                     "rebuild it with `reference build --fp64-truth`"
                 )
+        suite.named = {choice.name for choice in suite.targets} if values["r34_targets"] else set()
         for kind in suite.required:  # a required kind is in the matrix, as a target or as its absence
             if not any(choice.kind == kind for choice in suite.targets):
                 suite.targets += choose_targets([devices.KINDS[kind].label(0)])
@@ -126,6 +149,23 @@ class Suite:
         if choice.kind in self.required and choice.reason and not choice.backend:
             return f"required device missing (--r34-require={choice.kind}): {choice.reason}"
         return ""
+
+    def must_run(self, name: str) -> bool:
+        """Whether the target ``name`` was named and ``--r34-allow-missing`` was not given: then
+        what keeps it from running here fails its tests instead of skipping them."""
+        return name in self.named and not self.allow_missing
+
+    def missing_named(self, choice: TargetChoice) -> str:
+        """The failure of a named target whose device or backend is missing ("" otherwise):
+        the skip reason, with how to accept its absence."""
+        if choice.reason and self.must_run(choice.name):
+            return f"{choice.reason} (named target {choice.name!r}; --r34-allow-missing skips it instead)"
+        return ""
+
+    def unavailable(self, exc: BaseException) -> str:
+        """The target whose engine build raised ``exc`` (a :class:`BackendUnavailable` this suite
+        caught in :meth:`runner`), or "" when ``exc`` came from anywhere else."""
+        return next((name for name, seen in self._unavailable.items() if seen is exc), "")
 
     def choice(self, name: str) -> TargetChoice | None:
         return next((t for t in self.targets if t.name == name), None)
@@ -269,5 +309,62 @@ class Suite:
             "case": case.to_dict(),
             "latency_ms": None if latency is None else latency.to_dict(),
             "reference_latency_ms": None if reference_latency is None else reference_latency.to_dict(),
+            "run_to_run": self.run_to_run(target, latency),
+            "outputs": self.outputs(target, case, latency) if kind == "verdict" else None,
             **extra,
         }
+
+    def outputs(self, target: str, case: CaseResult, latency: Timing | None) -> dict[str, Any] | None:
+        """The case's output digests for card-to-card, per input: ``digests`` maps the compared
+        batch (its image names, and its batch size past 1) to the compared logits' digest and,
+        for the timed batch, ``... timed`` to the timed runs' (raw outputs: another dtype than
+        the float32 logits at fp16); hex strings, as records cross pytest-xdist as JSON. At
+        batch 1 ``arrays`` holds each distinct output (digest -> :func:`pack_output`), to count
+        ulps."""
+        logits = self._logits.get((target, case.paths))
+        first = digest(logits)
+        if first is None:
+            return None
+        label = case.image if len(case.paths) == 1 else f"{case.image} (batch {len(case.paths)})"
+        digests = {label: [first]}
+        timed_paths = tuple(map(str, self.batch_images(self.images[0], len(case.paths))))
+        timed = latency is not None and case.paths == timed_paths
+        if timed and latency.digests:
+            digests[f"{label} timed"] = list(latency.digests)
+        arrays: dict[str, str] = {}
+        if len(case.paths) == 1:  # 1000 logits an output: small enough to travel
+            kept = {first: logits.detach().cpu().float().numpy(), **(latency.outputs if timed else {})}
+            arrays = {key: pack_output(value) for key, value in kept.items()}
+        return {"digests": digests, "arrays": arrays}
+
+    def burn_in_targets(self, ran: set[str]) -> list[str]:
+        """The targets a burn-in loads: those of ``ran`` (tests that ran, not skipped) on an
+        accelerator, or, when none is, on the CPU."""
+        chosen = [c for c in self.targets if c.name in ran and not self.skip_reason(c)]
+        cards = [c.name for c in chosen if c.kind in devices.KINDS and devices.KINDS[c.kind].accelerator]
+        return cards or [c.name for c in chosen if c.kind == "cpu"]
+
+    def run_burn_in(self, names: list[str]) -> BurnIn:
+        """:func:`~resnet34_npu.judge.burnin.burn_in` of ``names`` on the first image for
+        ``--r34-burn-in`` seconds (an :class:`InputError` when their knobs differ)."""
+        assert self.burn_in is not None
+        runners = [self.runner(name) for name in names]
+        with contextlib.ExitStack() as owning:
+            for name in names:
+                owning.enter_context(self._owning_threads(name))
+            return burn_in(runners, self.session.batch(self.images[:1]), self.burn_in)
+
+    def run_to_run(self, target: str, latency: Timing | None) -> dict[str, Any] | None:
+        """The timed runs' outputs compared bit for bit (:mod:`resnet34_npu.judge.consistency`)."""
+        found = None if latency is None else run_to_run(latency, run_policy(self.runner(target)))
+        return None if found is None else found.to_dict()
+
+
+def pack_output(array: np.ndarray) -> str:
+    """A float output as text (base64 of its float32 bytes) that a record can carry as JSON."""
+    return base64.b64encode(np.ascontiguousarray(array, dtype="<f4").tobytes()).decode("ascii")
+
+
+def unpack_output(text: str) -> np.ndarray:
+    """:func:`pack_output`'s array back (flat float32: ulps are counted element by element)."""
+    return np.frombuffer(base64.b64decode(text), dtype="<f4").copy()

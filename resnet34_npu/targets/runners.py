@@ -86,7 +86,7 @@ class Placement:
 
     @property
     def host(self) -> bool:
-        """The execution mode runs outside torch's device (ONNX Runtime): torch keeps the
+        """The execution mode runs outside torch's device (its engine's ``host``: ONNX Runtime): torch keeps the
         module and the input on the CPU."""
         return any(MODES[m].host for m in self.spec.modes)
 
@@ -127,12 +127,10 @@ class Placement:
         (for ONNX Runtime targets, the provider's settings: torch's switches do not apply)."""
         check_knobs(self.spec, self.device)
         mode = self.spec.execution
-        if self.host:
-            base = engines.provider_settings(self.device.type, mode, self.spec.dtype)
-        else:
-            base = devices.precision_settings(self.device)
-            if mode:
-                base.update(engines.mode_settings(self.device.type, mode))
+        engine = engines.get(mode) if mode else None
+        base = {} if engine is not None and engine.host else devices.precision_settings(self.device)
+        if engine is not None:  # a host mode's settings are its runtime's, not the device's
+            base.update(engine.precision_settings(self.device.type, self.spec.dtype, dict(self.spec.knobs)))
         settings = knobs.described(base, dict(self.spec.knobs))
         return (settings, *knobs.effective_precision(self.spec.dtype, settings))
 

@@ -32,12 +32,20 @@ def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
         )
 
 
-def _ranking_check(r34, r34_target, problems: list[str], metric: str) -> None:
-    """Fail when the profile fails on ``metric`` for this target's precision; warn when it
-    only warns (or has no rule on it), so these tests agree with the verdict."""
-    if not problems:
-        return
+def _ranking_check(r34, r34_target, case: CaseResult, problems: list[str], metric: str) -> None:
+    """The verdict must report ``metric`` exactly when the ranking differs (at the profile's
+    level for this precision); then fail when the profile fails on it, warn when it only warns
+    (or has no rule on it), so these tests agree with the verdict."""
     level = r34.session.profile.level_of(metric, r34.runner(r34_target).precision)
+    flagged = [f for f in case.verdict.failures + case.verdict.warnings if f.metric == metric]
+    if not problems:
+        assert not flagged, f"the verdict reports {metric} on {r34_target}, whose rankings all agree: {flagged[0]}"
+        return
+    if level is not None:
+        assert flagged and flagged[0].level == level, (
+            f"{metric} differs on {r34_target} but the verdict does not report it at level {level!r}: "
+            + "; ".join(problems)
+        )
     message = f"{metric} on {r34_target}:\n" + "\n".join(problems)
     if level == "fail":
         pytest.fail(message, pytrace=False)
@@ -49,25 +57,29 @@ def test_top1(r34, r34_target, r34_image, r34_batch):
     """Top-1 agrees with the reference for every sample (reported on its own, so a user sees
     which check broke)."""
     images = r34.batch_images(r34_image, r34_batch)
+    case = r34.case(r34_target, images)
     problems = [
         f"sample {i} ({images[i].name}): reference top-1 {describe(s.reference_top5[0])}, "
         f"target top-1 {describe(s.target_top5[0])}"
-        for i, s in enumerate(r34.case(r34_target, images).comparison.samples)
+        for i, s in enumerate(case.comparison.samples)
         if not s.top1_match
     ]
-    _ranking_check(r34, r34_target, problems, "top1_match")
+    _ranking_check(r34, r34_target, case, problems, "top1_match")
 
 
 def test_top5(r34, r34_target, r34_image, r34_batch):
-    """Top-5 overlap is 5/5 for every sample (order may differ)."""
+    """Top-5 overlap is 5/5 for every sample (order may differ); where it is not, the verdict
+    says so at the profile's level (the default profile only warns: a RankingWarning), and where
+    it is, the verdict reports no top-5 finding."""
     images = r34.batch_images(r34_image, r34_batch)
+    case = r34.case(r34_target, images)
     problems = [
         f"sample {i} ({images[i].name}): top-5 overlap {s.top5_overlap}/5, reference {list(s.reference_top5)}, "
         f"target {list(s.target_top5)}"
-        for i, s in enumerate(r34.case(r34_target, images).comparison.samples)
+        for i, s in enumerate(case.comparison.samples)
         if s.top5_overlap < 5
     ]
-    _ranking_check(r34, r34_target, problems, "top5_overlap")
+    _ranking_check(r34, r34_target, case, problems, "top5_overlap")
 
 
 @pytest.mark.r34_heavy
@@ -80,7 +92,9 @@ def test_batch_invariance(r34, r34_target, r34_image, r34_record):
     comparison = compare_logits(alone, in_batch, precision=runner.precision)
     verdict = judge(comparison, r34.session.profile)
     r34_record("batch_invariance", r34_target, _case(r34_image, verdict, comparison))
-    assert verdict.passed, f"{r34_image.name} in a batch of 8 vs alone on {r34_target}:\n" + "\n".join(verdict.failures)
+    assert verdict.passed, f"{r34_image.name} in a batch of 8 vs alone on {r34_target}:\n" + "\n".join(
+        verdict.failure_lines
+    )
 
 
 @pytest.mark.r34_heavy
@@ -102,7 +116,7 @@ def test_repeatability(r34, r34_target, r34_image, r34_record):
             ),
             stacklevel=2,
         )
-    assert verdict.passed, f"{r34_target} run twice on {r34_image.name}:\n" + "\n".join(verdict.failures)
+    assert verdict.passed, f"{r34_target} run twice on {r34_image.name}:\n" + "\n".join(verdict.failure_lines)
 
 
 def _case(image, verdict, comparison):

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance, ImageOps
 
+from resnet34_npu.core import schemas
 from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
 from resnet34_npu.dataset import reference_file
 
@@ -101,7 +102,10 @@ def test_reference_build_and_compare(data, ref, tmp_path):
     report = tmp_path / "r.json"
     done = cli("compare", "--dataset", str(data), "--reference-file", str(ref), "--target", "cpu", "-o", str(report))
     assert done.returncode == 0, done.stdout + done.stderr
-    summary = json.loads(report.read_text())["targets"][0]["dataset"]
+    document = json.loads(report.read_text())
+    schemas.validate(document, "compare-report", source=report)  # what compare --dataset writes
+    schemas.validate(stored.header, "reference-header", source=ref)
+    summary = document["targets"][0]["dataset"]
     assert summary["compared"] == IMAGES and summary["statuses"] == {"pass": IMAGES, "unreadable": 2}
     assert {u["path"] for u in summary["unreadable"]} == {"zz_text.png", "zz_truncated.jpg"}
     assert summary["top1_agreement"] == 1.0 and summary["rel_l2"]["max"] < 1e-5

@@ -14,6 +14,7 @@ from PIL import Image
 from resnet34_npu.cli import compare as compare_command
 from resnet34_npu.cli import launch
 from resnet34_npu.cli import main as cli
+from resnet34_npu.core import schemas
 from resnet34_npu.core.constants import IMAGES_DIR, SEED_TOP5
 from resnet34_npu.judge.compare import Session
 from resnet34_npu.model.labels import class_name
@@ -178,16 +179,25 @@ def test_compare_with_no_options_passes_and_writes_every_key(tmp_path, capsys, m
         assert out.startswith("No accelerator found")
         assert "cpu/fp32/channels_last" in out
     doc = json.loads((tmp_path / "compare_results.json").read_text())
+    schemas.validate(doc, "compare-report", source="compare_results.json")
     assert set(doc) >= REPORT_KEYS and doc["verdict"] == "pass"
     assert {"spec", "sha256"} <= set(doc["weights"]) and {"device", "dtype"} <= set(doc["reference"])
     assert {"host", "cpu", "python", "torch", "torchvision", "devices"} <= set(doc["machine"])
-    for target in doc["targets"]:
+    skipped = [t for t in doc["targets"] if t["verdict"] == "skipped"]
+    for target in skipped:  # an absent accelerator of the default matrix: listed with its reason, nothing run
+        assert target["skipped"] and target["images"] == [] and target["latency_ms"] is None
+    assert len(skipped) < len(doc["targets"])
+    for target in (t for t in doc["targets"] if t["verdict"] != "skipped"):
         assert set(target) >= TARGET_KEYS
         assert set(target["latency_ms"]) >= LATENCY_KEYS and target["latency_ms"]["iterations"] == 2
         assert [i["image"] for i in target["images"]] == ["cat.jpg", "coffee.jpg"]
         for image in target["images"]:
             assert {"image", "verdict", "failures", "metrics"} <= set(image)
             assert set(image["metrics"]) >= METRIC_KEYS
+            # a passing report: no failure, as lines and as findings; warnings the same both ways
+            assert image["verdict"] in ("pass", "warn") and image["failures"] == [] == image["findings"]["failures"]
+            assert image["warnings"] == [f["line"] for f in image["findings"]["warnings"]]
+            assert (image["verdict"] == "warn") == bool(image["warnings"])
     assert f"[134] {class_name(134)}" in out and "verdict: PASS" in out
 
 
@@ -278,13 +288,22 @@ def test_compare_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, wo
     assert not report.exists()
 
 
-def test_compare_unavailable_target_is_refused_before_any_work(tmp_path, capsys):
+def test_compare_unavailable_target_fails_with_the_reason_before_any_work(tmp_path, capsys):
+    """A named target whose device is absent fails (exit 1) with the skip reason, nothing run;
+    --allow-missing makes it a skip (exit 0, a report saying "not run", never "pass")."""
     absent = next((k for k in ("npu", "cuda", "xpu") if not probe(k).available), None)
     if absent is None:
         pytest.skip("every accelerator kind is available here")
     report = tmp_path / "r.json"
-    code, out, err = run(capsys, "compare", "--target", f"{absent}:0/fp16", "--output", str(report))
-    assert code == 2 and f"device '{absent}:0' is not available" in err and not report.exists()
+    code, out, err = run(capsys, "compare", "--target", f"{absent}:0/fp16", "--iters", "0", "--output", str(report))
+    reason = f"{absent.upper()}: {probe(absent).reason}"
+    assert code == 1 and f"FAIL {absent}:0/fp16: not run: {reason}" in out and "Traceback" not in err
+    assert json.loads(report.read_text())["verdict"] == "fail"
+    allowed = ("compare", "--target", f"{absent}:0/fp16", "--iters", "0", "-o", str(report), "--allow-missing")
+    code, out, _ = run(capsys, *allowed)
+    document = json.loads(report.read_text())
+    assert code == 0 and f"skip {absent}:0/fp16: not run: {reason}" in out and document["verdict"] == "not run"
+    assert document["targets"][0]["verdict"] == "skipped" and document["targets"][0]["skipped"] == reason
     code, _, err = run(capsys, "compare", "--output", str(tmp_path))
     assert code == 2 and "is a directory" in err
 
@@ -383,3 +402,39 @@ def test_a_command_whose_module_cannot_import_breaks_only_itself(monkeypatch, ca
     assert "broken_backend" in err and "\n" not in err
     assert cli.main(["devices", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["device"] == "cpu"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["infer"],
+        ["compare"],
+        ["localize"],
+        ["controls"],
+        ["devices"],
+        ["reference", "build"],
+        ["report", "merge"],
+        ["report", "html"],
+        ["report", "validate"],
+        ["report", "history"],
+        ["report", "history", "check"],
+        ["report", "history", "import"],
+    ],
+    ids=lambda a: " ".join(a) or "top",
+)
+def test_every_help_page_renders(argv, capsys):
+    """argparse formats help with %: a stray '%' in one option's help crashes that whole page."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*argv, "--help"])
+    assert exit_info.value.code == 0 and "usage: resnet34-npu" in capsys.readouterr().out
+
+
+def test_pytest_help_renders_every_r34_option(pytester):
+    pytester.makeconftest('pytest_plugins = ["resnet34_npu.pytest_plugin"]\n')
+    result = pytester.runpytest_inprocess("--help")
+    assert result.ret == 0
+    from resnet34_npu.suite.options import OPTIONS
+
+    text = result.stdout.str()
+    assert all(option.flag in text for option in OPTIONS)

@@ -178,6 +178,15 @@ def test_reference_file_is_refused_when_damaged(tmp_path, flat):
         + struct.pack("<32sQ8s", hashlib.sha256(raw).digest(), len(raw), b"R34REFND")
     )
     refused(newer, "format version 2")
+    # a consistent header that breaks its schema: refused with the JSON path named
+    for change, words in (({"rows": "5"}, r"\$\.rows is '5', expected integer"), ({"images": None}, r"\$\.images")):
+        raw = json.dumps({**header, "format_version": 1, **change}).encode()
+        resigned = (
+            bytes(data[: -48 - header_len])
+            + raw
+            + struct.pack("<32sQ8s", hashlib.sha256(raw).digest(), len(raw), b"R34REFND")
+        )
+        refused(resigned, "reference-header schema: " + words)
     reference_file.load(out)  # the original still loads
 
 

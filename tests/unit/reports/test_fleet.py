@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from resnet34_npu.cli import main as cli
+from resnet34_npu.core import schemas
 from resnet34_npu.core.documents import dumps
 from resnet34_npu.core.files import write_json_atomic
 from resnet34_npu.reports import fleet
@@ -34,6 +35,25 @@ BASE = build_report(profile="default", weights=WEIGHTS, reference={"device_name"
 BASE_MS = {"fp32": 4.0, "fp16": 2.0}
 
 
+def latency(ms: float) -> dict:
+    stats = dict.fromkeys(("mean", "median", "p90", "min", "max"), ms)
+    return {**stats, "std": 0.0, "warmup": 1, "iterations": 10, "batch_size": 1, "clock": "device events"}
+
+
+def case(image: str, verdict: str, rel: float) -> dict:
+    """An image of the report schema (core/schemas/compare-report.schema.json): its worst metric ``rel``."""
+    metrics = dict.fromkeys(schemas.schema("compare-report")["$defs"]["case"]["properties"]["metrics"]["required"], 0.0)
+    return {
+        "image": image,
+        "paths": [f"/data/{image}"],
+        "batch_size": 1,
+        "verdict": verdict,
+        "failures": [] if verdict != "fail" else [f"rel_l2_error: {rel}"],
+        "warnings": [],
+        "metrics": {**metrics, "rel_l2_error": rel},
+    }
+
+
 def target(card: str, dtype: str = "fp32", *, verdict: str = "pass", ms: float | None = 4.0, rel: float = 1e-6):
     """A target of the schema: two images, the second one's error ``rel`` (the worst)."""
     return {
@@ -43,11 +63,8 @@ def target(card: str, dtype: str = "fp32", *, verdict: str = "pass", ms: float |
         "dtype": dtype,
         "mode": "eager",
         "verdict": verdict,
-        "latency_ms": None if ms is None else {"median": ms, "batch_size": 1, "clock": "device events"},
-        "images": [
-            {"image": "cat.jpg", "verdict": "pass", "metrics": {"rel_l2_error": rel / 10}},
-            {"image": "dog.jpg", "verdict": verdict, "metrics": {"rel_l2_error": rel}},
-        ],
+        "latency_ms": None if ms is None else latency(ms),
+        "images": [case("cat.jpg", "pass", rel / 10), case("dog.jpg", verdict, rel)],
         "future_key": {"ignored": True},
     }
 
@@ -113,6 +130,7 @@ def test_64_hosts_x_8_cards_name_exactly_the_bad_and_the_slow_cards(tmp_path, ca
     code, out, err = merge_cli(capsys, str(tmp_path / "reports"), "-o", str(tmp_path / "fleet.json"))
     assert code == 1 and err == ""
     document = json.loads((tmp_path / "fleet.json").read_text())
+    schemas.validate(document, "fleet-report", source="fleet.json")
     assert document["kind"] == "fleet" and document["verdict"] == "fail" and len(document["groups"]) == 1
     rows = document["groups"][0]["cards"]
     assert len(rows) == 64 * 8 * 2 and all(set(r) == ROW_KEYS for r in rows)
@@ -316,14 +334,18 @@ def _bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
         "bad verdict": (
             "verdict.json",
             dumps(host_report("g", [dict(target("npu:0"), verdict="maybe")])),
-            "targets[0].verdict is 'maybe', not one of pass",
+            "$.targets[0].verdict is 'maybe', expected one of \"pass\"",
         ),
         "bad latency": (
             "latency.json",
             good.replace('"median": 4.0', '"median": "fast"'),
-            "latency_ms.median is 'fast'",
+            "$.targets[0].latency_ms.median is 'fast', expected a number",
         ),
-        "no host": ("nohost.json", good.replace('"host": "g"', '"host": 7'), "machine.host is 7, not str"),
+        "no host": (
+            "nohost.json",
+            good.replace('"host": "g"', '"host": 7'),
+            "$.machine.host is 7, expected string or null",
+        ),
         "too deep": ("deep.json", "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     }
     out = {}

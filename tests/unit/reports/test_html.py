@@ -378,7 +378,7 @@ def test_bad_inputs_are_one_line_exit_2_and_nothing_written(tmp_path, capsys):
 def test_check_document_names_the_path_inside_the_report():
     doc = report()
     doc["targets"][1]["images"][0]["metrics"] = []
-    with pytest.raises(InputError, match=r"^report 'r.json': does not match the report schema: targets\[1\]"):
+    with pytest.raises(InputError, match=r"^report 'r.json': does not match the report schema: \$\.targets\[1\]"):
         html_report.check_document(doc, "'r.json'")
     html_report.check_document(report(), "'r.json'")  # the same report, whole, passes
 

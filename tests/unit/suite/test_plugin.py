@@ -5,12 +5,15 @@ whose worker processes are the point."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
+from resnet34_npu.core import schemas
 from resnet34_npu.model.weights import cache_dir
 from resnet34_npu.targets.devices import NPU_NOT_INSTALLED, probe
 
@@ -51,6 +54,7 @@ def test_healthy_run_passes_and_writes_the_report(suite):
         ]
     )
     report = json.loads((suite.path / "acceptance_report.json").read_text())
+    schemas.validate(report, "acceptance-report", source="acceptance_report.json")  # the default run's document
     assert report["verdict"] == "pass" and [t["name"] for t in report["targets"]] == [
         "cpu/fp32",
         "cpu/fp32/channels_last",
@@ -59,9 +63,48 @@ def test_healthy_run_passes_and_writes_the_report(suite):
     assert len(report["tests"]) == 10 and all(t["outcome"] == "passed" for t in report["tests"])
 
 
+HAVE_PYTEST_HTML = importlib.util.find_spec("pytest_html") is not None
+
+
+def test_without_pytest_html_the_plugin_adds_nothing_and_loads(suite):
+    """pytest-html's hooks are optional: with it disabled the suite loads and runs (no forward pass)."""
+    result = run(suite, "-p", "no:html", "-k", "no_such_test")
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED, result.stdout.str() + result.stderr.str()
+    assert "unknown hook" not in result.stderr.str() + result.stdout.str()
+
+
+def junit_properties(path) -> dict[str, dict[str, str]]:
+    """The ``<property>`` entries of each ``<testcase>`` of a JUnit XML file, by test name, once
+    the file is checked against the JUnit XSD shipped beside this test (junit.xsd)."""
+    xmlschema = pytest.importorskip("xmlschema")
+    xmlschema.XMLSchema(str(Path(__file__).with_name("junit.xsd"))).validate(str(path))
+    tree = ElementTree.parse(path)
+    return {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in tree.iter("testcase")
+    }
+
+
 def test_a_faulty_target_fails_with_the_right_lines(suite):
-    result = run(suite, "--r34-target=resnet34_npu.faults:bn_stats_off", "-k", "test_verdict and batch1")
+    result = run(
+        suite,
+        "--r34-target=resnet34_npu.faults:bn_stats_off",
+        "-k",
+        "test_verdict and batch1",
+        "--junitxml=j.xml",
+        *(("--html=page.html", "--self-contained-html") if HAVE_PYTEST_HTML else ()),
+    )
     result.assert_outcomes(failed=1)
+    if HAVE_PYTEST_HTML:  # pytest-html's page: the verdict table, and the failing target's localisation chart
+        page = (suite.path / "page.html").read_text()
+        assert '<table id="r34-verdicts">' in page and "resnet34_npu.faults:bn_stats_off" in page
+        assert "localisation of resnet34_npu.faults:bn_stats_off" in page and "image/png;base64," in page
+    # the JUnit entry names the target, its device and precision, the deciding metric, its value and its bound
+    (props,) = junit_properties(suite.path / "j.xml").values()
+    assert props["r34_target"] == "resnet34_npu.faults:bn_stats_off" and props["r34_verdict"] == "fail"
+    assert props["r34_effective_precision"] == "fp32" and props["r34_device_name"]
+    assert props["r34_metric"] == "rel_l2_error" and props["r34_bound"] == "<= 1e-05"
+    assert float(props["r34_value"]) > 1e-5, "the measured value, which broke the bound"
     result.stdout.fnmatch_lines(
         [
             "*resnet34_npu.faults:bn_stats_off on cat.jpg fails profile 'default':",
@@ -71,6 +114,7 @@ def test_a_faulty_target_fails_with_the_right_lines(suite):
     )
     report = json.loads((suite.path / "acceptance_report.json").read_text())
     assert report["verdict"] == "fail" and report["targets"][0]["images"][0]["failures"]
+    schemas.validate(report, "acceptance-report", source="acceptance_report.json")  # a failing case, its findings
 
 
 @pytest.mark.parametrize(
@@ -107,7 +151,7 @@ def test_environment_variables_choose_targets(suite, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.skipif(probe("npu").available, reason="an NPU is available here")
 def test_skips_carry_their_reasons_and_markers_select(suite):
-    result = run(suite, "--r34-target=cpu", "--r34-target=npu:0/fp16", "-m", "npu", "-rs")
+    result = run(suite, "--r34-target=cpu", "--r34-target=npu:0/fp16", "-m", "npu", "-rs", "--r34-allow-missing")
     outcomes = result.parseoutcomes()
     assert outcomes.get("skipped", 0) > 0 and "passed" not in outcomes
     reason = "NPU: " + probe("npu").reason
@@ -130,7 +174,7 @@ def test_report_is_merged_under_xdist(suite, monkeypatch):
     # pytest-benchmark disables itself under xdist with a warning; there are no benchmarks here
     args = ("--r34-target=cpu/channels_last", "-k", "not batch8", "--r34-iters=2", "-p", "no:benchmark")
     plain = run(suite, *args, "--r34-report=plain.json")
-    xdist = run(suite, *args, "--r34-report=xdist.json", "-n", "2")
+    xdist = run(suite, *args, "--r34-report=xdist.json", "-n", "2", "--junitxml=xdist.xml")
     ran = {k: v for k, v in plain.parseoutcomes().items() if k != "deselected"}  # xdist does not print deselections
     assert ran == xdist.parseoutcomes() == {"passed": 5}
     a = json.loads((suite.path / "plain.json").read_text())
@@ -145,13 +189,16 @@ def test_report_is_merged_under_xdist(suite, monkeypatch):
         )
         assert tb["speedup_vs_reference"] is not None and tb["latency_ms"]["iterations"] == 2
     assert b["reference"]["latency_ms"]["iterations"] == 2
+    verdicts = [p for p in junit_properties(suite.path / "xdist.xml").values() if p]  # the workers' properties too
+    assert verdicts and all(p["r34_verdict"] == "pass" and p["r34_metric"] == "rel_l2_error" for p in verdicts)
     assert b["reference"]["precision_settings"]["num_threads"] == 1, "what the workers really ran with"
 
 
 @pytest.mark.slow
 def test_a_run_that_compares_nothing_replaces_an_old_report(suite):
     (suite.path / "r.json").write_text('{"verdict": "pass", "stale": true}')
-    result = run(suite, "--r34-target=npu:0/fp16", "--r34-report=r.json") if not probe("npu").available else None
+    args = ("--r34-target=npu:0/fp16", "--r34-report=r.json", "--r34-allow-missing")
+    result = run(suite, *args) if not probe("npu").available else None
     if result is None:
         pytest.skip("an NPU is available here")
     assert result.ret == 0
@@ -283,7 +330,7 @@ def test_a_required_device_that_is_missing_fails_the_run(suite, monkeypatch, how
     npu = next(t for t in report["targets"] if t["name"].startswith("npu"))
     assert report["verdict"] == "fail" and npu["verdict"] == "fail" and npu["required_missing"]
     monkeypatch.delenv("R34_REQUIRE", raising=False)
-    plain = run(suite, "--r34-target=npu:0", "-k", "test_verdict and batch1")  # not required: a skip
+    plain = run(suite, "--r34-target=npu:0", "-k", "test_verdict and batch1", "--r34-allow-missing")  # a skip
     assert (
         plain.ret == pytest.ExitCode.OK
         and plain.parseoutcomes()["skipped"] == 1
@@ -426,3 +473,13 @@ def test_which_marker_expressions_select_the_slow_tests(markexpr, slow):
     from resnet34_npu.suite.options import selects_slow
 
     assert selects_slow(markexpr) is slow
+
+
+def test_the_junit_xsd_refuses_a_property_without_a_value_and_a_bad_count(tmp_path):
+    xmlschema = pytest.importorskip("xmlschema")
+    schema = xmlschema.XMLSchema(str(Path(__file__).with_name("junit.xsd")))
+    case = '<testcase name="t"><properties><property name="r34_metric" value="rel_l2_error"/></properties></testcase>'
+    good = f'<testsuites><testsuite name="s" tests="1" failures="0" errors="0">{case}</testsuite></testsuites>'
+    assert schema.is_valid(good)
+    assert not schema.is_valid(good.replace(' value="rel_l2_error"', ""))
+    assert not schema.is_valid(good.replace('tests="1"', 'tests="one"'))
