@@ -71,6 +71,18 @@ def _target(t: dict[str, Any]) -> TargetResult | None:
     )
 
 
+def _image_digest(image: Any) -> str:
+    """An image's identity for the methodology: its bytes' sha256 where this host can read the file
+    (a re-encoded photo under the same name starts a new series), else its name."""
+    path = Path(str(image))
+    try:
+        if path.is_file():
+            return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        pass
+    return path.name
+
+
 def record_of_report(document: dict[str, Any], *, source: str) -> Record:
     """The record of a finished report (targets that ran nothing are left out)."""
     images = document.get("images")
@@ -82,7 +94,7 @@ def record_of_report(document: dict[str, Any], *, source: str) -> Record:
     methodology = {
         "profile": document.get("profile"),
         "weights": weights.get("tensor_sha256") or weights.get("sha256") or weights.get("spec"),
-        "images": hashlib.sha256("\n".join(sorted(Path(str(i)).name for i in images)).encode()).hexdigest()[:12],
+        "images": hashlib.sha256("\n".join(sorted(_image_digest(i) for i in images)).encode()).hexdigest()[:12],
     }
     targets = [r for r in (_target(t) for t in document.get("targets", []) if isinstance(t, dict)) if r is not None]
     return make_record(

@@ -82,3 +82,16 @@ def test_a_run_adds_its_record(suite):
     again.assert_outcomes(passed=1)
     assert again.ret == pytest.ExitCode.OK
     again.stdout.fnmatch_lines(["resnet34-npu: history gate: no comparable history for cpu/fp32 *: gate not applied"])
+
+
+def test_images_are_keyed_by_their_bytes_so_a_re_encoded_photo_starts_a_new_series(tmp_path):
+    first, second = tmp_path / "a" / "cat.jpg", tmp_path / "b" / "cat.jpg"
+    for path, data in ((first, b"one encoding"), (second, b"another encoding")):
+        path.parent.mkdir()
+        path.write_bytes(data)
+    keys = [
+        record_of_report({**report(), "images": [str(p)]}, source="t").methodology["images"] for p in (first, second)
+    ]
+    assert keys[0] != keys[1]
+    again = record_of_report({**report(), "images": [str(first)]}, source="t").methodology["images"]
+    assert again == keys[0]
