@@ -170,14 +170,19 @@ def _fail_cards(targets: dict[str, dict[str, Any]], cards: list[CardToCard], bur
         if repeat and not repeat["passed"]:
             target["verdict"] = Status.FAIL
     by_card = {(g.group, o.card): o for g in cards for o in g.outliers}
-    for target in targets.values():
-        if not is_card(str(target.get("device", "custom"))):
-            continue
-        group = group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
-        outlier = by_card.get((group, str(target["device"])))
+
+    def group(target: dict[str, Any]) -> str:
+        return group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
+
+    cards_of = [t for t in targets.values() if is_card(str(t.get("device", "custom")))]
+    # A group with no majority output fails its cards, unless the cards that fail against the CPU
+    # explain it: then at most one card that passes is left, and there is nothing it disagrees with.
+    passing = {g.group: sum(group(t) == g.group and t["verdict"] != Status.FAIL for t in cards_of) for g in cards}
+    for target in cards_of:
+        outlier = by_card.get((group(target), str(target["device"])))
         if outlier is not None:
             target["verdict"], target["card_outlier"] = Status.FAIL, outlier.to_dict()
-        if any(group == g.group and image for g in cards for image in g.no_majority):
+        if any(group(target) == g.group and g.no_majority and passing[g.group] > 1 for g in cards):
             target["verdict"] = Status.FAIL
     for card in (burn_in or {}).get("cards", ()):
         if card["status"] != "ok" and card["card"] in targets:

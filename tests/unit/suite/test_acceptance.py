@@ -242,3 +242,14 @@ def test_burn_in_on_a_cpu_only_run_loads_the_cpu_target(suite):
     result.stdout.fnmatch_lines(["burn-in: pass after *, 1 cards", "burn-in cpu/fp32: ok, * iterations, 0 mismatches*"])
     doc = json.loads((suite.path / "acceptance_report.json").read_text())
     assert doc["burn_in"]["cards"][0]["card"] == "cpu/fp32" and doc["card_to_card"] == []
+
+
+def test_two_cards_that_disagree_fail_both_unless_one_already_fails_against_the_cpu():
+    """No majority between two cards: which is wrong is unknown, so both fail; but where one of
+    them fails against the CPU that failure explains the disagreement, and the other card stands."""
+    both_pass = report(entries(record("npu:1/fp32", GOOD), record("npu:2/fp32", OFF)))
+    assert {t["name"]: t["verdict"] for t in both_pass["targets"]} == {"npu:1/fp32": "fail", "npu:2/fp32": "fail"}
+    bad = record("npu:2/fp32", OFF)
+    bad["case"] = {**bad["case"], "verdict": "fail"}
+    explained = report(entries(record("npu:1/fp32", GOOD), bad))
+    assert {t["name"]: t["verdict"] for t in explained["targets"]} == {"npu:1/fp32": "pass", "npu:2/fp32": "fail"}
