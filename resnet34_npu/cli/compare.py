@@ -196,12 +196,13 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
     session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
     runners = []
     for spec in specs:
-        if parse_target(spec).name in missing:
+        name = parse_target(spec).name
+        if name in missing:
             continue
         try:
             runners.append(session.runner(spec))
         except BackendUnavailable as exc:  # its engine cannot be built on this host
-            missing[parse_target(spec).name] = f"{parse_target(spec).name}: {one_line(exc)}"
+            missing[name] = f"{name}: {one_line(exc)}"
     if burn_seconds is not None:
         shared_knobs(runners)  # refused before any model work
     if note:
