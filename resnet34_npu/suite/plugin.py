@@ -326,7 +326,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                         )
                     )
         report.r34_records = [dict(r, test=item.nodeid) for r in records]
-        if report.when == "call" and item.config.pluginmanager.hasplugin("html"):  # pytest-html is installed
+        # pytest-html is installed and writes a page (--html): drawing a chart for no page costs
+        # matplotlib's import and a figure per failing verdict
+        if report.when == "call" and item.config.pluginmanager.hasplugin("html") and _html_page(item.config):
             from pytest_html import extras
 
             charts = [(r, c) for r in records for c in [html_extras.failing_chart(r)] if c]
@@ -337,6 +339,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         params = getattr(item, "callspec", None)
         report.r34_params = {k: str(v) for k, v in params.params.items() if k.startswith("r34_")} if params else {}
         report.r34_conformance = _is_conformance(item)
+
+
+def _html_page(config: pytest.Config) -> bool:
+    """Whether pytest-html writes a page in this run (its ``--html`` option, dest ``htmlpath``)."""
+    return bool(config.getoption("htmlpath", None))
 
 
 def _is_conformance(item: pytest.Item) -> bool:

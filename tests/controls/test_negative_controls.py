@@ -13,6 +13,12 @@ from resnet34_npu.judge.faults import CONTROLS
 IMAGES = [IMAGES_DIR / p for p in PHOTOS]
 #: Each control on each photo: the first photo in a default run, the others with -m slow (CI runs both).
 PHOTO_PARAMS = [pytest.param(p, id=p.name, marks=[pytest.mark.slow] if i else []) for i, p in enumerate(IMAGES)]
+#: The default run's sample of the catalogue: a fault localized to a convolution, one at the logits,
+#: one outside the module's stages, and a healthy control; the whole catalogue runs with -m slow (CI).
+DEFAULT_CONTROLS = {"conv_weight_noise", "logits_swapped", "stale_output", "noise_1e7"}
+CONTROL_PARAMS = [
+    pytest.param(c, id=c.factory, marks=[] if c.factory in DEFAULT_CONTROLS else [pytest.mark.slow]) for c in CONTROLS
+]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +27,7 @@ def session():
 
 
 @pytest.mark.parametrize("image", PHOTO_PARAMS)
-@pytest.mark.parametrize("control", CONTROLS, ids=lambda c: c.factory)
+@pytest.mark.parametrize("control", CONTROL_PARAMS)
 def test_control_gets_its_intended_verdict(session, control, image):
     runner = session.runner(control.spec)
     result = session.evaluate(runner, [image], iters=0)
@@ -45,6 +51,7 @@ def test_control_gets_its_intended_verdict(session, control, image):
             assert str(last).startswith("localization: no stage of the module breaks the profile")
 
 
+@pytest.mark.slow
 def test_a_fault_is_seen_at_the_stage_and_after_it_but_not_before(session):
     runner = session.runner("resnet34_npu.faults:bn_stats_off")
     localization = session.localize(runner, IMAGES[:1])
@@ -56,3 +63,8 @@ def test_a_fault_is_seen_at_the_stage_and_after_it_but_not_before(session):
         for s in localization.stages[index:]
         if s.name != "layer2.0.downsample.0" and s.name != "layer2.0.downsample.1"
     )
+
+
+def test_the_default_sample_names_controls_of_the_catalogue():
+    """A misspelt name would silently move every control to -m slow."""
+    assert {c.factory for c in CONTROLS} >= DEFAULT_CONTROLS
