@@ -181,9 +181,11 @@ def _windows(times: Sequence[float], elapsed: float, batch_size: int) -> tuple[f
 
 
 @contextlib.contextmanager
-def _progress(seconds: float) -> Iterator[Any]:
-    """A tqdm bar on a terminal, nothing elsewhere."""
+def _progress(seconds: float, cards: int) -> Iterator[Any]:
+    """A tqdm bar on a terminal; elsewhere one line on stderr as it starts (a log shows that the
+    silence that follows is the burn-in, and how to end it)."""
     if not sys.stderr.isatty():
+        print(f"burn-in: started, {cards} cards for {seconds:g} s (Ctrl-C ends it early)", file=sys.stderr, flush=True)
         yield None
         return
     from tqdm import tqdm
@@ -215,7 +217,7 @@ def _burn_in(runners: Sequence[Runner], batch: torch.Tensor, seconds: float, han
     interrupted = False
     shown = 0
     try:
-        with _progress(seconds) as bar:
+        with _progress(seconds, len(cards)) as bar:
             while time.perf_counter() - start < seconds and not all(c.done for c in cards):
                 time.sleep(min(0.1, seconds / 20))
                 if bar is not None:

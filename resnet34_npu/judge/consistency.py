@@ -7,10 +7,19 @@ recorded settings the policy is ``bitwise`` and any second distinct output fails
 ``tolerance``, with the reason: distinct outputs are reported and judged by the tolerance profile
 only. Across the cards of one model and target, a card whose outputs differ from the majority's is
 named with the images and the largest distance in ulps.
+
+Distances are counted two ways. ``max_ulp`` is the distance at the output's scale: per image
+row, ``max|a - b|`` over the row in units of the ulp of that row's largest magnitude
+(:func:`max_ulp`), so a 1-ulp error in a convolution that reaches a logit near zero reads as
+about 1, not as the millions of raw ulps between two tiny floats. ``max_ulp_raw`` is the raw
+count (:func:`raw_ulp`): how many representable floats lie between the two most distant
+elements, which is what a bitwise check sees; it is huge near zero and is kept so that a reader
+can see both.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -75,11 +84,17 @@ def policy_for(
     return Policy(TOLERANCE, f"{device_type}: no documented promise of run-to-run bitwise results")
 
 
-def max_ulp(a: np.ndarray, b: np.ndarray) -> int:
-    """The largest distance in units in the last place between two float arrays of one dtype
-    (bf16 outputs are kept as float32 and counted in float32 ulps)."""
+def _same_arrays(a: np.ndarray, b: np.ndarray) -> None:
     if a.shape != b.shape or a.dtype != b.dtype:
         raise ValueError(f"cannot count ulps between {a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
+
+
+def raw_ulp(a: np.ndarray, b: np.ndarray) -> int:
+    """The largest raw distance in units in the last place between two float arrays of one dtype:
+    how many representable floats lie between the two most distant elements (across zero too).
+    Near zero floats are dense, so a tiny absolute change counts as a huge number of these
+    (bf16 outputs are kept as float32 and counted in float32 ulps)."""
+    _same_arrays(a, b)
     bits = {2: np.int16, 4: np.int32, 8: np.int64}[a.dtype.itemsize]
     mask = np.int64(np.iinfo(bits).max)
 
@@ -90,8 +105,44 @@ def max_ulp(a: np.ndarray, b: np.ndarray) -> int:
     return int(np.abs(ordered(a) - ordered(b)).max()) if a.size else 0
 
 
+def max_ulp(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest distance between two float arrays of one dtype in ulps at the output's scale.
+
+    Per image row (the first axis of a 2-D or larger array; a 1-D array is one image's logits):
+    ``max|a - b|`` over the row divided by ``numpy.spacing(m)``, where ``m`` is the largest finite
+    magnitude in either row. ``numpy.spacing(x)`` is "the distance between x and the nearest
+    adjacent number", ``|x|``'s ulp (``spacing(1.0) == finfo.eps``; positive for positive ``x``),
+    so this is how many units of the last place of the row's largest logit the two rows are
+    apart. Per row, not per array: the images of a batch have logits of their own scale, and a
+    row of small logits is not judged by another image's large ones. The larger magnitude of
+    either row, not only the reference's: the count is symmetric, and a row of zeros against a
+    changed row still has a scale. A 1-ulp change of the largest logit is 1.0; the same absolute
+    change of a logit near zero is also about 1 (its :func:`raw_ulp` may be a million). A row
+    where a non-finite element differs is infinitely far (``inf``). bf16 outputs are kept as
+    float32 and counted in float32 ulps."""
+    _same_arrays(a, b)
+    if not a.size:
+        return 0.0
+    rows_a = a.reshape(a.shape[0], -1) if a.ndim >= 2 else a.reshape(1, -1)
+    rows_b = b.reshape(rows_a.shape)
+    finite = np.isfinite(rows_a) & np.isfinite(rows_b)
+    nonfinite_differs = ~finite & ~((rows_a == rows_b) | (np.isnan(rows_a) & np.isnan(rows_b)))
+    if nonfinite_differs.any():
+        return math.inf
+    magnitude = np.where(finite, np.maximum(np.abs(rows_a), np.abs(rows_b)), 0).max(axis=1)
+    unit = np.spacing(magnitude.astype(a.dtype)).astype(np.float64)
+    wide_a, wide_b = rows_a.astype(np.float64), rows_b.astype(np.float64)
+    distance = np.where(finite, np.abs(wide_a - wide_b), 0.0).max(axis=1)
+    return float((distance / unit).max())
+
+
 def max_abs(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).max()) if a.size else 0.0
+
+
+def ulps(scaled: float, raw: int | None) -> str:
+    """How far apart, as the failure lines print it: ``1 ulp at scale (1043456 raw)``."""
+    return f"{scaled:.3g} ulp at scale" + ("" if raw is None else f" ({raw} raw)")
 
 
 @dataclass(frozen=True)
@@ -104,9 +155,11 @@ class RunToRun:
     outputs: int
     distinct: int
     max_abs: float
-    max_ulp: int
+    #: ulps at the output's scale (:func:`max_ulp`); ``max_ulp_raw``: the raw count (:func:`raw_ulp`)
+    max_ulp: float
     #: 0-based call (warm-up calls first) of the first output that differs from the first one
     first_mismatch: int | None
+    max_ulp_raw: int | None = None
 
     @property
     def passed(self) -> bool:
@@ -118,8 +171,8 @@ class RunToRun:
         how = "FAIL" if not self.passed else "note"
         return (
             f"run-to-run {how} {name}: {self.distinct} distinct outputs in {self.outputs} runs (first differs at run "
-            f"{self.first_mismatch}), max abs {self.max_abs:.3e}, max {self.max_ulp} ulp; policy {self.policy}: "
-            f"{self.reason}"
+            f"{self.first_mismatch}), max abs {self.max_abs:.3e}, max {ulps(self.max_ulp, self.max_ulp_raw)}; "
+            f"policy {self.policy}: {self.reason}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -140,8 +193,9 @@ def run_to_run(timing: Timing, policy: Policy) -> RunToRun | None:
         len(digests),
         len(set(digests)),
         max((max_abs(first, o) for o in others), default=0.0) if first is not None else 0.0,
-        max((max_ulp(first, o) for o in others), default=0) if first is not None else 0,
+        max((max_ulp(first, o) for o in others), default=0.0) if first is not None else 0.0,
         mismatch,
+        max((raw_ulp(first, o) for o in others), default=0) if first is not None else 0,
     )
 
 
@@ -151,9 +205,12 @@ class Outlier:
 
     card: str
     images: tuple[str, ...]
-    #: None where the outputs were not at hand (``report merge``: a report carries digests only)
-    max_ulp: int | None
+    #: ulps at the output's scale (:func:`max_ulp`); None where the outputs were not at hand
+    #: (``report merge``: a report carries digests only)
+    max_ulp: float | None
     max_abs: float | None
+    #: the raw count (:func:`raw_ulp`), None as ``max_ulp``
+    max_ulp_raw: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "images": list(self.images)}
@@ -182,7 +239,7 @@ class CardToCard:
             + (
                 "(digests only: ulps not measured)"
                 if o.max_ulp is None or o.max_abs is None
-                else f"(max {o.max_ulp} ulp, max abs {o.max_abs:.3e})"
+                else f"(max {ulps(o.max_ulp, o.max_ulp_raw)}, max abs {o.max_abs:.3e})"
             )
             for o in self.outliers
         ]
@@ -214,7 +271,8 @@ def card_to_card(
     cards = tuple(digests)
     images = sorted({image for per in digests.values() for image in per})
     wrong: dict[str, list[str]] = {}
-    ulps: dict[str, int] = {}
+    scaled: dict[str, float] = {}
+    raw: dict[str, int] = {}
     absolute: dict[str, float] = {}
     no_majority = []
     for image in images:
@@ -234,9 +292,12 @@ def card_to_card(
             wrong.setdefault(card, []).append(image)
             for d in odd:
                 if base is not None and d in outputs:
-                    ulps[card] = max(ulps.get(card, 0), max_ulp(base, outputs[d]))
+                    scaled[card] = max(scaled.get(card, 0.0), max_ulp(base, outputs[d]))
+                    raw[card] = max(raw.get(card, 0), raw_ulp(base, outputs[d]))
                     absolute[card] = max(absolute.get(card, 0.0), max_abs(base, outputs[d]))
-    outliers = tuple(Outlier(c, tuple(wrong[c]), ulps.get(c), absolute.get(c)) for c in cards if c in wrong)
+    outliers = tuple(
+        Outlier(c, tuple(wrong[c]), scaled.get(c), absolute.get(c), raw.get(c)) for c in cards if c in wrong
+    )
     return CardToCard(group, cards, outliers, tuple(no_majority))
 
 

@@ -29,6 +29,7 @@ from resnet34_npu.dataset.agreement import summary_lines
 from resnet34_npu.history import gate, store
 from resnet34_npu.history.from_report import record_of_report
 from resnet34_npu.history.record import write_record
+from resnet34_npu.judge.consistency import ulps
 from resnet34_npu.model.weights import weights_digest
 from resnet34_npu.reports.html import write_html
 from resnet34_npu.reports.report import SUMMARY_HEADER, summary_rows
@@ -417,7 +418,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             word = "note" if repeat["passed"] else "FAIL"
             terminalreporter.write_line(
                 f"resnet34-npu: run-to-run {word} {plain(name)}: {repeat['distinct']} distinct outputs in "
-                f"{repeat['outputs']} runs, max {repeat['max_ulp']} ulp "
+                f"{repeat['outputs']} runs, max {ulps(repeat['max_ulp'], repeat.get('max_ulp_raw'))} "
                 f"({repeat['policy']}: {plain(repeat['reason'])})",
                 red=not repeat["passed"],
             )

@@ -14,6 +14,7 @@ from resnet34_npu.judge.consistency import (
     card_to_card,
     max_ulp,
     policy_for,
+    raw_ulp,
     run_to_run,
 )
 from resnet34_npu.targets.timing import OutputLog, Timing, digest
@@ -41,7 +42,7 @@ def test_identical_outputs_pass_and_a_one_ulp_difference_fails_bitwise():
     assert same is not None and same.passed and same.distinct == 1 and same.outputs == 3
     off = run_to_run(timing_of(BASE, BASE, bumped(BASE, 7), BASE), EXACT)
     assert off is not None and not off.passed
-    assert (off.distinct, off.max_ulp, off.first_mismatch) == (2, 1, 2)
+    assert (off.distinct, off.max_ulp, off.max_ulp_raw, off.first_mismatch) == (2, 1.0, 1, 2)
     assert off.max_abs == pytest.approx(abs(float(np.spacing(BASE[7]))), rel=1e-6)
     assert "2 distinct outputs in 4 runs" in off.line("npu:5") and "FAIL" in off.line("npu:5")
 
@@ -51,15 +52,39 @@ def test_tolerance_policy_reports_the_difference_without_failing():
     assert off is not None and off.passed and off.distinct == 2 and "no promise" in off.line("x")
 
 
-def test_ulps_count_across_zero_and_refuse_mismatched_arrays():
+def test_raw_ulps_count_across_zero_and_refuse_mismatched_arrays():
     a = np.array([np.float32(-0.0), 1.0], dtype=np.float32)
     b = np.array([np.nextafter(np.float32(0), np.float32(1)), 1.0], dtype=np.float32)
-    assert max_ulp(a, b) == 1
+    assert raw_ulp(a, b) == 1
     c = np.array([-np.nextafter(np.float32(0), np.float32(1)), 1.0], dtype=np.float32)
-    assert max_ulp(c, b) == 2
-    assert max_ulp(BASE, bumped(BASE, 3, 5)) == 5
-    with pytest.raises(ValueError, match="cannot count ulps"):
-        max_ulp(BASE, BASE.astype(np.float16))
+    assert raw_ulp(c, b) == 2
+    assert raw_ulp(BASE, bumped(BASE, 3, 5)) == 5
+    for count in (raw_ulp, max_ulp):
+        with pytest.raises(ValueError, match="cannot count ulps"):
+            count(BASE, BASE.astype(np.float16))
+
+
+def test_a_logit_near_zero_one_ulp_off_at_the_outputs_scale_is_about_one_scaled_and_huge_raw():
+    logits = np.array([2.5, -1.25, 3.0e-7, 0.75], dtype=np.float32)
+    unit = np.spacing(np.float32(2.5))  # the ulp of the largest logit
+    off = logits.copy()
+    off[2] = np.float32(3.0e-7) + unit  # the near-zero logit moved by one ulp of the output's scale
+    assert max_ulp(logits, off) == pytest.approx(1.0, rel=1e-3)
+    assert raw_ulp(logits, off) > 10**6  # the raw count: all the floats between 3e-7 and 3e-7 + 2**-22
+    assert max_ulp(off, logits) == max_ulp(logits, off)  # symmetric
+    assert max_ulp(logits, logits.copy()) == 0.0 and raw_ulp(logits, logits.copy()) == 0
+
+
+def test_a_real_change_of_many_ulps_still_counts_many_and_rows_have_their_own_scale():
+    assert max_ulp(BASE, bumped(BASE, 3, 5)) == 5.0
+    far = BASE.copy()
+    far[500] += np.float32(1e-3)  # ~4200 ulps of 3.0
+    assert 4000 < max_ulp(BASE, far) < 4400
+    batch = np.stack([BASE, BASE / np.float32(1024)])  # row 2: logits 1024 times smaller
+    small = batch.copy()
+    small[1, 10] = np.nextafter(small[1, 10], np.float32(np.inf))  # 1 ulp of row 2's own scale
+    assert max_ulp(batch, small) == pytest.approx(1.0, abs=0.01)  # not 1/1024: each image its own scale
+    assert max_ulp(BASE, np.where(np.arange(1000) == 4, np.float32(np.nan), BASE)) == float("inf")
 
 
 def test_policies_name_their_reason():
@@ -90,8 +115,9 @@ def test_the_card_off_the_majority_is_named_with_images_and_ulps():
     cards["npu:6"] = {"a.jpg": wrong, "b.jpg": wrong}
     result = card_to_card("Ascend910B3 fp32", cards, outputs)
     assert not result.passed
-    named = {o.card: (o.images, o.max_ulp) for o in result.outliers}
-    assert named == {"npu:5": (("a.jpg",), 3), "npu:6": (("a.jpg", "b.jpg"), 1)}
+    named = {o.card: (o.images, o.max_ulp, o.max_ulp_raw) for o in result.outliers}
+    assert named == {"npu:5": (("a.jpg",), 3.0, 3), "npu:6": (("a.jpg", "b.jpg"), 1.0, 1)}
+    assert any("npu:5 differs" in line and "(max 3 ulp at scale (3 raw)" in line for line in result.lines())
     assert any("npu:6 differs from the majority of 8 cards on a.jpg, b.jpg" in line for line in result.lines())
     healthy = card_to_card("g", {f"npu:{k}": {"a.jpg": good} for k in range(3)}, outputs)
     assert healthy.passed and healthy.lines() == ["card-to-card g: 3 cards bit-identical"]

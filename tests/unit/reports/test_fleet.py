@@ -1,4 +1,4 @@
-"""Fleet reports (resnet34_npu/fleet.py, ``report merge``): reports of many hosts generated as
+"""Fleet reports (resnet34_npu/reports/fleet/, ``report merge``): reports of many hosts generated as
 documents of the report schema, no forward pass. Each check is shown to fire on a wrong input
 (a failing or slow card, a bad file) and to stay quiet on a right one."""
 
@@ -16,6 +16,7 @@ from resnet34_npu.core import schemas
 from resnet34_npu.core.documents import dumps
 from resnet34_npu.core.files import write_json_atomic
 from resnet34_npu.reports import fleet
+from resnet34_npu.reports.fleet import read as fleet_read
 from resnet34_npu.reports.report import SCHEMA_VERSION, build_report, unfinished_report
 
 ROW_KEYS = {
@@ -387,7 +388,7 @@ def test_skip_invalid_with_nothing_valid_is_still_bad_input(tmp_path, capsys):
 
 def test_a_size_cap_and_missing_paths(tmp_path, capsys, monkeypatch):
     path = small_fleet(tmp_path, hosts=1)[0]
-    monkeypatch.setattr(fleet, "MAX_REPORT_BYTES", 100)
+    monkeypatch.setattr(fleet_read, "MAX_REPORT_BYTES", 100)  # the cap read_text reads
     code, _, err = merge_cli(capsys, str(path), "-o", str(tmp_path / "f.json"))
     assert code == 2 and "is larger than" in err
     for argv, words in [
