@@ -153,6 +153,15 @@ def add_dataset_options(parser: argparse.ArgumentParser, *, compare: bool) -> No
         "--resume", action="store_true", help="continue an interrupted run from its results folder, nothing twice"
     )
     group.add_argument(
+        "--cross-check",
+        default=None,
+        type=non_negative,
+        metavar="N",
+        help="under torchrun, every rank also computes the dataset's first N images and rank 0 compares their "
+        "outputs bit for bit across the cards, naming a card that differs from the majority (N extra forward "
+        "passes a rank; default: 4 with several ranks, 0 with one)",
+    )
+    group.add_argument(
         "--rank-timeout",
         default=600.0,
         type=seconds,

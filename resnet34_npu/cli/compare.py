@@ -179,6 +179,8 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
     for option in ("reference_file", "resume", "results", "labels", "strict_images"):
         if getattr(args, option):
             raise InputError(f"--{option.replace('_', '-')} needs --dataset DIR")
+    if getattr(args, "cross_check", None) is not None:
+        raise InputError("--cross-check needs --dataset DIR")
     images = find_images(args.image) if args.image else [IMAGES_DIR / name for name in PHOTOS]
     for image in images:
         load_image(image)  # every bad image is refused before any model work
@@ -309,7 +311,7 @@ def _write_report(output: Path | str, report: dict, report_fd: int | None) -> No
 def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: int | None) -> int:
     import torch
 
-    from resnet34_npu.dataset import agreement, distributed, reference_file
+    from resnet34_npu.dataset import agreement, crosscheck, distributed, reference_file
     from resnet34_npu.dataset import sources as dataset
 
     world = distributed.World.from_env()
@@ -358,6 +360,7 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
             args.fp64_truth,
             args.strict_images,
             args.resume,
+            cross_check=crosscheck.default_count(world.size) if args.cross_check is None else args.cross_check,
         )
         for spec in specs
     ]
@@ -427,6 +430,11 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
     _write_report(output, report, report_fd)
     _add_history(args, report)
     failed = [plain(name) for name, summary in summaries if summary["verdict"] == Status.FAIL]
+    failed += [
+        f"{plain(o['card'])} (cross-check)"
+        for _, summary in summaries
+        for o in (summary.get("cross_check") or {}).get("outliers", ())
+    ]
     where = "standard output" if output == STDOUT else plain(output)
     print(
         f"verdict: {str(report['verdict']).upper()}"

@@ -43,6 +43,8 @@ class _Wrapped(torch.nn.Module):
             raise RuntimeError("device error on this card (injected, rank 1)")
         elif os.environ.get("RANK") == "1" and self.what == "hang":
             time.sleep(3600)  # a card that never answers
+        elif os.environ.get("RANK") == "1" and self.what == "exit3":
+            os._exit(3)  # the rank ends as the CLI's crash exit does (3), not a verdict
         return out
 
 
@@ -64,3 +66,7 @@ def hanging_on_rank1(model: torch.nn.Module) -> torch.nn.Module:
 
 def raising_on_second_batch(model: torch.nn.Module) -> torch.nn.Module:
     return _Wrapped(model, "second")
+
+
+def exiting_3_on_rank1(model: torch.nn.Module) -> torch.nn.Module:
+    return _Wrapped(model, "exit3")

@@ -70,6 +70,28 @@ def torchrun(n: int, *args: str, env: dict[str, str] | None = None, timeout: int
     return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=timeout, env=environment)
 
 
+def rank_exits(done: subprocess.CompletedProcess) -> tuple[int | None, dict[int, int]]:
+    """The ranks torchrun's error summary names: the first observed failure's rank and every named
+    rank's exit code (torchrun itself exits 1 whatever its ranks' codes were)."""
+    import re
+
+    pattern = re.compile(r"rank\s*:\s*(\d+) \(local_rank: \d+\)\s*\n\s*exitcode\s*:\s*(-?\d+)")
+    codes = {int(rank): int(code) for rank, code in pattern.findall(done.stderr)}
+    _, _, root = done.stderr.partition("Root Cause (first observed failure):")
+    first = pattern.search(root)
+    return (int(first.group(1)) if first else None), codes
+
+
+def assert_failed_not_crashed(done: subprocess.CompletedProcess) -> None:
+    """The run failed as a verdict: the first rank torchrun saw fail exited with the suite's
+    failure exit (1), and no rank with the crash exit (3) or a usage error (2); the other ranks
+    that torchrun names were stopped by it (a signal, or 143 for SIGTERM) or failed too (1)."""
+    first, codes = rank_exits(done)
+    assert done.returncode != 0 and first is not None, done.stderr[-3000:]
+    assert codes[first] == 1, f"rank {first} exited {codes[first]}, not 1 (the suite's failure exit)"
+    assert all(code == 1 or code < 0 or code == 128 + signal.SIGTERM for code in codes.values()), codes
+
+
 def records(folder: Path) -> dict[str, dict]:
     """Every image record of a results folder, by path, without the card that computed it."""
     out = {}
@@ -250,13 +272,37 @@ def test_a_failing_or_hung_rank_fails_the_run_and_never_hangs(data, ref, tmp_pat
         str(report),
         timeout=300,
     )
-    assert done.returncode != 0
+    assert_failed_not_crashed(done)  # torchrun exits 1 whatever the ranks did: each rank's code checked
     assert time.monotonic() - started < 200
     assert "rank 1" in done.stdout and expected in done.stdout, done.stdout + done.stderr[-2000:]
     document = json.loads(report.read_text())
     assert document["verdict"] == "fail"
     cards = document["targets"][0]["dataset"]["cards"]
     assert cards[1]["verdict"] == "fail" and expected in cards[1]["error"] and cards[0]["verdict"] == "pass"
+
+
+def test_the_exit_check_rejects_a_rank_that_crashed_with_3(data, ref, tmp_path):
+    """What the check above would say of a rank that ended with the crash exit: it fails."""
+    done = torchrun(
+        2,
+        "compare",
+        "--dataset",
+        str(data),
+        "--reference-file",
+        str(ref),
+        "--target",
+        f"{TARGETS}:exiting_3_on_rank1",
+        "--rank-timeout",
+        "20",
+        "-o",
+        str(tmp_path / "r.json"),
+        timeout=300,
+    )
+    assert done.returncode != 0  # torchrun's own code says nothing of the rank's
+    first, codes = rank_exits(done)
+    assert first == 1 and codes[1] == 3, done.stderr[-3000:]
+    with pytest.raises(AssertionError, match="exited 3, not 1"):
+        assert_failed_not_crashed(done)
 
 
 def test_emulated_ascend_host_eight_cards(data, ref, tmp_path):
@@ -281,6 +327,45 @@ def test_emulated_ascend_host_eight_cards(data, ref, tmp_path):
     assert [c["card"] for c in summary["cards"]] == [f"npu:{i}" for i in range(8)]
     assert sum(c["images"] for c in summary["cards"]) == IMAGES + 2 and summary["compared"] == IMAGES
     assert summary["verdict"] == "pass" and summary["rel_l2"]["max"] > 0  # HF32 convolutions: not bit-equal to the CPU
+    cross = summary["cross_check"]  # the default under torchrun: the first 4 images on every card
+    assert cross["requested"] == 4 and cross["images"] == [f"img{k:03d}.jpg" for k in range(4)]
+    assert cross["passed"] and cross["outliers"] == [] and cross["cards"] == [f"npu:{i}" for i in range(8)]
+    assert "cross-check: 4 shared images on 8 cards, bit-identical" in done.stdout
+
+
+def test_emulated_card_one_ulp_off_is_named_by_the_cross_check(data, ref, tmp_path):
+    """Card 5's conv1 is 1 ulp off: within every tolerance, so only the cross-check sees it."""
+    report = tmp_path / "r.json"
+    done = torchrun(
+        8,
+        "compare",
+        "--dataset",
+        str(data),
+        "--reference-file",
+        str(ref),
+        "--target",
+        "npu",
+        "--workers",
+        "0",
+        "--cross-check",
+        "2",
+        "-o",
+        str(report),
+        env={"R34_EMULATE_ASCEND": "Ascend910B3:8", "R34_EMULATED_FAULTS": "5:ulp"},
+    )
+    assert_failed_not_crashed(done)
+    document = json.loads(report.read_text())
+    schemas.validate(document, "compare-report", source=report)  # cross_check and card_outlier included
+    summary = document["targets"][0]["dataset"]
+    assert summary["statuses"].get("fail", 0) == 0  # every image passes the profile against the CPU
+    cross = summary["cross_check"]
+    assert cross["requested"] == 2 and not cross["passed"]
+    assert [o["card"] for o in cross["outliers"]] == ["npu:5"]
+    outlier = cross["outliers"][0]
+    assert outlier["images"] == ["img000.jpg", "img001.jpg"] and outlier["max_ulp"] and outlier["max_ulp"] > 0
+    assert summary["verdict"] == "fail" and [c["card"] for c in summary["cards"] if c["verdict"] == "fail"] == ["npu:5"]
+    assert "npu:5 differs from the majority of 8 cards on img000.jpg, img001.jpg" in done.stdout
+    assert "npu:5 (cross-check)" in done.stdout
 
 
 def test_pytest_dataset_option_adds_one_test_per_target(data, ref, tmp_path):
