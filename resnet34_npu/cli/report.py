@@ -11,7 +11,6 @@ from resnet34_npu.cli import args as shared
 from resnet34_npu.cli import history
 from resnet34_npu.core.errors import InputError, one_line, plain, show
 from resnet34_npu.core.files import STDOUT, check_writable, write_json_atomic
-from resnet34_npu.judge.criteria import Status
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = shared.EXIT_OK, shared.EXIT_FAIL, shared.EXIT_USAGE
 
@@ -54,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def merge(args: argparse.Namespace) -> int:
+    from resnet34_npu.judge.criteria import Status
     from resnet34_npu.reports import fleet
 
     if args.output != STDOUT and any(

@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from resnet34_npu.history.record import Record, TargetResult, digest_of, environment, make_record
+from resnet34_npu.history.record import Record, Scalar, TargetResult, digest_of, environment, make_record
 
 #: per-image figure of a report -> the record's name (worst over images: highest, cosine lowest)
 FIGURES = {"rel_l2_error": "rel_l2", "max_abs_error": "max_abs", "cosine_similarity": "cosine"}
@@ -83,19 +83,28 @@ def _image_digest(image: Any) -> str:
     return path.name
 
 
-def record_of_report(document: dict[str, Any], *, source: str) -> Record:
-    """The record of a finished report (targets that ran nothing are left out)."""
+def run_methodology(profile: Any, weights: Any, images: list[Any]) -> dict[str, Scalar]:
+    """A run's methodology (its series key with each target's ``warmup``, ``iterations`` and
+    ``clock``): the profile, the weights' digest and a digest of the images' bytes. One function for
+    ``compare``, pytest and the suite's pytest-benchmark benchmarks, so their series join."""
+    digest = hashlib.sha256("\n".join(sorted(_image_digest(i) for i in images)).encode()).hexdigest()[:12]
+    return {"profile": profile, "weights": weights, "images": digest}
+
+
+def record_of_report(
+    document: dict[str, Any], *, source: str, labels: dict[str, str] | list[tuple[str, str]] | None = None
+) -> Record:
+    """The record of a finished report (targets that ran nothing are left out); ``labels``: the
+    user's ``KEY=VALUE`` labels (``compare --label``, ``pytest --r34-label``)."""
     images = document.get("images")
     if isinstance(document.get("dataset"), dict):  # compare --dataset: the dataset's description
         images = [digest_of(document["dataset"])]
     if not isinstance(images, list):
         images = sorted({c.get("image", "") for t in document.get("targets", []) for c in t.get("images") or []})
     weights = document.get("weights") or {}
-    methodology = {
-        "profile": document.get("profile"),
-        "weights": weights.get("tensor_sha256") or weights.get("sha256") or weights.get("spec"),
-        "images": hashlib.sha256("\n".join(sorted(_image_digest(i) for i in images)).encode()).hexdigest()[:12],
-    }
+    methodology = run_methodology(
+        document.get("profile"), weights.get("tensor_sha256") or weights.get("sha256") or weights.get("spec"), images
+    )
     targets = [r for r in (_target(t) for t in document.get("targets", []) if isinstance(t, dict)) if r is not None]
     return make_record(
         targets,
@@ -103,4 +112,5 @@ def record_of_report(document: dict[str, Any], *, source: str) -> Record:
         methodology=methodology,
         env={**environment(), **_environment(document.get("machine") or {})},
         created=document.get("created"),
+        labels=labels,
     )

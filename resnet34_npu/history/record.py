@@ -9,6 +9,7 @@ import hashlib
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -93,9 +94,83 @@ def digest_of(value: Any) -> str:
     return hashlib.sha256(dumps(value).encode("utf-8")).hexdigest()[:12]
 
 
-def environment() -> dict[str, str]:
-    """This host's software stack: what a release can change. Fields that cannot be read are left out."""
+#: a label's key in the environment: ``label:release`` (shown as ``release=2026.11 -> 2026.12``)
+LABEL_PREFIX = "label:"
+#: the longest label key or value
+MAX_LABEL = 200
+#: environment variables that change results or speed, recorded by name (msprobe's config_check
+#: compares these between two runs): prefixes, and whole names
+VARIABLE_PREFIXES = (
+    "ASCEND_",
+    "HCCL_",
+    "ACL_",
+    "NPU_",
+    "TORCH_NPU_",
+    "OMP_",
+    "MKL_",
+    "KMP_",
+    "OPENBLAS_",
+    "ONEDNN_",
+    "DNNL_",
+    "ATEN_",
+    "CUBLAS_",
+    "CUDNN_",
+    "NCCL_",
+    "PYTORCH_",
+    "TORCH_",
+    "ORT_",
+)
+VARIABLES = (
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_LAUNCH_BLOCKING",
+    "TASK_QUEUE_ENABLE",
+    "CLOSE_MATMUL_K_SHIFT",
+    "INF_NAN_MODE_ENABLE",
+)
+
+
+#: variables the suite sets itself (a failed torch_npu import leaves TORCH_DEVICE_BACKEND_AUTOLOAD=0)
+IGNORED_VARIABLES = ("TORCH_DEVICE_BACKEND_AUTOLOAD",)
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` (``release=2026.12``): a key of letters, digits and ``._-``, a value of printable
+    text, each at most :data:`MAX_LABEL` characters; anything else is an :class:`InputError`."""
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InputError(f"label {text[:80]!r}: expected KEY=VALUE, e.g. release=2026.12")
+    if len(key) > MAX_LABEL or len(value) > MAX_LABEL:
+        raise InputError(f"label {text[:80]!r}...: longer than {MAX_LABEL} characters (key or value)")
+    if not all(c.isalnum() or c in "._-" for c in key):
+        raise InputError(f"label {text[:80]!r}: the key may hold letters, digits, '.', '_' and '-' only")
+    if not value.isprintable():
+        raise InputError(f"label {text[:80]!r}: the value holds a control character")
+    return key, value
+
+
+def label_fields(labels: dict[str, str] | list[tuple[str, str]] | None) -> dict[str, str]:
+    """The environment fields of ``labels``: ``{"label:release": "2026.12"}``."""
+    items = labels.items() if isinstance(labels, dict) else (labels or [])
+    return {f"{LABEL_PREFIX}{key}": value for key, value in items}
+
+
+def variables() -> dict[str, str]:
+    """The environment variables that change results or speed (:data:`VARIABLE_PREFIXES`,
+    :data:`VARIABLES`) set in this process, each cut to :data:`MAX_LABEL` characters."""
+    return {
+        name: value[:MAX_LABEL]
+        for name, value in sorted(os.environ.items())
+        if (name in VARIABLES or name.startswith(VARIABLE_PREFIXES)) and name not in IGNORED_VARIABLES
+    }
+
+
+def environment(labels: dict[str, str] | list[tuple[str, str]] | None = None) -> dict[str, str]:
+    """This host's software stack, thread counts, the variables that change results and the
+    user's ``labels``: what a release or a setting can change. Fields that cannot be read are left out."""
     env: dict[str, str] = {"host": platform.node(), "python": platform.python_version(), "cpu": _cpu_name()}
+    env.update(variables())
+    env.update(label_fields(labels))
     from importlib import metadata
 
     for dist, label in (
@@ -113,6 +188,11 @@ def environment() -> dict[str, str]:
     try:
         import torch
 
+        env["torch threads"] = str(torch.get_num_threads())
+        env["torch interop threads"] = str(torch.get_num_interop_threads())
+        npu = sys.modules.get("torch_npu")
+        if npu is not None:
+            env["emulated"] = "yes" if getattr(npu, "EMULATED", False) else "no"
         if torch.version.cuda:
             env["CUDA"] = str(torch.version.cuda)
             if torch.backends.cudnn.is_available():
@@ -212,12 +292,13 @@ def make_record(
     methodology: dict[str, Scalar],
     env: dict[str, str] | None = None,
     created: str | None = None,
+    labels: dict[str, str] | list[tuple[str, str]] | None = None,
 ) -> Record:
     return Record(
         run_id=new_run_id(),
         created=created or utc_now(),
         source=source,
-        environment=environment() if env is None else env,
+        environment={**(environment() if env is None else env), **label_fields(labels)},
         methodology=methodology,
         targets=tuple(targets),
     )

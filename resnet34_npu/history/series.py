@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from resnet34_npu.history.record import Record, Scalar, TargetResult, digest_of
+from resnet34_npu.history.record import LABEL_PREFIX, Record, Scalar, TargetResult, digest_of
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,16 @@ class Series:
     def label(self) -> str:
         return f"{self.target} (batch {self.batch}) on {self.device}"
 
+    @property
+    def sources(self) -> list[str]:
+        """Where its runs came from (``compare``, ``pytest``, ``pytest-benchmark``), in order of first run."""
+        return list(dict.fromkeys(p.record.source for p in self.points))
+
+    @property
+    def title(self) -> str:
+        """The series in words: what tells it apart from another of the same target, batch and device."""
+        return f"from {', '.join(self.sources)}; {methodology_words(self.methodology)}"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
@@ -44,6 +54,20 @@ class Series:
             "methodology": dict(self.methodology),
             "runs": len(self.points),
         }
+
+
+#: methodology fields in words (the rest: ``name value``); digests shortened to 12 characters
+_WORDS = {"warmup": "{} warm-up run(s)", "iterations": "{} timed run(s)", "clock": "clock {}", "profile": "profile {}"}
+
+
+def methodology_words(methodology: dict[str, Scalar]) -> str:
+    """``3 warm-up run(s), 20 timed run(s), clock perf_counter, profile default, weights 0d7f6619f185, ...``."""
+    parts = []
+    for key in sorted(methodology, key=lambda k: (k not in _WORDS, list(_WORDS).index(k) if k in _WORDS else 0, k)):
+        value = methodology[key]
+        text = str(value)[:12] if isinstance(value, str) and len(str(value)) > 16 else str(value)
+        parts.append(_WORDS[key].format(text) if key in _WORDS else f"{key} {text}")
+    return ", ".join(parts) or "no methodology recorded"
 
 
 def methodology_of(record: Record, result: TargetResult) -> dict[str, Scalar]:
@@ -64,9 +88,13 @@ def build(records: tuple[Record, ...] | list[Record]) -> list[Series]:
 
 
 def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """``name old -> new`` for each field that differs (``-`` where absent): ``CANN 8.5.0 -> 8.5.1``."""
+    """``name old -> new`` for each field that differs (``-`` where absent): ``CANN 8.5.0 -> 8.5.1``;
+    a label as ``release=2026.11 -> 2026.12``, labels first (the user named them)."""
+    keys = sorted(set(before) | set(after), key=lambda k: (not k.startswith(LABEL_PREFIX), k))
     return [
-        f"{key} {before.get(key, '-')} -> {after.get(key, '-')}"
-        for key in sorted(set(before) | set(after))
+        f"{key[len(LABEL_PREFIX) :]}={before.get(key, '-')} -> {after.get(key, '-')}"
+        if key.startswith(LABEL_PREFIX)
+        else f"{key} {before.get(key, '-')} -> {after.get(key, '-')}"
+        for key in keys
         if before.get(key) != after.get(key)
     ]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from resnet34_npu.core.errors import InputError, show
+from resnet34_npu.core.refused import Refused
 from resnet34_npu.core.schemas import problem
 from resnet34_npu.history.record import FORMAT, SCHEMA_VERSION, Record, TargetResult
 
@@ -27,18 +28,8 @@ MAX_DIGITS = 40
 SCHEMA = "history-record"
 
 
-@dataclass(frozen=True)
-class Skipped:
-    """A file of the folder that is not read as a record, and why."""
-
-    name: str
-    reason: str
-
-    def line(self) -> str:
-        return f"history record {show(self.name)}: {self.reason}"
-
-    def to_dict(self) -> dict[str, str]:
-        return {"name": self.name, "reason": self.reason}
+#: what a skipped file of a history folder was read as (its :class:`Refused` line: ``history record NAME: why``)
+RECORD = "history record"
 
 
 @dataclass(frozen=True)
@@ -47,7 +38,7 @@ class History:
 
     folder: str
     records: tuple[Record, ...]
-    skipped: tuple[Skipped, ...]
+    skipped: tuple[Refused, ...]
 
 
 class BadRecord(ValueError):
@@ -159,7 +150,7 @@ def load(folder: str | Path, *, strict: bool = False) -> History:
         what = "does not exist" if not root.exists() else "is not a folder"
         raise InputError(f"history {show(root)}: {what}")
     records: list[Record] = []
-    skipped: list[Skipped] = []
+    skipped: list[Refused] = []
     try:
         names = sorted(e.name for e in os.scandir(root) if e.name.endswith(".json") and not e.name.startswith("."))
     except OSError as exc:
@@ -170,12 +161,12 @@ def load(folder: str | Path, *, strict: bool = False) -> History:
         except BadRecord as exc:
             if strict:
                 raise InputError(f"history record {show(root / name)}: {exc} (--strict)") from None
-            skipped.append(Skipped(name, str(exc)))
+            skipped.append(Refused(name, str(exc), RECORD))
         except OSError as exc:
             if strict:
                 raise InputError(
                     f"history record {show(root / name)}: cannot read it ({exc.strerror or exc})"
                 ) from None
-            skipped.append(Skipped(name, f"cannot read it ({exc.strerror or exc})"))
+            skipped.append(Refused(name, f"cannot read it ({exc.strerror or exc})", RECORD))
     records.sort(key=lambda r: (r.created, r.name))
     return History(str(root), tuple(records), tuple(skipped))

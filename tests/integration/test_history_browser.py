@@ -1,5 +1,5 @@
 """The history page in headless Chromium (as the report page, ``test_html_browser.py``): the
-page ``report history DIR -o page.html`` makes from the synthetic history renders its charts,
+page ``report history show DIR -o page.html`` makes from the synthetic history renders its charts,
 the steps and the environment labels, and logs nothing to the console; a hostile history runs
 nothing; the same checks fail on the page with a script added. Skipped where Chromium is absent."""
 
@@ -25,7 +25,7 @@ def make_page(tmp_path, records) -> str:
         record.write_record(folder, r)
     page = tmp_path / "page.html"
     done = subprocess.run(
-        [sys.executable, "-m", "resnet34_npu", "report", "history", str(folder), "-o", str(page)],
+        [sys.executable, "-m", "resnet34_npu", "report", "history", "show", str(folder), "-o", str(page)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -40,6 +40,7 @@ def test_the_history_page_renders_in_chromium(tmp_path):
     assert shot.console == [], shot.console
     assert shot.dom.count("<svg") == 3 and len(re.findall(r'class="step"', shot.dom)) == 3
     assert "CANN 8.5.0 -&gt; 8.5.1" in shot.dom
+    assert "2026-01-02 (run 1)" in shot.dom and "2026-03-02 (run 60)" in shot.dom  # dates under the x-axis
     shutil.copy(shot.screenshot, page.with_suffix(".png"))
 
 

@@ -16,6 +16,7 @@ from resnet34_npu.core.errors import InputError, show
 from resnet34_npu.judge.consistency import CardToCard, compare_groups
 from resnet34_npu.judge.criteria import Status
 from resnet34_npu.reports.fleet.model import (
+    REPORT,
     CardRow,
     Fleet,
     Group,
@@ -185,7 +186,7 @@ def merge(paths: Iterable[str | Path], *, skip_invalid: bool = False, exclude: s
         try:
             reports.append(read_report(path))
         except Invalid as exc:
-            refused.append(Refusal(str(path), str(exc)))
+            refused.append(Refusal(str(path), str(exc), REPORT))
     if refused and not skip_invalid:
         raise RefusedReports(refused)
     if not reports:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from resnet34_npu.core.errors import plain, show
+from resnet34_npu.core.refused import Refused
 from resnet34_npu.judge.consistency import CardToCard
 from resnet34_npu.judge.criteria import Status
 from resnet34_npu.reports.fleet.outliers import OUTLIER_MIN_CARDS, OUTLIER_MIN_EXCESS, OUTLIER_Z
@@ -33,18 +34,10 @@ _RANK = {
 _OUTLIER_RANK = 3
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A file left out of the merge, and why."""
-
-    path: str
-    reason: str
-
-    def line(self) -> str:
-        return f"report {show(self.path)}: {self.reason}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "reason": self.reason}
+#: a file left out of the merge, and why: the shared refused-file type (history's too)
+Refusal = Refused
+#: what a refused file of a merge was read as
+REPORT = "report"
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,12 @@ detector is shown not to find steps that are not there)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from resnet34_npu.history import analysis, changes, series, synthetic
+from resnet34_npu.core.errors import InputError
+from resnet34_npu.history import analysis, changes, record, series, synthetic
 from resnet34_npu.history.store import History
 
 
@@ -62,3 +65,48 @@ def test_environment_change_is_a_label_a_methodology_change_a_new_series():
     ]
     built = series.build(records[:5] + changed)
     assert [len(s.points) for s in built] == [5, 5]
+
+
+def test_a_bit_exact_figure_that_becomes_non_zero_is_a_step_named_with_its_run():
+    """rel L2 exactly 0 for 20 runs, non-zero from run 21 (CANN 8.5.0 -> 8.5.1): no log of 0, so
+    Pelt alone never saw it (the old ``v > 0`` filter dropped the zeros); a step of its own."""
+    records = synthetic.history(runs=30, seed=1, latency_step=None, drift=None, bit_exact_until=21)
+    (rel,) = [s for s in found(records) if s.measure == "rel_l2"]
+    assert rel.run == 21 and rel.run_id == records[20].run_id and rel.before == 0 and rel.after > 0
+    assert rel.from_zero and rel.to_dict()["change"] is None and rel.environment == ("CANN 8.5.0 -> 8.5.1",)
+    assert "from exactly 0" in rel.line() and records[20].run_id in rel.line()
+    assert changes.zero_steps([0.0] * 5 + [1e-7] * 2) == [5]
+    assert changes.zero_steps([0.0] * 2 + [1e-7] * 5) == []  # two zero runs: no established bit-exact state
+    assert changes.zero_steps([0.0] * 10) == [] and changes.zero_steps([1e-7] * 10) == []
+
+
+@pytest.mark.parametrize(
+    "text, why",
+    [
+        ("release", "expected KEY=VALUE"),
+        ("=2026.12", "expected KEY=VALUE"),
+        ("release=2026\x1b[2J", "control character"),
+        ("release=" + "x" * 201, "longer than 200"),
+        ("rel ease=1", "letters, digits"),
+    ],
+)
+def test_a_bad_label_is_one_clear_refusal(text, why):
+    with pytest.raises(InputError, match=why):
+        record.parse_label(text)
+
+
+def test_labels_thread_counts_and_variables_are_recorded_and_shown_at_a_step(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "0,1")
+    monkeypatch.setenv("UNRELATED_SECRET", "x")
+    env = record.environment([("release", "2026.12")])
+    assert env["OMP_NUM_THREADS"] == "1" and env["ASCEND_RT_VISIBLE_DEVICES"] == "0,1"
+    assert "UNRELATED_SECRET" not in env and int(env["torch threads"]) >= 1 and env["label:release"] == "2026.12"
+    records = synthetic.history(runs=40, seed=2, noise=0.01, latency_step=(21, 0.3), drift=None)
+    relabelled = []
+    for i, r in enumerate(records):
+        extra = {"label:release": "2026.11" if i < 20 else "2026.12", "OMP_NUM_THREADS": "4" if i < 20 else "1"}
+        relabelled.append(dataclasses.replace(r, environment={**r.environment, **extra}))
+    (step,) = [s for s in found(relabelled) if s.measure == "latency median (ms)"]
+    assert step.run == 21 and step.environment[0] == "release=2026.11 -> 2026.12"
+    assert "OMP_NUM_THREADS 4 -> 1" in step.environment

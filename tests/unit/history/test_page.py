@@ -47,3 +47,28 @@ def test_hostile_names_are_text():
     ]  # fmt: skip
     text = rendered(hostile)
     assert "<script" not in text and "<img" not in text and "&lt;script&gt;" in text
+
+
+def test_a_step_from_exactly_zero_is_marked_and_tabled():
+    records = synthetic.history(runs=30, seed=1, latency_step=None, drift=None, bit_exact_until=21)
+    text = rendered(records)
+    assert "from 0 at run 21" in text and f"from exactly 0 (run id {records[20].run_id})" in text
+
+
+def test_dates_on_the_x_axis_every_accuracy_figure_charted_or_said_why():
+    records = synthetic.history(runs=12, seed=1, latency_step=None, drift=None, bit_exact_until=99)
+    text = rendered(records)  # rel_l2 exactly 0 in every run: no log-scale chart, and the page says why
+    assert "2026-01-02 (run 1)" in text and "2026-01-13 (run 12)" in text
+    assert "rel_l2 (log scale) (exactly 0 in all 12 run(s) that have it (bit-exact)" in text
+    assert text.count("<figure>") == 3 and text.count("<svg") == 1
+
+
+def test_two_series_of_one_target_are_titled_by_what_tells_them_apart():
+    a = synthetic.history(runs=6, seed=1, latency_step=None, drift=None)
+    b = [
+        dataclasses.replace(r, source="pytest-benchmark", methodology={**r.methodology, "iterations": 20})
+        for r in synthetic.history(runs=6, seed=2, latency_step=None, drift=None)
+    ]
+    text = rendered([*a, *b])
+    assert "<h2>cpu/fp32/eager (batch 1) on synthetic host: from synthetic; 10 timed run(s)</h2>" in text
+    assert "<h2>cpu/fp32/eager (batch 1) on synthetic host: from pytest-benchmark; 20 timed run(s)</h2>" in text
