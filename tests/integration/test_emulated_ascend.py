@@ -6,7 +6,6 @@ registered process-wide when the stand-in torch_npu is imported): marked ``slow`
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet34_npu.targets.emulation import STANDIN
+from resnet34_npu.targets.emulation import wheel
 from tests.integration.test_broken_torch_npu import npu_site  # noqa: F401 - the real wheel, as a fixture
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,6 +50,9 @@ def test_eight_cards_are_probed_named_and_honour_visible_devices():
     assert rows[0]["precision"]["ACL_PRECISION_MODE"].startswith("must_keep_origin_dtype")
     two = json.loads(run("devices", "--json", env={"ASCEND_RT_VISIBLE_DEVICES": "1,3"}).stdout)
     assert [r["device"] for r in two if r["device"].startswith("npu")] == ["npu:0", "npu:1"]
+    assert all(r["emulated"] for r in rows) and rows[0]["precision"]["npu.overflow_mode"] == "INF_NAN"
+    banner = run("devices").stdout.splitlines()[0]
+    assert banner.startswith("EMULATED Ascend host") and f"torch_npu {wheel.MODELLED}" in banner
 
 
 def test_every_card_and_precision_is_compared_timed_and_judged(tmp_path):
@@ -149,42 +151,64 @@ def test_the_emulation_never_replaces_a_real_torch_npu(tmp_path):
     )
 
 
-def _definitions(root: Path) -> dict[str, list[str]]:
-    """Top-level functions and classes of ``root``'s modules: name -> parameter names
-    (a class: its ``__init__`` or ``__new__``, without self/cls)."""
-    found: dict[str, list[str]] = {}
-    for path in root.glob("*.py"):
-        for node in ast.parse(path.read_text(errors="replace")).body:
-            if isinstance(node, ast.FunctionDef):
-                found.setdefault(node.name, [a.arg for a in node.args.args])
-            elif isinstance(node, ast.ClassDef):
-                init = [n for n in node.body if isinstance(n, ast.FunctionDef) and n.name in ("__init__", "__new__")]
-                found.setdefault(node.name, [a.arg for a in init[0].args.args[1:]] if init else [])
-            elif isinstance(node, ast.Assign):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        found.setdefault(target.id, [])
-    return found
-
-
 @pytest.mark.npu_install
-def test_every_standin_name_exists_in_the_real_wheel_with_its_signature(npu_site):  # noqa: F811
-    real = _definitions(npu_site / "torch_npu" / "npu")
-    ours = _definitions(STANDIN / "torch_npu" / "npu")
-    public = ast.literal_eval(
-        next(
-            n.value
-            for n in ast.parse((STANDIN / "torch_npu" / "npu" / "__init__.py").read_text()).body
-            if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "__all__"
-        )
+def test_the_real_torch_npu_runs_over_the_emulated_native_layer(npu_site):  # noqa: F811
+    """Everything above torch_npu._C is Huawei's code from the wheel; every name the emulated
+    native layer provides is one the wheel's compiled modules define (their symbol strings)."""
+    probe = (
+        "import resnet34_npu, torch, torch_npu, json; "
+        "print(json.dumps([torch_npu.__file__, torch_npu.__version__, torch_npu.npu.__file__, "
+        "torch_npu._C.__file__ if hasattr(torch_npu._C, '__file__') else None, sorted(vars(torch_npu._C))]))"
     )
-    missing = [name for name in public if name not in real]
-    assert not missing, f"not in the real torch_npu.npu: {missing}"
-    for name in public:
-        if ours[name]:
-            assert ours[name] == real[name][: len(ours[name])], f"{name}: {ours[name]} vs the real {real[name]}"
-    # torch_npu._C is compiled: its Python sources call what the stand-in provides
-    assert "torch_npu._C._npu_getOption(" in (npu_site / "torch_npu" / "npu" / "npu_config.py").read_text()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8"}
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    package, version, npu_module, compiled, names = json.loads(done.stdout.strip().splitlines()[-1])
+    assert package.startswith(str(npu_site)) and npu_module.startswith(str(npu_site))
+    assert version == wheel.MODELLED and compiled is None  # the compiled module is not what was loaded
+    binary = b"".join(p.read_bytes() for p in (npu_site / "torch_npu").glob("_C.*.so"))
+    binary += (npu_site / "torch_npu" / "lib" / "libtorch_npu.so").read_bytes()
+    provided = [n for n in names if n.startswith("_") and not n.startswith("__")]
+    assert len(provided) > 60
+    unknown = [n for n in provided if n.encode() not in binary]
+    assert not unknown, f"the emulated torch_npu._C provides names the real one does not: {unknown}"
+
+
+def test_visible_devices_follow_torch_npus_own_parser():
+    """ASCEND_RT_VISIBLE_DEVICES as torch_npu reads it: ids must ascend ("3,1": no device at all)."""
+    got = {}
+    for value in ("3,1", "0,2,9", "5"):
+        done = run("devices", "--json", env={"ASCEND_RT_VISIBLE_DEVICES": value})
+        got[value] = [r["device"] for r in json.loads(done.stdout) if r["device"].startswith("npu") and r["available"]]
+    assert got == {"3,1": [], "0,2,9": ["npu:0", "npu:1"], "5": ["npu:0"]}
+
+
+@pytest.mark.parametrize(
+    "env, says",
+    [
+        ({"R34_EMULATE_ASCEND": "Ascend910C:8"}, "Unsupported soc version: 'Ascend910C'"),
+        ({"R34_EMULATE_ASCEND": "Ascend910B3:40"}, "the number of cards must be 1 to 16"),
+        ({"R34_EMULATED_FAULTS": "8:ulp"}, "card 8 is not there; this emulated host has cards 0-7"),
+        ({"R34_EMULATED_FAULTS": "3:wobble"}, "'3:wobble' is not a fault"),
+        ({"ASCEND_RT_VISIBLE_DEVICES": "0;1"}, "ASCEND_RT_VISIBLE_DEVICES='0;1'"),
+    ],
+)
+def test_a_wrong_emulated_host_is_one_line_and_exit_2(env, says, tmp_path):
+    done = run("devices", env=env)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and says in done.stderr
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["resnet34_npu.pytest_plugin"]\n')
+    (tmp_path / "test_x.py").write_text("def test_x():\n    pass\n")
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8", **env}
+    pytest_run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert pytest_run.returncode == 4 and says in pytest_run.stderr and "Traceback" not in pytest_run.stderr
 
 
 def test_minus_k_picks_one_card_and_the_npu_marker_selects_the_cards(tmp_path):
@@ -222,7 +246,65 @@ print(y.cpu().tolist(), y.device)
 
 def test_an_emulated_npu_graph_replays_on_the_captured_memory():
     """Capturing computes nothing (the output holds garbage, NaN here, until the first replay);
-    replay computes on whatever the static input holds now, as on a card."""
+    replay computes on whatever the static input holds now, as on a card; torch.npu.graph is the
+    real torch_npu's (it captures on its own side stream)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8"}
     done = subprocess.run([sys.executable, "-c", GRAPH_REPLAY], capture_output=True, text=True, env=env, timeout=300)
     assert done.stdout.splitlines() == ["[nan, nan, nan]", "[3.0, 5.0, 7.0] npu:2"], done.stderr[-2000:]
+
+
+def test_compare_and_pytest_give_every_target_the_same_verdict(tmp_path):
+    """One verdict through both doors: the same targets on the same emulated host, with a card
+    that fails against the CPU (npu:1) and one that only card-to-card sees (npu:3, 1 ulp off)."""
+    faults = {"R34_EMULATED_FAULTS": "1,3:ulp"}
+    targets = ["npu:0/fp32", "npu:1/fp32", "npu:2/fp32", "npu:3/fp32", "npu:2/fp16"]
+    done, doc = compare_cat(tmp_path, targets, faults)
+    assert done.returncode == 1, done.stdout[-3000:]
+    through_compare = {t["name"]: t["verdict"] for t in doc["targets"]}
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["resnet34_npu.pytest_plugin"]\n')
+    (tmp_path / "test_conformance.py").write_text((REPO / "tests/conformance/test_conformance.py").read_text())
+    env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8", **faults}
+    args = ["--r34-images=" + CAT, "--r34-iters=0", "-k", "test_verdict and batch1 or test_card_to_card"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args, *(f"--r34-target={t}" for t in targets)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=900,
+    )
+    assert done.returncode == 1, done.stdout[-3000:]
+    report = json.loads((tmp_path / "acceptance_report.json").read_text())
+    through_pytest = {t["name"]: t["verdict"] for t in report["targets"]}
+    assert through_compare == through_pytest
+    assert through_pytest == {
+        "npu:0/fp32": "pass",
+        "npu:1/fp32": "fail",
+        "npu:2/fp32": "pass",
+        "npu:3/fp32": "fail",
+        "npu:2/fp16": "pass",
+    }
+    assert (
+        "test_card_to_card[npu:3/fp32-cat.jpg] FAILED" in done.stdout
+        or "FAILED test_conformance.py::test_card_to_card[npu:3/fp32-cat.jpg]" in done.stdout
+    )
+
+
+OVERFLOW = """
+import resnet34_npu, torch, torch_npu
+x = torch.tensor([1e38, -1e38, float("nan")]).to("npu:0")
+print((x * 10).cpu().tolist(), torch_npu.npu.utils.is_support_inf_nan())
+"""
+
+
+@pytest.mark.parametrize(
+    "soc, out",
+    [
+        ("Ascend910B3", "[inf, -inf, nan] True"),  # INF_NAN mode (A2/A3)
+        ("Ascend910A", "[3.4028234663852886e+38, -3.4028234663852886e+38, 0.0] False"),  # saturation only
+    ],
+)
+def test_the_overflow_mode_follows_the_soc(soc, out):
+    env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": f"{soc}:1"}
+    done = subprocess.run([sys.executable, "-c", OVERFLOW], capture_output=True, text=True, env=env, timeout=300)
+    assert done.stdout.strip().splitlines()[-1] == out, done.stderr[-2000:]

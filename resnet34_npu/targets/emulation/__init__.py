@@ -1,15 +1,17 @@
 """An emulated Ascend host, for running the suite's NPU path where no NPU exists (CI).
 
-``activate()`` (or ``R34_EMULATE_ASCEND=SOC[:CARDS]`` in the environment of a process that
-imports :mod:`resnet34_npu`) puts a stand-in ``torch_npu`` package first on ``sys.path``.
-Importing it does what the real package does at import: it registers PyTorch's PrivateUse1
-backend under the name ``npu`` (``torch.utils.backend_registration``) and ``torch.npu`` as its
-device module. Tensors on ``npu:k`` are tensors of that device type whose data live in CPU
-tensors (``device.NPUTensor``); every operator reaches them through the dispatcher and runs on
-the CPU data. The suite then probes, places, synchronises, times and judges ``npu:k`` exactly as
-it would on a card. What the stand-in provides, and how faithful it is: ``standin/torch_npu``.
+``R34_EMULATE_ASCEND=SOC[:CARDS]`` in the environment of a process that imports
+:mod:`resnet34_npu` (or :func:`activate`) makes ``import torch_npu`` load the real torch_npu
+Python package (the torch-npu wheel of release ``wheel.MODELLED``, installed in a folder of its own
+by ``python -m resnet34_npu emulation fetch``) over an emulated native layer (``native``): only
+``torch_npu._C`` and what the compiled libraries and CANN do beneath it are emulated, each
+behaviour citing the source it follows. Tensors on ``npu:k`` hold their data in CPU tensors; every
+operator runs through the dispatcher on the CPU data, with the cube unit's precision, the overflow
+mode, a clock per card and faulty cards (``R34_EMULATED_FAULTS``, ``faults.py``) modelled per SoC.
 
-It refuses to start where a real torch_npu can be imported: an Ascend host is never emulated.
+It refuses to start where a torch_npu is importable from the environment: an Ascend host is
+never emulated. Values are checked before anything starts: an unknown SoC (torch_npu's own
+"Unsupported soc version"), a card count out of range, a fault naming a card that is not there.
 """
 
 from __future__ import annotations
@@ -17,40 +19,98 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from pathlib import Path
+from dataclasses import dataclass
 
 from resnet34_npu.core.errors import InputError
 
-STANDIN = Path(__file__).resolve().parent / "standin"
 ENV = "R34_EMULATE_ASCEND"
 DEFAULT_SOC = "Ascend910B3"
 DEFAULT_CARDS = 8
-
-
 OFF = ("", "0", "off", "false", "no")
+
+
+@dataclass(frozen=True)
+class Host:
+    """The emulated host in force: its SoC, its cards and the torch_npu release it runs."""
+
+    soc: str
+    cards: int
+    torch_npu: str
+    site: str
+
+    def to_dict(self) -> dict[str, object]:
+        return {"soc": self.soc, "cards": self.cards, "torch_npu": self.torch_npu, "site": self.site}
+
+
+_ACTIVE: Host | None = None
+_REFUSED: list[BaseException] = []
+
+
+def refuse(exc: BaseException) -> None:
+    """Keep why ``R34_EMULATE_ASCEND`` was refused, for the CLI (exit 2) and pytest (UsageError)."""
+    _REFUSED.append(exc)
+
+
+def refused() -> str | None:
+    """Why the emulated host asked for could not start, in one line, or None."""
+    return f"{_REFUSED[0]}" if _REFUSED else None
 
 
 def parse(text: str) -> tuple[str, int]:
     """``SOC[:CARDS]`` (``1`` alone means the defaults): the SoC name and the number of cards."""
+    from resnet34_npu.targets import ascend
+    from resnet34_npu.targets.emulation import faults
+
     soc, _, cards = text.strip().partition(":")
     if soc in ("", "1", "on", "true"):
         soc = DEFAULT_SOC
-    if not soc.startswith("Ascend"):
-        raise InputError(f"{ENV}={text!r}: the SoC must be an Ascend name such as Ascend910B3 or Ascend910A")
-    if cards and not (cards.isdigit() and 1 <= int(cards) <= 16):
+    try:
+        ascend.soc_value(soc)
+    except InputError as exc:
+        raise InputError(f"{ENV}={text!r}: {exc}") from None
+    if cards and not (cards.isascii() and cards.isdigit() and 1 <= int(cards) <= 16):
         raise InputError(f"{ENV}={text!r}: the number of cards must be 1 to 16")
-    return soc, int(cards or DEFAULT_CARDS)
+    count = int(cards or DEFAULT_CARDS)
+    faults.parse(os.environ.get(faults.ENV, ""), count)
+    visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES")
+    if visible is not None and visible.strip() and not all(p.strip().isdigit() for p in visible.split(",")):
+        raise InputError(
+            f"ASCEND_RT_VISIBLE_DEVICES={visible!r}: write card ids separated by commas, in ascending order (e.g. 1,3)"
+        )
+    return soc, count
 
 
-def activate(soc: str = DEFAULT_SOC, cards: int = DEFAULT_CARDS) -> None:
-    """Make ``import torch_npu`` load the stand-in for an emulated host of ``cards`` ``soc``
-    cards. Refused when a real torch_npu is importable."""
-    spec = importlib.util.find_spec("torch_npu") if "torch_npu" not in sys.modules else None
-    real = spec is not None and not str(spec.origin or "").startswith(str(STANDIN))
+def activate(soc: str = DEFAULT_SOC, cards: int = DEFAULT_CARDS) -> Host:
+    """Make ``import torch_npu`` load the real torch_npu Python layer over the emulated native
+    layer, for a host of ``cards`` ``soc`` cards. Refused (RuntimeError) when a torch_npu is
+    importable from the environment; InputError when the wheel's folder does not hold the modelled
+    release."""
+    global _ACTIVE
+    from resnet34_npu.targets.emulation import native, wheel
+
+    if _ACTIVE is not None:
+        return _ACTIVE
+    folder = wheel.site()
     loaded = sys.modules.get("torch_npu")
-    if real or (loaded is not None and not getattr(loaded, "EMULATED", False)):
-        raise InputError(f"{ENV}: a real torch_npu is installed here; the Ascend emulation never replaces it")
-    os.environ["R34_EMULATED_SOC"] = soc
-    os.environ["R34_EMULATED_CARDS"] = str(cards)
-    if str(STANDIN) not in sys.path:
-        sys.path.insert(0, str(STANDIN))
+    spec = importlib.util.find_spec("torch_npu") if loaded is None else None
+    if loaded is not None or (spec is not None and not str(spec.origin or "").startswith(str(folder))):
+        raise RuntimeError(f"{ENV}: a real torch_npu is installed here; the Ascend emulation never replaces it")
+    wheel.check(folder)
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    native.install(soc, cards)
+    _ACTIVE = Host(soc, cards, wheel.MODELLED, str(folder))
+    return _ACTIVE
+
+
+def banner(host: Host) -> str:
+    """One line saying that the host is emulated, for every door's header."""
+    return (
+        f"EMULATED Ascend host ({ENV}): {host.cards} x {host.soc}, the real torch_npu {host.torch_npu} Python "
+        f"layer over an emulated native layer; no card computed anything"
+    )
+
+
+def active() -> Host | None:
+    """The emulated host in force in this process, or None (a real host, or none)."""
+    return _ACTIVE
