@@ -3,22 +3,42 @@
 from __future__ import annotations
 
 import gc
+import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pytest
-import torch
 
 from resnet34_npu.core.constants import IMAGES_DIR
-from resnet34_npu.model.network import build_model_with_info
+from resnet34_npu.core.errors import InputError
 from resnet34_npu.targets import devices
 
+if TYPE_CHECKING:
+    import torch
+
 ALL_IMAGES = sorted(p for p in IMAGES_DIR.iterdir() if p.is_file())
+#: The suite's own tests (of its code, on the CPU), as against the conformance suite users run on
+#: their hardware (conformance/, controls/, ops/): marked ``selftest``, left out of an acceptance run.
+SELF_TESTS = ("unit", "integration", "benchmarks")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    root = Path(__file__).resolve().parent
+    for item in items:
+        parts = Path(str(item.path)).resolve().relative_to(root).parts if str(item.path).startswith(str(root)) else ()
+        if parts and parts[0] in SELF_TESTS:
+            item.add_marker(pytest.mark.selftest)
 
 
 @pytest.fixture(scope="session")
 def seeded():
     """(model, WeightsInfo) for ``seeded``: built once per session from the cache."""
+    from resnet34_npu.model.network import build_model_with_info
+
     return build_model_with_info("seeded")
 
 
@@ -43,6 +63,66 @@ def avx2_only(monkeypatch):
     devices.cpu_native_kernels.cache_clear()
     yield
     devices.cpu_native_kernels.cache_clear()
+
+
+#: Who runs a check where file permissions bind, when this process is root (CI runs as root,
+#: and root writes in a read-only folder): ``nobody``.
+NOBODY = 65534
+
+
+class Unprivileged:
+    """A folder that any user may write in (``folder``) and :meth:`refusal`, which runs a check as a
+    user whose file permissions bind: this one, or ``nobody`` when this process is root."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def refusal(self, check: Callable[[Path], object], path: Path) -> str | None:
+        """The InputError message of ``check(path)``, or None when it accepts ``path``. As root,
+        ``check`` runs in a forked child that drops to ``nobody`` first."""
+        if os.geteuid() != 0:
+            try:
+                check(path)
+            except InputError as exc:
+                return str(exc)
+            return None
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: never returns into pytest
+            status = 1
+            try:
+                os.close(read)
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                try:
+                    check(path)
+                    answer = "accepted"
+                except InputError as exc:
+                    answer = f"refused {exc}"
+                os.write(write, answer.encode())
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(write)
+        with os.fdopen(read, "rb") as pipe:
+            answer = pipe.read().decode()
+        _, status = os.waitpid(pid, 0)
+        assert status == 0 and answer, f"{check.__name__}({str(path)!r}) crashed as nobody"
+        return None if answer == "accepted" else answer.removeprefix("refused ")
+
+
+@pytest.fixture
+def unprivileged() -> Unprivileged:
+    folder = Path(tempfile.mkdtemp(prefix="r34-unprivileged-"))
+    folder.chmod(0o777)  # nobody may enter and write in it; each test locks what it needs
+    try:
+        yield Unprivileged(folder)
+    finally:
+        for inner in folder.rglob("*"):
+            if inner.is_dir():
+                inner.chmod(0o755)
+        shutil.rmtree(folder)
 
 
 @pytest.fixture

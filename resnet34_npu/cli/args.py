@@ -6,10 +6,13 @@ option that means one thing is declared once for every command that takes it (Po
 from __future__ import annotations
 
 import argparse
+import difflib
 import math
+import sys
 
 from resnet34_npu.core.constants import DEFAULT_IMAGE
-from resnet34_npu.dataset.sources import default_workers
+from resnet34_npu.core.errors import InputError
+from resnet34_npu.dataset import default_workers
 from resnet34_npu.judge.criteria import DEFAULT_PROFILE, PROFILES
 from resnet34_npu.model.weights import SPEC_HELP as WEIGHTS_HELP
 from resnet34_npu.targets.timing import DEFAULT_ITERS, DEFAULT_WARMUP
@@ -18,10 +21,44 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_CRASH = 0, 1, 2, 3
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage block) and exit code 2."""
+    """argparse, but a usage error is one line (no usage block) and exit code 2, and a misspelt
+    option gets the nearest spelling (``compare --targets cpu``: "did you mean --target?")."""
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._words = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{self._nearest(message)}\n")
+
+    def _nearest(self, message: str) -> str:
+        """The hint for the first unrecognized option close to one of the command's own (the
+        subcommand's, found in the words parsed): ``" (did you mean --target?)"``, else ""."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        parser, words = self, getattr(self, "_words", [])
+        while parser._subparsers is not None:  # descend into the subcommand the words name
+            choices = parser._subparsers._group_actions[0].choices
+            index = next((i for i, word in enumerate(words) if word in choices), None)
+            if index is None:
+                break
+            parser, words = choices[words[index]], words[index + 1 :]
+        known = [flag for action in parser._actions for flag in action.option_strings if flag.startswith("--")]
+        for word in message.removeprefix("unrecognized arguments: ").split():
+            near = difflib.get_close_matches(word.split("=", 1)[0], known, n=1, cutoff=0.6)
+            if word.startswith("-") and near:
+                return f" (did you mean {near[0]}?)"
+        return ""
+
+
+def label(text: str) -> tuple[str, str]:
+    """``--label KEY=VALUE`` (history records): :func:`resnet34_npu.history.record.parse_label`."""
+    from resnet34_npu.history.record import parse_label
+
+    try:
+        return parse_label(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def non_negative(text: str) -> int:
@@ -107,6 +144,24 @@ def add_timing(parser: argparse.ArgumentParser, *, timing_optional: bool) -> Non
             else f"timed runs; the median is printed (default: {DEFAULT_ITERS})"
         ),
     )
+
+
+#: ``--deadline`` / ``--r34-deadline``: what it means (shared by the CLI and the pytest plugin).
+DEADLINE_HELP = (
+    "seconds a device call (a forward pass with its synchronize) may take before its card is named as hung and "
+    "the other cards go on; a build, a capture and a target's first forward pass get 10 times it (default: 100 "
+    "forward passes of the reference, measured at the start, at least 30 s; refused when shorter than one)"
+)
+ISOLATE_HELP = (
+    "run each card's targets in a process of its own, so that a crash fails that card only: auto = every "
+    "accelerator card (npu:K, cuda:K, ...) isolated, CPU and custom targets in this process; on; off (default: auto)"
+)
+
+
+def add_watchdog(parser: argparse.ArgumentParser) -> None:
+    """``--deadline S --isolate MODE``: the watchdog of every command that runs a device."""
+    parser.add_argument("--deadline", default=None, type=seconds, metavar="S", help=DEADLINE_HELP)
+    parser.add_argument("--isolate", default="auto", choices=("auto", "on", "off"), help=ISOLATE_HELP)
 
 
 def add_fp64_truth(parser: argparse.ArgumentParser, what: str) -> None:

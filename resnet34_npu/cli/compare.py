@@ -8,25 +8,16 @@ import contextlib
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from resnet34_npu.cli import args as shared
 from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
 from resnet34_npu.core.documents import dumps, format_table
 from resnet34_npu.core.errors import InputError, one_line, plain, show
 from resnet34_npu.core.files import STDOUT, check_writable, write_json_atomic
-from resnet34_npu.history.from_report import record_of_report
-from resnet34_npu.history.record import check_history_dir, write_record
-from resnet34_npu.judge.burnin import burn_in, parse_seconds, shared_knobs
-from resnet34_npu.judge.compare import Session, TargetResult
-from resnet34_npu.judge.consistency import card_groups
-from resnet34_npu.judge.criteria import Status
-from resnet34_npu.model.images import find_images, load_image
-from resnet34_npu.model.labels import class_name
-from resnet34_npu.reports.report import build_report, unfinished_report
-from resnet34_npu.targets import determinism, devices, engines
-from resnet34_npu.targets.engines import BackendUnavailable
-from resnet34_npu.targets.matrix import choose_targets, compare_defaults, default_matrix
-from resnet34_npu.targets.spec import parse_target
+
+if TYPE_CHECKING:
+    from resnet34_npu.judge.compare import TargetResult
 
 EXIT_OK, EXIT_FAIL = shared.EXIT_OK, shared.EXIT_FAIL
 
@@ -56,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     shared.add_profile(p, "verdict rules")
     shared.add_fp64_truth(p, "also run the model in float64 on the CPU and report each side's error against it")
     shared.add_timing(p, timing_optional=True)
+    shared.add_watchdog(p)
     p.add_argument(
         "--output",
         "-o",
@@ -68,6 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also add this run's record (raw latency samples, accuracy figures) to a history folder, for "
         "`report history DIR` (default: none)",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        type=shared.label,
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --history: a label of this run (a release, a firmware, a config), repeatable; shown at each "
+        "step where it changes (release=2026.11 -> 2026.12)",
     )
     p.add_argument(
         "--deterministic",
@@ -87,10 +88,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _top1(indices: list[int]) -> str:
+    from resnet34_npu.model.labels import class_name
+
     return f"[{indices[0]}] {class_name(indices[0])}"
 
 
 def _print_compare_table(reference_name: str, results: list[TargetResult]) -> None:
+    from resnet34_npu.targets import engines
+
     header = (
         "target",
         "image",
@@ -108,21 +113,27 @@ def _print_compare_table(reference_name: str, results: list[TargetResult]) -> No
     rows = []
     for result in results:
         median = "-" if result.latency is None else f"{result.latency.median:.2f}"
-        speedup = "-" if result.speedup_vs_reference is None else f"{result.speedup_vs_reference:.2f}x"
+        speedup = result.speedup_text  # "about 1x" when its 95 % interval holds 1
         for case in result.cases:
             m, sample = case.metrics(), case.comparison.samples[0]
-            rows.append(
-                (
-                    result.name,
-                    case.image,
-                    case.verdict.status.upper(),
-                    _top1(list(sample.reference_top5)),
+            if case.error:  # the target did not run: it has no top-1 and no metrics to show
+                computed = ("-", "-", "-", "-", "-", "-")
+            else:
+                computed = (
                     _top1(list(sample.target_top5)),
                     f"{sample.top5_overlap}/5",
                     f"{m['rel_l2_error']:.2e}",
                     f"{m['cosine_similarity']:.8f}",
                     f"{m['max_abs_error']:.2e}",
                     f"{m['prob_max_rel_error']:.2e}",
+                )
+            rows.append(
+                (
+                    result.name,
+                    case.image,
+                    case.verdict.status.upper(),
+                    _top1(list(sample.reference_top5)),
+                    *computed,
                     median,
                     speedup,
                 )
@@ -146,6 +157,8 @@ def _print_compare_table(reference_name: str, results: list[TargetResult]) -> No
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet34_npu.history.record import check_history_dir
+
     output = check_writable(args.output)
     if args.history:
         args.history = check_history_dir(args.history)  # a file, unwritable or full: exit 2 before any work
@@ -166,6 +179,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None = None) -> int:
+    from resnet34_npu.judge import cards
+    from resnet34_npu.judge.burnin import burn_in, parse_seconds, shared_knobs
+    from resnet34_npu.judge.compare import Session
+    from resnet34_npu.judge.consistency import card_groups, fail_cards
+    from resnet34_npu.judge.criteria import Status
+    from resnet34_npu.judge.nextsteps import add_next_steps
+    from resnet34_npu.model.images import find_images, load_image
+    from resnet34_npu.reports.report import build_report, unfinished_report
+    from resnet34_npu.targets import determinism, devices
+    from resnet34_npu.targets.engines import BackendUnavailable
+    from resnet34_npu.targets.matrix import choose_targets, compare_defaults, default_matrix
+    from resnet34_npu.targets.spec import parse_target
+
     burn_seconds = parse_seconds(args.burn_in) if getattr(args, "burn_in", None) is not None else None
     if burn_seconds is not None and args.dataset:
         raise InputError("--burn-in runs on images, not with --dataset")
@@ -196,8 +222,9 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
         missing = {c.name: c.reason for c in default_matrix() if c.reason and c.kind != "cpu" and not c.backend}
     allowed = args.allow_missing or not args.target
     session = Session(args.weights, args.reference, fp64_truth=args.fp64_truth, profile=args.profile)
+    deadline = cards.deadline_for(args.deadline, session, images, args.warmup, args.iters, "--deadline")
     runners = []
-    for spec in specs:
+    for spec in specs if burn_seconds is not None else ():  # else: built on their card, watched
         name = parse_target(spec).name
         if name in missing:
             continue
@@ -217,9 +244,24 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
         f"weights: {plain(session.weights.spec)} sha256 {session.weights.sha256[:16]}...; "
         f"profile: {session.profile.name}" + ("; float64 truth on" if args.fp64_truth else "")
     )
+    previous = None
     if report_fd is None:
+        with contextlib.suppress(OSError):
+            previous = Path(output).read_bytes()
         write_json_atomic(output, unfinished_report("compare"))  # until this run's own verdict replaces it
-    results = [session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners]
+    try:
+        watched = _run_cards(args, session, specs, missing, images, deadline, burn_seconds)
+    except InputError:  # a target refused at its build (a bad custom target): nothing half-written
+        if report_fd is None:
+            _restore(output, previous)
+        raise
+    for name, reason in watched.missing.items():
+        word, hint = ("skip", "") if allowed else ("FAIL", NAMED_HINT)
+        print(f"{word} {plain(name)}: not run: {plain(reason)}{hint}")
+    missing.update(watched.missing)
+    results = watched.results or [
+        session.evaluate(runner, images, warmup=args.warmup, iters=args.iters) for runner in runners
+    ]
     if results:
         _print_compare_table(session.reference.name, results)
     cards = card_groups(results)
@@ -243,7 +285,9 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
         profile=session.profile.name,
         weights=session.weights.to_dict(),
         reference=reference,
-        targets=[r.to_dict() for r in results] + [_not_run(n, r, allowed) for n, r in missing.items()],
+        targets=[r.to_dict() for r in results]
+        + [_not_run(n, r, allowed) for n, r in missing.items()]
+        + [{**_not_run(n, r, True), "verdict": Status.NOT_RUN} for n, r in watched.not_run.items()],
         extra={
             "fp64_truth": args.fp64_truth,
             "images": [str(i) for i in images],
@@ -252,18 +296,34 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
             "burn_in": None if burned is None else burned.to_dict(),
         },
     )
+    # one rule for both doors: a card that run-to-run, card-to-card or the burn-in named fails its target
+    fail_cards({t["name"]: t for t in report["targets"]}, cards, None if burned is None else burned.to_dict())
+    if any(t["verdict"] == Status.FAIL for t in report["targets"]):
+        report["verdict"] = Status.FAIL
+    add_next_steps(report["targets"])
+    for target in report["targets"]:
+        for step in target.get("next_steps", ()):
+            print(plain(f"next {target['name']}: {step}"))
     if any(not g.passed for g in cards) or (burned is not None and not burned.passed):
         report["verdict"] = Status.INTERRUPTED if burned is not None and burned.interrupted else Status.FAIL
     if not results and report["verdict"] != Status.FAIL:
         report["verdict"] = Status.NOT_RUN  # nothing compared is never a pass
     _write_report(output, report, report_fd)
     _add_history(args, report)
-    failed = [plain(r.name) for r in results if r.verdict == Status.FAIL]
-    failed += [f"{plain(o.card)} (card-to-card)" for g in cards for o in g.outliers]
+    entries = {t["name"]: t for t in report["targets"]}
+
+    def why(r: Any) -> str:
+        entry = entries.get(r.name, {})
+        if r.card_failure:
+            return f" ({r.card_failure.card} {r.card_failure.kind})"
+        if entry.get("card_outlier"):
+            return " (card-to-card)"
+        if entry.get("burn_in"):
+            return f" (burn-in: {entry['burn_in']['status']})"
+        return ""
+
+    failed = [plain(r.name) + why(r) for r in results if entries.get(r.name, {}).get("verdict") == Status.FAIL]
     failed += [f"{plain(g.group)} (no majority)" for g in cards if g.no_majority]
-    failed += [f"{plain(c.card)} (burn-in: {c.status})" for c in (burned.cards if burned else ()) if c.status != "ok"]
-    agreement = burned.card_to_card if burned else ()
-    failed += [f"{plain(o.card)} (burn-in card-to-card)" for g in agreement for o in g.outliers]
     failed += [] if allowed else [plain(name) for name in missing]
     where = "standard output" if output == STDOUT else plain(output)
     print(
@@ -276,10 +336,42 @@ def _compare(args: argparse.Namespace, output: Path | str, report_fd: int | None
     return EXIT_FAIL if failed else EXIT_OK
 
 
+def _run_cards(
+    args: argparse.Namespace, session: Any, specs: list, missing: dict, images: list, deadline: Any, burn_seconds: Any
+) -> Any:
+    from resnet34_npu.judge import cards
+    from resnet34_npu.targets.spec import parse_target
+
+    return cards.run_cards(
+        session,
+        [s for s in specs if parse_target(s).name not in missing] if burn_seconds is None else [],
+        images,
+        warmup=args.warmup,
+        iters=args.iters,
+        deadline=deadline,
+        isolate=args.isolate if burn_seconds is None else "off",
+        weights=args.weights,
+        reference=args.reference,
+        say=lambda line: print(plain(line)),
+    )
+
+
+def _restore(output: str, previous: bytes | None) -> None:
+    """Put back what stood at ``output`` before this run's placeholder (or remove the placeholder)."""
+    with contextlib.suppress(OSError):
+        if previous is None:
+            os.unlink(output)
+        else:
+            Path(output).write_bytes(previous)
+
+
 def _add_history(args: argparse.Namespace, report: dict) -> None:
     """The run's history record, after its report (a record that cannot be written never loses the report)."""
+    from resnet34_npu.history.from_report import record_of_report
+    from resnet34_npu.history.record import write_record
+
     if args.history:
-        path = write_record(args.history, record_of_report(report, source="compare"))
+        path = write_record(args.history, record_of_report(report, source="compare", labels=args.label))
         print(f"history record written to {plain(path)}")
 
 
@@ -290,6 +382,8 @@ NAMED_HINT = " (named with --target; --allow-missing skips it instead)"
 def _not_run(name: str, reason: str, allowed: bool) -> dict:
     """The report's entry for a named target that could not run here: failed, or skipped with
     ``--allow-missing``; ``skipped`` holds the reason, as in the acceptance report."""
+    from resnet34_npu.judge.criteria import Status
+
     return {
         "name": name,
         "verdict": Status.SKIPPED if allowed else Status.FAIL,
@@ -313,6 +407,11 @@ def _compare_dataset(args: argparse.Namespace, output: Path | str, report_fd: in
 
     from resnet34_npu.dataset import agreement, crosscheck, distributed, reference_file
     from resnet34_npu.dataset import sources as dataset
+    from resnet34_npu.judge.compare import Session
+    from resnet34_npu.judge.criteria import Status
+    from resnet34_npu.reports.report import build_report, unfinished_report
+    from resnet34_npu.targets.matrix import compare_defaults
+    from resnet34_npu.targets.spec import parse_target
 
     world = distributed.World.from_env()
     found = dataset.scan(args.dataset, args.labels)

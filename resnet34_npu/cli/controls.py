@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 from resnet34_npu.cli import args as shared
-from resnet34_npu.judge.criteria import Status
-from resnet34_npu.model.images import find_images, load_image
 
 EXIT_OK, EXIT_FAIL = shared.EXIT_OK, shared.EXIT_FAIL
 
@@ -19,7 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet34_npu.judge.criteria import Status
     from resnet34_npu.judge.faults import run_controls
+    from resnet34_npu.model.images import find_images, load_image
 
     images = find_images(args.image) if args.image else None
     for image in images or []:

@@ -7,7 +7,6 @@ import argparse
 from resnet34_npu.cli import args as shared
 from resnet34_npu.cli.infer import settings_line
 from resnet34_npu.core.documents import dumps
-from resnet34_npu.targets import devices
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,10 +16,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet34_npu.targets import devices, emulation
+
     rows = devices.list_devices()
     if args.json:
         print(dumps([row.to_dict() for row in rows]), end="")
         return shared.EXIT_OK
+    host = emulation.active()
+    if host is not None:
+        print(emulation.banner(host))
     width = max(len(row.device) for row in rows)
     for row in rows:
         if row.available:

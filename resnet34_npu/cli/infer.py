@@ -6,22 +6,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnet34_npu.cli import args as shared
 from resnet34_npu.core.constants import DEFAULT_IMAGE
 from resnet34_npu.core.documents import dumps
 from resnet34_npu.core.errors import InputError, plain
-from resnet34_npu.judge.metrics import top_k
-from resnet34_npu.model.images import load_image
-from resnet34_npu.model.labels import class_name, describe
-from resnet34_npu.model.network import build_model_with_info
-from resnet34_npu.model.preprocess import make_batch
-from resnet34_npu.model.weights import WeightsInfo
-from resnet34_npu.targets import devices
-from resnet34_npu.targets.runners import build_runner
-from resnet34_npu.targets.spec import parse_target
 from resnet34_npu.targets.timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing
+
+if TYPE_CHECKING:
+    from resnet34_npu.model.weights import WeightsInfo
 
 
 @dataclass(frozen=True)
@@ -57,6 +51,14 @@ def infer(
     iters: int = DEFAULT_ITERS,
 ) -> Inference:
     """Classify one image on one device; latency is the median of ``iters`` synchronised runs."""
+    from resnet34_npu.judge.metrics import top_k
+    from resnet34_npu.model.images import load_image
+    from resnet34_npu.model.labels import class_name
+    from resnet34_npu.model.network import build_model_with_info
+    from resnet34_npu.model.preprocess import make_batch
+    from resnet34_npu.targets.runners import build_runner
+    from resnet34_npu.targets.spec import parse_target
+
     if not 1 <= topk <= 1000:
         raise InputError(f"topk {topk!r}: must be between 1 and 1000")
     spec = parse_target(f"{device}/{dtype}")
@@ -76,6 +78,8 @@ def infer(
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from resnet34_npu.targets import devices
+
     p = sub.add_parser("infer", help="classify one image on one device (the model card's inference.py)")
     shared.add_image(p)
     p.add_argument(
@@ -100,6 +104,8 @@ def settings_line(settings: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet34_npu.model.labels import describe
+
     options = ("device", "dtype", "weights", "topk", "warmup", "iters")
     result = infer(Path(args.image), **{name: getattr(args, name) for name in options})
     if args.json:

@@ -11,22 +11,10 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from resnet34_npu.core.errors import blocking_threads
+from resnet34_npu.core.errors import blocking_threads, cannot_import
 
 EXIT_CRASH = 3
-
-
-def cannot_import(exc: BaseException) -> str:
-    """The one line for an ``import torch`` (or torchvision) that failed, with the fix."""
-    first = (str(exc).strip().splitlines() or [""])[0]
-    line = f"resnet34-npu: error: importing torch failed: {type(exc).__name__}: {first}"
-    if "backend extension" in first or os.environ.get("TORCH_DEVICE_BACKEND_AUTOLOAD") == "1":
-        line += (
-            f" (TORCH_DEVICE_BACKEND_AUTOLOAD={os.environ.get('TORCH_DEVICE_BACKEND_AUTOLOAD')} makes torch load"
-            " torch_npu at import, and it is broken here: unset the variable, or fix the torch_npu install"
-            " (CANN installed and its set_env.sh sourced))"
-        )
-    return line
+EXIT_USAGE = 2
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -36,15 +24,24 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from resnet34_npu import IMPORT_ERROR
+    import resnet34_npu
+    from resnet34_npu import import_error
+    from resnet34_npu.targets.emulation import refused
 
+    args = sys.argv[1:] if argv is None else list(argv)
+    if refused() and not {"-h", "--help", "--version"} & set(args) and args[:1] != ["emulation"]:
+        print(f"resnet34-npu: error: {refused()}", file=sys.stderr)
+        return 2
     try:
-        if IMPORT_ERROR is not None:
-            raise IMPORT_ERROR
+        # help and the version need no torch: every other command imports it here, inside the guard
+        error = None if {"-h", "--help", "--version"} & set(args) else import_error()
+        if error is not None:
+            raise error
         from resnet34_npu.cli.main import main as cli_main
     except Exception as exc:
-        print(cannot_import(exc), file=sys.stderr)
-        return EXIT_CRASH
+        # torch itself cannot be imported here: a broken install, said in one line with its fix (exit 2)
+        print(f"resnet34-npu: error: {cannot_import(exc, resnet34_npu.USER_AUTOLOAD)}", file=sys.stderr)
+        return EXIT_USAGE
     previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM cleans up (temporary files)
     try:
         code = cli_main(argv)

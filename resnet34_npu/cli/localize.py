@@ -10,9 +10,6 @@ from pathlib import Path
 from resnet34_npu.cli import args as shared
 from resnet34_npu.core.documents import dumps
 from resnet34_npu.core.errors import InputError, plain
-from resnet34_npu.judge.compare import Session
-from resnet34_npu.model.images import load_image
-from resnet34_npu.targets.spec import parse_target
 
 EXIT_OK, EXIT_FAIL = shared.EXIT_OK, shared.EXIT_FAIL
 
@@ -43,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from resnet34_npu.judge.compare import Session
+    from resnet34_npu.model.images import load_image
+    from resnet34_npu.targets.spec import parse_target
+
     load_image(args.image)
     parse_target(args.target)
     parse_target(args.reference)

@@ -20,12 +20,13 @@ from collections.abc import Callable, Sequence
 from resnet34_npu.cli.args import EXIT_CRASH, EXIT_FAIL, EXIT_OK, EXIT_USAGE, Parser
 from resnet34_npu.core.constants import __version__
 from resnet34_npu.core.errors import InputError, Terminated, one_line
+from resnet34_npu.suite.options import unknown_environment
 
 __all__ = ["COMMANDS", "DEBUG_ENV", "EXIT_CRASH", "EXIT_FAIL", "EXIT_OK", "EXIT_USAGE", "build_parser", "main"]
 
 DEBUG_ENV = "RESNET34_NPU_DEBUG"
 #: The commands, in the order ``--help`` lists them: each is ``resnet34_npu.cli.<name>``.
-COMMANDS = ("infer", "compare", "localize", "controls", "devices", "reference", "report")
+COMMANDS = ("infer", "compare", "perf", "localize", "controls", "devices", "reference", "report", "emulation")
 
 
 def _unavailable(name: str, exc: BaseException) -> Callable[[argparse.Namespace], int]:
@@ -57,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for line in unknown_environment():  # R34_TARGET for R34_TARGETS: said, not silently ignored
+        print(f"resnet34-npu: warning: {line}", file=sys.stderr)
     try:
         return int(args.func(args))
     except Terminated:

@@ -8,21 +8,18 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from resnet34_npu.cli import args as shared
 from resnet34_npu.core.constants import IMAGES_DIR, PHOTOS
 from resnet34_npu.core.errors import InputError, plain
 from resnet34_npu.core.files import STDOUT, check_writable, write_json_atomic
 from resnet34_npu.judge.criteria import Status
-from resnet34_npu.model.images import find_images
-from resnet34_npu.model.network import build_model_with_info
 from resnet34_npu.perf import loadgen
-from resnet34_npu.perf.run import SERVER_BOUND_MS, Bench, Measurement, Options, samples_per_second, system, system_name
-from resnet34_npu.perf.sut import SampleLibrary
-from resnet34_npu.reports.report import build_report, unfinished_report
-from resnet34_npu.targets.runners import build_runner
-from resnet34_npu.targets.spec import parse_target
+from resnet34_npu.perf.loadgen import SERVER_BOUND_MS
+
+if TYPE_CHECKING:
+    from resnet34_npu.perf.run import Measurement
 
 EXIT_INTERRUPTED = 130
 
@@ -164,6 +161,15 @@ def line_of(name: str, m: Measurement) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch and the model: imported by the command, not by --help
+    from resnet34_npu.model.images import find_images
+    from resnet34_npu.model.network import build_model_with_info
+    from resnet34_npu.perf.run import Bench, Options, system, system_name
+    from resnet34_npu.perf.sut import SampleLibrary
+    from resnet34_npu.reports.report import build_report, unfinished_report
+    from resnet34_npu.targets.runners import build_runner
+    from resnet34_npu.targets.spec import parse_target
+
     output = check_writable(args.output)
     if output == STDOUT:
         raise InputError("--output -: perf writes LoadGen's logs beside its report; name a file")
@@ -246,6 +252,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _target(name: str, runners: list, m: Measurement) -> dict[str, Any]:
+    from resnet34_npu.perf.run import samples_per_second
+
     described = runners[0].describe()
     if len(runners) > 1:
         described["device"] = ",".join(str(getattr(r, "device", "custom")) for r in runners)

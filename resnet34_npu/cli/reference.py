@@ -8,8 +8,6 @@ import argparse
 from resnet34_npu.cli import args as shared
 from resnet34_npu.core.errors import InputError, plain
 from resnet34_npu.core.files import STDOUT, check_writable
-from resnet34_npu.dataset.sources import Progress
-from resnet34_npu.judge.compare import Session
 
 EXIT_OK = shared.EXIT_OK
 
@@ -30,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build(args: argparse.Namespace) -> int:
     from resnet34_npu.dataset import reference_file
     from resnet34_npu.dataset import sources as dataset
+    from resnet34_npu.dataset.sources import Progress
+    from resnet34_npu.judge.compare import Session
     from resnet34_npu.reports.report import machine_info
 
     if args.output == STDOUT:

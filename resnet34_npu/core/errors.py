@@ -78,3 +78,24 @@ def blocking_threads(threads: Iterable[threading.Thread]) -> list[str]:
         for t in threads
         if t.is_alive() and not t.daemon and t is not threading.main_thread() and not idle_worker(t)
     )
+
+
+#: The fix for a host whose CANN is missing or not set up in this shell.
+SOURCE_CANN = "source /usr/local/Ascend/ascend-toolkit/set_env.sh"
+
+
+def cannot_import(exc: BaseException, autoload: str | None) -> str:
+    """The one line for an ``import torch`` (or torchvision) that failed, with the fix.
+    ``autoload`` is ``TORCH_DEVICE_BACKEND_AUTOLOAD`` as the user set it (``resnet34_npu.USER_AUTOLOAD``:
+    torch_npu rewrites the variable while it imports)."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    line = f"importing torch failed: {type(exc).__name__}: {first}"
+    if "backend extension" in first or autoload == "1":
+        cause = exc.__cause__ or exc.__context__
+        why = f" ({type(cause).__name__}: {(str(cause).strip().splitlines() or [''])[0]})" if cause else ""
+        line += (
+            f"{why}. TORCH_DEVICE_BACKEND_AUTOLOAD={autoload if autoload is not None else '(unset)'} makes torch "
+            f"load torch_npu at import, and torch_npu cannot load here: {SOURCE_CANN} (CANN installed and set "
+            "up), or set TORCH_DEVICE_BACKEND_AUTOLOAD=0 (the suite imports torch_npu itself and says why it fails)"
+        )
+    return line

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from resnet34_npu.core.errors import InputError, show
+from resnet34_npu.dataset import default_workers as default_workers  # the cores a loader uses, re-exported
 from resnet34_npu.model.images import IMAGE_EXTENSIONS, decode_image
 from resnet34_npu.model.preprocess import PIPELINE, preprocess
 
@@ -261,14 +262,6 @@ def _collate(items: list[tuple[int, str, str, torch.Tensor | None]]) -> Loaded:
 
 def _one_thread(_worker: int) -> None:
     torch.set_num_threads(1)  # decoding is one image per worker: leave the cores to the device side
-
-
-def default_workers() -> int:
-    """DataLoader workers when not told: the cores but one, shared by the ranks of this host
-    under torchrun (``LOCAL_WORLD_SIZE``), at least 1 and at most 8 a rank."""
-    ranks = os.environ.get("LOCAL_WORLD_SIZE", "1")
-    ranks = int(ranks) if ranks.isdigit() and int(ranks) > 0 else 1
-    return max(1, min(8, ((os.cpu_count() or 2) - 1) // ranks))
 
 
 def loader(dataset: Dataset, indices: Sequence[int], batch_size: int, workers: int) -> torch.utils.data.DataLoader:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import math
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,10 +36,20 @@ from resnet34_npu.model.images import load_image
 from resnet34_npu.model.network import build_model_with_info
 from resnet34_npu.model.preprocess import preprocess
 from resnet34_npu.model.weights import WeightsInfo
-from resnet34_npu.targets import determinism, engines
+from resnet34_npu.targets import determinism, emulation, engines, watchdog
 from resnet34_npu.targets.runners import CustomRunner, ModelRunner, Runner, build_runner
 from resnet34_npu.targets.spec import CustomSpec, TargetSpec, parse_target
-from resnet34_npu.targets.timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, speedup
+from resnet34_npu.targets.timing import (
+    DEFAULT_ITERS,
+    DEFAULT_WARMUP,
+    Timing,
+    digest,
+    p90_note,
+    speedup,
+    speedup_interval,
+    speedup_text,
+    time_interleaved,
+)
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,9 @@ class CaseResult:
     #: A failing compiled, graph, exported or ONNX Runtime target: its eager twin's verdict
     #: and the layer blamed (``device`` or the execution mode).
     blame: dict[str, Any] | None = None
+    #: the compared logits' digest (card-to-card), and at batch 1 the logits (to count ulps)
+    output_digest: str = ""
+    output: Any = field(default=None, compare=False, repr=False)
 
     @property
     def image(self) -> str:
@@ -80,7 +92,10 @@ class CaseResult:
             "worst_abs": detail["worst_abs"],
             "worst_rel": detail["worst_rel"],
             "first_nonfinite": detail["first_nonfinite"],
-            "samples": detail["samples"],
+            # a target that raised computed nothing: no target top-5 (NaN logits would rank a made-up class)
+            "samples": [{"reference_top5": x["reference_top5"]} for x in detail["samples"]]
+            if self.error
+            else detail["samples"],
             "localization": None if self.localization is None else self.localization.to_dict(),
             "error": self.error or None,
             "blame": self.blame,
@@ -107,6 +122,15 @@ class TargetResult:
     engine: dict[str, Any] | None = None
     #: the timed runs' outputs compared bit for bit (None when untimed)
     run_to_run: RunToRun | None = None
+    #: the card hung, crashed or raised a device error while running this target
+    card_failure: watchdog.CardFailure | None = None
+    #: the speedup's 95 % interval (paired bootstrap over interleaved rounds; None when untimed)
+    speedup_interval: tuple[float, float] | None = None
+
+    @property
+    def speedup_text(self) -> str:
+        """``about 1x`` when the interval holds 1, else the speedup and its interval."""
+        return speedup_text(self.speedup_vs_reference, self.speedup_interval)
 
     @property
     def verdict(self) -> Status:
@@ -128,18 +152,42 @@ class TargetResult:
             "latency_ms": None if self.latency is None else self.latency.to_dict(),
             "throughput_ips": None if self.latency is None else self.latency.throughput_ips,
             "speedup_vs_reference": self.speedup_vs_reference,
+            "speedup_interval_95": None if self.speedup_interval is None else list(self.speedup_interval),
+            "speedup_text": self.speedup_text,
+            "p90_note": None if self.latency is None else (p90_note(self.latency) or None),
             "images": [c.to_dict() for c in self.cases],
             "run_to_run": None if self.run_to_run is None else self.run_to_run.to_dict(),
+            "card_failure": None if self.card_failure is None else self.card_failure.to_dict(),
         }
+
+
+def _clocked(runner: Runner, batch: torch.Tensor) -> tuple[Any, torch.device, Any]:
+    """``(call, clock device, synchronize)`` of ``runner`` as its own ``time`` times it."""
+    if isinstance(runner, ModelRunner):
+        return runner.timed_call(batch), runner.placement.torch_device, None
+    return runner.timed_call(batch), torch.device("cpu"), runner.synchronize
 
 
 def run_policy(runner: Runner) -> Policy:
     """The run-to-run policy of ``runner`` under the determinism settings in force."""
-    emulated = bool(getattr(sys.modules.get("torch_npu"), "EMULATED", False))
+    emulated = emulation.active() is not None
     device = runner.device.type if isinstance(runner, ModelRunner) else "custom"
     return policy_for(
         device, determinism.recorded(), determinism.problems(), emulated=emulated, custom=device == "custom"
     )
+
+
+#: The dtype a target computes its logits in, by its spec's dtype (its float32 logits came from it).
+_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def saturated_as_inf(logits: torch.Tensor, dtype: str = "fp32") -> torch.Tensor:
+    """A card in saturation mode (CANN's float overflow mode; the only one of the 910A family)
+    writes +-max of the dtype where the result overflowed: such a value (in the dtype the target
+    computed in, ``fp16`` / ``bf16`` / else fp32) is judged as the Inf it stands for, so that "no
+    NaN or Inf" still fires there."""
+    big = torch.finfo(_DTYPES.get(dtype.split("-")[0], torch.float32)).max
+    return torch.where(logits.abs() >= big, torch.sign(logits) * torch.inf, logits)
 
 
 class LeftThreads(Exception):
@@ -225,6 +273,8 @@ class Session:
         self._reference_timing: dict[int, Timing] = {}
         self._stages: tuple[tuple[Any, ...], dict[str, torch.Tensor]] | None = None
         self._twins: dict[Any, tuple[Runner, Runner | None]] = {}
+        #: per failing target (its runner, kept in ``_twins``... or alive in the caller): blame, localization, lines
+        self._localized: dict[int, tuple[Any, Any, tuple[str, ...]]] = {}
         self._threads_of: dict[int, set[threading.Thread]] = {}  # started by a target's factory
 
     @property
@@ -235,9 +285,18 @@ class Session:
         """A target (built-in or custom) running this session's model. The threads alive before
         it was built are remembered: those it starts, from its factory on, are its own."""
         before = set(threading.enumerate())
-        runner = build_runner(spec, self.model)
+        with watchdog.device_call("build"):
+            runner = build_runner(spec, self.model)
         self._threads_of[id(runner)] = set(threading.enumerate()) - before
         return runner
+
+    def forget(self, runner: Runner) -> None:
+        """Drop what this session keeps for ``runner`` (its eager twins, its localisation, its
+        threads), so that a target whose tests are done frees its model copy."""
+        for key in [k for k, (kept, _) in self._twins.items() if kept is runner]:
+            del self._twins[key]
+        self._localized.pop(id(runner), None)
+        self._threads_of.pop(id(runner), None)
 
     def input(self, image: str | Path) -> torch.Tensor:
         """The preprocessed image [3, 224, 224], loaded once per process."""
@@ -303,20 +362,28 @@ class Session:
                 if not is_target_error(exc):
                     raise
                 return self.raised(runner, images, exc)
+        computed = logits  # what the card gave: its digest is what card-to-card compares, in both doors
+        settings = getattr(runner, "precision_settings", {}) or {}
+        if settings.get("npu.overflow_mode") == "SATURATION":  # judged at the precision it computed in
+            logits = saturated_as_inf(logits, runner.precision)
         comparison = compare_logits(self.reference_logits(images), logits, precision=runner.precision)
         truth = self.truth_metrics(images, logits) if self.fp64_truth else {}
         verdict = judge(comparison, self.profile, truth)
         localization = blame = None
         if not verdict.passed:
-            twin = self.twin(runner)
-            if twin is None:
-                # A failure says where: the first stage that breaks the profile, when a module exists.
-                localization = self.localize(runner, images)
-                lines = (localization.finding(),)
-            else:
-                # Who is to blame: the same computation run eagerly (and, for ONNX Runtime on a
-                # device, ONNX Runtime's CPU provider); localised on the eager twin where it fails.
-                blame, localization, lines = self.blame(runner, twin, images)
+            # Localised once per target, on its first failing case: every later failing case of
+            # the target says the same (a second localisation costs a stage-by-stage run each).
+            if id(runner) not in self._localized:
+                twin = self.twin(runner)
+                if twin is None:
+                    # A failure says where: the first stage that breaks the profile, when a module exists.
+                    found = self.localize(runner, images)
+                    self._localized[id(runner)] = (None, found, (found.finding(),))
+                else:
+                    # Who is to blame: the same computation run eagerly (and, for ONNX Runtime on a
+                    # device, ONNX Runtime's CPU provider); localised on the eager twin where it fails.
+                    self._localized[id(runner)] = self.blame(runner, twin, images)
+            blame, localization, lines = self._localized[id(runner)]
             verdict = verdict.with_failures(*lines)
         return CaseResult(
             tuple(Path(i).name for i in images),
@@ -326,6 +393,8 @@ class Session:
             localization,
             tuple(map(str, images)),
             blame=blame,
+            output_digest=digest(computed) or "",
+            output=computed.detach().cpu().float().numpy() if computed.shape[0] == 1 else None,
         )
 
     def twin(self, runner: Runner) -> Runner | None:
@@ -403,12 +472,17 @@ class Session:
         the exception; its metrics are those of logits that are all NaN."""
         reference = self.reference_logits(images)
         comparison = compare_logits(reference, torch.full_like(reference, math.nan), precision=runner.precision)
+        kind = "raised"
         if isinstance(exc, LeftThreads):
             line = f"target {runner.name!r} {exc}"
+        elif watchdog.device_error(exc) is not None:  # out of memory, a device lost: the card fails
+            kind = "device_error"
+            stage = watchdog.stage_of(exc) or "forward"
+            line = f"target {runner.name!r}: device error during {stage}: {watchdog.device_error(exc)}"
         else:
             text = _text(exc)
             line = f"target {runner.name!r} raised {type(exc).__name__}" + (f": {text}" if text else "")
-        verdict = Verdict(Status.FAIL, (Finding("raised", line.splitlines()[0]),))
+        verdict = Verdict(Status.FAIL, (Finding(kind, line.splitlines()[0], stage=watchdog.stage_of(exc) or None),))
         names = tuple(Path(i).name for i in images)
         return CaseResult(names, verdict, comparison, paths=tuple(map(str, images)), error=line.splitlines()[0])
 
@@ -441,13 +515,11 @@ class Session:
         latency = reference = None
         if iters > 0 and not any(c.error for c in cases):  # a target that raised is not timed
             try:
-                latency = runner.time(self.batch(images[:1]), warmup=warmup, iters=iters)
+                reference, latency = self.time_against_reference(runner, images[0], warmup, iters)
             except BaseException as exc:
                 if not is_target_error(exc):
                     raise
                 cases += (self.raised(runner, images[:1], exc),)
-            else:
-                reference = self.reference_timing(1, warmup, iters, images[0])
         own = (set(threading.enumerate()) - before) | self._threads_of.get(id(runner), set())
         left = blocking_threads(own)
         if left:
@@ -458,4 +530,117 @@ class Session:
             latency=latency,
             speedup_vs_reference=speedup(reference, latency),
             run_to_run=None if latency is None else run_to_run(latency, run_policy(runner)),
+            speedup_interval=speedup_interval(reference, latency),
         )
+
+    def time_against_reference(
+        self, runner: Runner, image: str | Path, warmup: int, iters: int
+    ) -> tuple[Timing, Timing]:
+        """The reference and ``runner`` timed in interleaved rounds on one image (ABAB...), so the
+        speedup's interval holds the host's drift; the reference's timing is kept for the report."""
+        batch = self.batch([image])
+        calls = [_clocked(self.reference, batch), _clocked(runner, batch)]
+        reference, latency = time_interleaved(calls, warmup=warmup, iters=iters, batch_size=1)
+        self._reference_timing.setdefault(1, reference)
+        return reference, latency
+
+
+# --- a card's work, watched (see resnet34_npu.targets.watchdog) ----------------------------------
+
+
+@dataclass(frozen=True)
+class CardJob:
+    """What one card runs: its targets on the images, and what a fresh session in a child process
+    needs to judge them as the parent would (the parent's reference logits and timing, seeded)."""
+
+    card: str
+    specs: tuple[str, ...]
+    images: tuple[str, ...]
+    warmup: int
+    iters: int
+    weights: str = "seeded"
+    reference: str = "cpu"
+    fp64_truth: bool = False
+    profile: str = DEFAULT_PROFILE
+    seeds: tuple[tuple[tuple[Any, ...], torch.Tensor], ...] = ()
+    reference_timing: tuple[tuple[int, Timing], ...] = ()
+
+
+def card_of(spec: str) -> str:
+    """The card a target runs on: ``npu:2`` for ``npu:2/fp16``; its own name for a custom target."""
+    parsed = parse_target(spec)
+    if isinstance(parsed, CustomSpec):
+        return parsed.name
+    device = parsed.device
+    return f"{device}:0" if device in ("npu", "cuda", "xpu", "mps") else device
+
+
+def run_card(send: Any, job: CardJob, session: Session | None = None) -> None:
+    """Build and evaluate each of ``job``'s targets, sending ``("target", spec)`` before each,
+    ``("result", spec, TargetResult)`` after it and ``("missing", spec, reason)`` for one whose
+    engine cannot be built here. A device error stops the card (:class:`watchdog.DeviceError`)."""
+    if session is None:  # a child process: a session of its own, seeded with the parent's figures
+        session = Session(job.weights, job.reference, fp64_truth=job.fp64_truth, profile=job.profile)
+        _SHARED.update(dict(job.seeds))
+        session._reference_timing.update(dict(job.reference_timing))
+    for spec in job.specs:
+        send(("target", spec))
+        try:
+            runner = session.runner(spec)
+        except engines.BackendUnavailable as exc:
+            send(("missing", spec, f"{parse_target(spec).name}: {exc}"))
+            continue
+        except Exception as exc:
+            message = watchdog.device_error(exc)
+            if message is None:
+                raise
+            raise watchdog.DeviceError(watchdog.stage_of(exc) or "build", message) from None
+        send(("built", spec, runner.describe()) if watchdog.isolated() else ("runner", spec, runner))
+        result = session.evaluate(runner, list(job.images), warmup=job.warmup, iters=job.iters)
+        send(("result", spec, result))
+        for case in result.cases:
+            for finding in case.verdict.failures:
+                if finding.kind == "device_error":
+                    raise watchdog.DeviceError(finding.stage or "forward", finding.detail)
+
+
+def card_seeds(session: Session, images: Sequence[str | Path]) -> tuple[tuple[tuple[Any, ...], torch.Tensor], ...]:
+    """The reference's logits of each image, for a child's session."""
+    keys = [session._key("reference", [i]) for i in images]
+    for image in images:
+        session.reference_logits([image])
+    return tuple((k, _SHARED[k]) for k in keys if k in _SHARED)
+
+
+def failed_target(
+    session: Session,
+    spec: str,
+    images: Sequence[str | Path],
+    failure: watchdog.CardFailure,
+    described: dict[str, Any] | None,
+) -> TargetResult:
+    """The target a card failed in: one failing case (on the images it was running) with the
+    ``hung``, ``crashed`` or ``device_error`` finding."""
+    parsed = parse_target(spec)
+    precision = parsed.dtype if isinstance(parsed, TargetSpec) else "fp32"
+    reference = session.reference_logits([images[0]])
+    comparison = compare_logits(reference, torch.full_like(reference, math.nan), precision=precision)
+    finding = Finding(failure.kind, failure.line, stage=failure.stage)
+    case = CaseResult(
+        tuple(Path(i).name for i in images[:1]),
+        Verdict(Status.FAIL, (finding,)),
+        comparison,
+        paths=tuple(map(str, images[:1])),
+        error=failure.line,
+    )
+    identity = described or {
+        "name": parsed.name,
+        "device": failure.card,
+        "device_name": "",
+        "dtype": precision,
+        "mode": parsed.mode if isinstance(parsed, TargetSpec) else "custom",
+        "effective_precision": precision,
+        "precision_reason": "",
+        "precision_settings": {},
+    }
+    return TargetResult(**identity, cases=(case,), latency=None, speedup_vs_reference=None, card_failure=failure)

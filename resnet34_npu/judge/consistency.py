@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from resnet34_npu.judge.criteria import Status
 from resnet34_npu.targets.timing import Timing
 
 BITWISE = "bitwise"
@@ -303,16 +304,24 @@ def card_to_card(
 
 def card_groups(results: Sequence[Any]) -> list[CardToCard]:
     """Card-to-card over a comparison's targets (``TargetResult``s): targets that differ only in
-    the card (same device model, dtype, modes and knobs) form a group, compared on the image
-    they were timed on; groups of one card are left out."""
+    the card (same device model, dtype, modes and knobs) form a group, compared on every image
+    (its compared logits) and on the timed runs; groups of one card are left out."""
     groups: dict[str, dict[str, dict[str, Sequence[str]]]] = {}
     outputs: dict[str, np.ndarray] = {}
     for r in results:
-        if r.latency is None or not r.latency.digests or not is_card(r.device) or not r.cases:
+        if not is_card(r.device) or not r.cases:
             continue
-        group = groups.setdefault(group_of(r.name, r.device_name, r.dtype), {})
-        group[r.device] = {r.cases[0].image: r.latency.digests}
-        outputs.update(r.latency.outputs)
+        images: dict[str, list[str]] = {}
+        for case in r.cases:  # each compared image, as the pytest acceptance report compares them
+            if case.output_digest and len(case.paths) == 1:
+                images[case.image] = [case.output_digest]
+                if case.output is not None:
+                    outputs[case.output_digest] = case.output
+        if r.latency is not None and r.latency.digests:  # and the timed runs, on the first image
+            images[f"{r.cases[0].image} timed"] = list(r.latency.digests)
+            outputs.update(r.latency.outputs)
+        if images:
+            groups.setdefault(group_of(r.name, r.device_name, r.dtype), {})[r.device] = images
     return compare_groups(groups, outputs)
 
 
@@ -335,3 +344,44 @@ def compare_groups(
     """:func:`card_to_card` on every group (``groups[group][card][image]``: digests) of two or
     more cards."""
     return [card_to_card(key, cards, outputs) for key, cards in groups.items() if len(cards) > 1]
+
+
+def fail_cards(
+    targets: Mapping[str, dict[str, Any]], cards: Sequence[CardToCard], burn_in: Mapping[str, Any] | None
+) -> None:
+    """Fail the report's targets (name -> the report's target entry) that run-to-run, card-to-card
+    or the burn-in named, saying how: the one rule both ``compare`` and the pytest acceptance
+    report apply, so that a card fails the same way through either door."""
+    for target in targets.values():
+        repeat = target.get("run_to_run")
+        if repeat and not repeat["passed"]:
+            target["verdict"] = Status.FAIL
+    by_card = {(g.group, o.card): o for g in cards for o in g.outliers}
+
+    def group(target: dict[str, Any]) -> str:
+        return group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
+
+    cards_of = [t for t in targets.values() if is_card(str(t.get("device", "custom")))]
+    # A group with no majority output fails its cards, unless the cards that fail against the CPU
+    # explain it: then at most one card that passes is left, and there is nothing it disagrees with.
+    passing = {g.group: sum(group(t) == g.group and t["verdict"] != Status.FAIL for t in cards_of) for g in cards}
+    for target in cards_of:
+        outlier = by_card.get((group(target), str(target["device"])))
+        if outlier is not None:
+            target["verdict"], target["card_outlier"] = Status.FAIL, outlier.to_dict()
+        if any(group(target) == g.group and g.no_majority and passing[g.group] > 1 for g in cards):
+            target["verdict"] = Status.FAIL
+    for card in (burn_in or {}).get("cards", ()):
+        if card["status"] != "ok" and card["card"] in targets:
+            targets[card["card"]]["verdict"] = Status.FAIL
+            targets[card["card"]]["burn_in"] = card
+    for group in (burn_in or {}).get("card_to_card", ()):
+        for outlier in group["outliers"]:
+            for target in targets.values():
+                if (
+                    str(target.get("device")) == outlier["card"]
+                    and group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
+                    == group["group"]
+                ):
+                    target["verdict"] = Status.FAIL
+                    target.setdefault("card_outlier", outlier)  # wrong the same way every time: its loop agrees

@@ -152,7 +152,8 @@ class Profile:
 
 #: The kinds of :class:`Finding`: a broken rule; NaN/Inf in the output; the target's code raised
 #: (or left threads); where the difference arises (localisation); which layer is to blame.
-FINDING_KINDS = ("rule", "nonfinite", "raised", "localization", "blame")
+#: ``hung``, ``crashed`` and ``device_error``: the card failed (see :mod:`resnet34_npu.targets.watchdog`).
+FINDING_KINDS = ("rule", "nonfinite", "raised", "localization", "blame", "hung", "crashed", "device_error")
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from resnet34_npu.core.constants import PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
 
 #: |ref| below this is judged by absolute error (msprobe's small-value rule), per precision.
 SMALL_VALUE = {"fp32": 1e-6, "fp64": 1e-6, "tf32": 1e-3, "hf32": 1e-3, "fp16": 1e-3, "bf16": 1e-3}
@@ -60,6 +61,8 @@ REL_THRESHOLDS = (("rel_err_ratio_1e-2", 1e-2), ("rel_err_ratio_1e-3", 1e-3), ("
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
     """Softmax over classes, computed in float64 on the CPU."""
+    import torch
+
     return torch.softmax(logits.detach().cpu().to(torch.float64), dim=-1)
 
 
@@ -175,6 +178,8 @@ def worst_of(values: list[float], largest: bool = True) -> float:
 
 
 def _as_2d(x: torch.Tensor) -> torch.Tensor:
+    import torch
+
     x = x.detach().cpu().to(torch.float64)
     return x.reshape(1, -1) if x.dim() == 1 else x.reshape(x.shape[0], -1)
 
@@ -185,6 +190,8 @@ def _element(ref: torch.Tensor, out: torch.Tensor, flat_index: int) -> Element:
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    import torch
+
     na, nb = float(a.norm()), float(b.norm())
     if na == 0.0 and nb == 0.0:
         return 1.0
@@ -202,6 +209,8 @@ def rel_l2(diff: torch.Tensor, ref: torch.Tensor) -> float:
 
 def _nonfinite_class(x: torch.Tensor) -> torch.Tensor:
     """0 finite, 1 NaN, 2 +Inf, 3 -Inf."""
+    import torch
+
     cls = torch.zeros_like(x, dtype=torch.int8)
     cls[torch.isnan(x)] = 1
     cls[x == math.inf] = 2
@@ -217,6 +226,8 @@ def compare_tensors(
     effective precision) picks the small-value threshold (``small_value`` overrides it) and the
     assert_close tolerances. The probability and ranking metrics are NaN here: see
     :func:`compare_logits`."""
+    import torch
+
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     ref, out = _as_2d(reference), _as_2d(target)
@@ -293,6 +304,8 @@ def compare_tensors(
 def compare_logits(reference: torch.Tensor, target: torch.Tensor, *, precision: str = "fp32") -> Comparison:
     """:func:`compare_tensors` on logits [N, C] (or [C]), plus what only logits have: the
     probability metrics (softmax in float64) and the rankings, per sample and in total."""
+    import torch
+
     tensors = compare_tensors(reference, target, precision=precision)
     ref, out = _as_2d(reference), _as_2d(target)
     p_ref, p_out = probabilities(ref), probabilities(out)

@@ -16,11 +16,9 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-#: The knob that lifts a reduced precision the device chose for an fp32 target.
-_KNOB = {
-    "hf32": ("hf32=off", "HF32 off: convolutions in fp32"),
-    "fp16": ("acl=must_keep_origin_dtype", "the ACL precision mode that keeps fp32"),
-}
+#: The knobs that lift a reduced precision an Ascend card chose for an fp32 target (both: with
+#: ``allow_fp32_to_fp16``, HF32 off alone gives USE_FP16, not fp32).
+_KNOBS = ("hf32=off", "acl=must_keep_origin_dtype")
 
 
 def _with_knob(name: str, knob: str) -> str:
@@ -43,9 +41,10 @@ def next_steps(target: dict[str, Any]) -> list[str]:
             f"the card {failure.get('kind')} at {failure.get('stage')}: run it alone with a deadline: "
             f"python -m resnet34_npu compare --target {q(name)} --iters 1 --deadline 60"
         )
-    if failing:
-        case = failing[0]
-        image = (case.get("paths") or [case.get("image")])[0]
+    outlier = target.get("card_outlier") or {}
+    if failing or outlier:
+        case = failing[0] if failing else (target.get("images") or [{}])[0]
+        image = (case.get("paths") or [case.get("image") or (outlier.get("images") or ["IMAGE"])[0]])[0]
         stage = ((case.get("localization") or {}).get("first_failing_stage")) or ""
         at = f" (first failing stage: {stage})" if stage else ""
         steps.append(
@@ -53,18 +52,22 @@ def next_steps(target: dict[str, Any]) -> list[str]:
             f"--target {q(name)} --image {q(str(image))} --dump r34-dump"
         )
     precision = str(target.get("effective_precision") or "")
-    if failing and target.get("dtype") == "fp32" and precision in _KNOB:
-        knob, why = _KNOB[precision]
+    if failing and target.get("dtype") == "fp32" and precision in ("hf32", "fp16") and name.startswith("npu"):
+        exact = name
+        for knob in _KNOBS:
+            exact = _with_knob(exact, knob)
         steps.append(
-            f"tell the precision mode from a fault ({why}): python -m resnet34_npu compare "
-            f"--target {q(_with_knob(name, knob))}"
+            "tell the precision mode from a fault (the cube in fp32: HF32 off, the ACL mode that keeps fp32): "
+            f"python -m resnet34_npu compare --target {q(exact)}"
         )
     if target.get("card_outlier") or target.get("burn_in") or (target.get("run_to_run") or {}).get("passed") is False:
         steps.append(
             "it disagrees with the other cards or with itself: burn it in alone: "
             f"python -m resnet34_npu compare --target {q(name)} --burn-in 120"
         )
-    steps.append(f"re-run this card alone: pytest --r34-require=npu --r34-target={q(name)}")
+    kind = name.partition(":")[0].partition("/")[0]
+    require = f"--r34-require={kind} " if kind in ("npu", "cuda", "xpu", "mps") else ""
+    steps.append(f"re-run this target alone: pytest {require}--r34-target={q(name)}")
     return steps
 
 

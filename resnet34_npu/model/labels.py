@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from torchvision.models import ResNet34_Weights
-
 
 @lru_cache(maxsize=1)
 def class_names() -> tuple[str, ...]:
+    from torchvision.models import ResNet34_Weights
+
     return tuple(ResNet34_Weights.IMAGENET1K_V1.meta["categories"])
 
 

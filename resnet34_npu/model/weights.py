@@ -23,9 +23,7 @@ import stat
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
-
-import torch
+from typing import TYPE_CHECKING, Callable, TypeAlias
 
 from resnet34_npu.core.constants import (
     CACHE_ENV,
@@ -37,7 +35,10 @@ from resnet34_npu.core.constants import (
 from resnet34_npu.core.errors import InputError, show
 from resnet34_npu.core.files import write_atomic
 
-StateDict = dict[str, torch.Tensor]
+if TYPE_CHECKING:
+    import torch
+
+StateDict: TypeAlias = "dict[str, torch.Tensor]"
 
 #: How many offending keys an error message quotes.
 _SHOWN_KEYS = 3
@@ -108,11 +109,15 @@ def seeded_path(seed: int) -> Path:
 
 
 def imagenet_checkpoint_path() -> Path:
+    import torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / IMAGENET_CHECKPOINT
 
 
 def tensor_digest(state: StateDict) -> str:
     """sha256 over each tensor's name, dtype, shape and bytes, in state-dict order."""
+    import torch
+
     digest = hashlib.sha256()
     for name, tensor in state.items():
         tensor = tensor.detach().cpu().contiguous()
@@ -192,6 +197,8 @@ def _stat(path: Path) -> tuple[int, ...] | None:
 def _check(
     spec: WeightsSpec, path: Path, data: bytes, sha256: str, factory: Callable[[], torch.nn.Module]
 ) -> tuple[WeightsInfo, StateDict]:
+    import torch
+
     text = spec.text
     if spec.kind == "imagenet" and not sha256.startswith(IMAGENET_CHECKPOINT.split("-")[1].split(".")[0]):
         raise InputError(
@@ -217,6 +224,8 @@ def _check(
 def _seeded_state(seed: int, factory: Callable[[], torch.nn.Module]) -> StateDict:
     """``torch.manual_seed(seed)`` then ``factory()``; the caller's RNG state is left as it was.
     Its tensor digest is remembered for this process (what a cached file must match)."""
+    import torch
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         state = factory().state_dict()
@@ -260,6 +269,8 @@ def _generate_seeded(seed: int, path: Path, factory: Callable[[], torch.nn.Modul
     with this process's id, so a later run can sweep it if this one is killed), then a rename,
     so racing processes never see half a file. A full disk or an unwritable folder is one
     :class:`InputError` naming the file, and leaves no temporary file."""
+    import torch
+
     state = _seeded_state(seed, factory)
     if path.parent.is_dir():
         _sweep_temporaries(path.parent)
@@ -306,6 +317,8 @@ def _read_file(path: Path) -> bytes:
 
 
 def _unpickle(path: Path, data: bytes) -> StateDict:
+    import torch
+
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -7,9 +7,25 @@ a device's published peak; ``run``: one target measured in one scenario (Server:
 The ``perf`` command and ``pytest -m perf`` both go through :class:`~resnet34_npu.perf.run.Bench`.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from resnet34_npu.perf.loadgen import INSTALL_HINT, SCENARIOS, Interrupted, Result, Scenario, Settings, parse_scenario
-from resnet34_npu.perf.run import Bench, Measurement, Options
-from resnet34_npu.perf.sut import SampleLibrary, SystemUnderTest
+
+#: Names that need torch, imported on first use (``perf --help`` starts without torch).
+_LAZY = {
+    **dict.fromkeys(("Bench", "Measurement", "Options"), "resnet34_npu.perf.run"),
+    **dict.fromkeys(("SampleLibrary", "SystemUnderTest"), "resnet34_npu.perf.sut"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "INSTALL_HINT",

@@ -18,6 +18,8 @@ from typing import Any, Callable
 from resnet34_npu.core.errors import InputError, show
 
 #: What a host without LoadGen is told (one line, exit 2).
+#: MLPerf's Server latency bound for ResNet50 (loadgen/mlperf.conf), the default one here.
+SERVER_BOUND_MS = 15.0
 INSTALL_HINT = "MLPerf LoadGen is not installed: pip install mlcommons-loadgen (the module mlperf_loadgen)"
 MS = 1e-6  # LoadGen logs nanoseconds
 

@@ -19,14 +19,23 @@ import numpy as np
 
 from resnet34_npu.core.errors import InputError
 from resnet34_npu.perf import compliance, peak
-from resnet34_npu.perf.loadgen import SCENARIOS, Interrupted, Result, Scenario, Settings, module, result_of, start_test
+from resnet34_npu.perf.loadgen import (
+    SCENARIOS,
+    SERVER_BOUND_MS,
+    Interrupted,
+    Result,
+    Scenario,
+    Settings,
+    module,
+    result_of,
+    start_test,
+)
 from resnet34_npu.perf.sut import CardLog, SampleLibrary, SystemUnderTest
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.runners import Runner, build_runner
 from resnet34_npu.targets.spec import CustomSpec, TargetSpec, parse_target
 
 #: MLPerf's p99 bound for ResNet50 in the Server scenario (ms): the default bound.
-SERVER_BOUND_MS = 15.0
 #: Offline: LoadGen is told this much more than the warm-up's rate, so its one query lasts the
 #: min duration even when the warm-up ran faster than the system under load.
 OFFLINE_HEADROOM = 1.25

@@ -28,12 +28,12 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from resnet34_npu.core.errors import InputError, plain, show
-from resnet34_npu.judge.localize import NO_MODULE, STAGES, capture, find_stages
+
+if TYPE_CHECKING:
+    import torch
 
 STEP_RANK = Path("step0", "rank0")
 DUMP_JSON = "dump.json"
@@ -64,6 +64,8 @@ def entry_name(stage: str, module_class: str) -> str:
 def capture_stages(module: torch.nn.Module, run: Callable[[], Any]) -> dict[str, StageTensors]:
     """Every stage of ``module`` while ``run()`` runs (see :func:`.localize.capture`), with
     its inputs, in execution order."""
+    from resnet34_npu.judge.localize import STAGES, capture, find_stages
+
     inputs: dict[str, tuple[torch.Tensor, ...]] = {}
     outputs = capture(module, run, inputs)
     classes = {stage: type(sub).__name__ for stage, sub in find_stages(module).items()}
@@ -92,6 +94,8 @@ def _tensor_entry(tensor: torch.Tensor, data_name: str) -> dict[str, Any]:
 
 def _write_tree(root: Path, stages: Mapping[str, StageTensors], final_rank_dir: Path) -> None:
     """One side's tree under ``root`` (which exists and is empty); dump.json last."""
+    import torch
+
     rank_dir = root / STEP_RANK
     data_dir = rank_dir / DATA_DIR
     data_dir.mkdir(parents=True)
@@ -163,6 +167,8 @@ def read_dump(tree: str | Path) -> dict[str, dict[str, Any]]:
     entry): the header, every tensor entry's fields, and each data file that loads with
     ``torch.load(weights_only=True)`` as a tensor of the recorded shape. A defect is an
     :class:`InputError` naming the file and the entry."""
+    import torch
+
     rank_dir = Path(tree) / STEP_RANK
     path = rank_dir / DUMP_JSON
     try:
@@ -202,6 +208,8 @@ def read_dump(tree: str | Path) -> dict[str, dict[str, Any]]:
 def dump_runs(folder: str | Path, target: Any, reference: Any, batch: torch.Tensor) -> dict[str, Path]:
     """Run ``target`` and ``reference`` (runners: ``name``, ``module``, ``run(batch)``) on
     ``batch`` with hooks on every stage and write both trees with :func:`write_dumps`."""
+    from resnet34_npu.judge.localize import NO_MODULE
+
     sides = {}
     for side, runner in (("target", target), ("reference", reference)):
         module = runner.module

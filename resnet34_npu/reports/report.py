@@ -22,7 +22,7 @@ import torchvision
 from resnet34_npu.core.constants import __version__
 from resnet34_npu.core.documents import utc_now
 from resnet34_npu.judge.criteria import Status
-from resnet34_npu.targets import devices
+from resnet34_npu.targets import devices, emulation
 
 #: 2: "localisation" became "localization" (one spelling across the suite).
 SCHEMA_VERSION = 2
@@ -52,7 +52,8 @@ def machine_info(device_names: Iterable[str] = ()) -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
-        "torch_npu": getattr(torch_npu, "__version__", None) if torch_npu else None,
+        "torch_npu": getattr(torch_npu, "__version__", None) if torch_npu else devices.installed_torch_npu(),
+        "emulated": None if emulation.active() is None else emulation.active().to_dict(),
         "cann": _cann_version(),
         "cuda_runtime": torch.version.cuda,
         "resnet34_npu": __version__,

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from resnet34_npu.judge.consistency import CardToCard, compare_groups, group_of, is_card
+from resnet34_npu.judge.consistency import CardToCard, compare_groups, fail_cards, group_of, is_card
 from resnet34_npu.judge.criteria import Status, worst_status
+from resnet34_npu.judge.nextsteps import add_next_steps
 from resnet34_npu.reports.report import build_report
 from resnet34_npu.suite.state import Suite, unpack_output
 from resnet34_npu.targets import determinism
@@ -102,7 +103,7 @@ def acceptance_report(
     if reference_latency is not None:
         reference["latency_ms"] = reference_latency
     cards = card_groups(entries)
-    _fail_cards(targets, cards, burn_in)
+    fail_cards(targets, cards, burn_in)
     for name, line in (left_threads or {}).items():  # its threads would have kept the process from exiting
         if name in targets:
             targets[name]["verdict"], targets[name]["left_threads"] = Status.FAIL, line
@@ -116,6 +117,7 @@ def acceptance_report(
         if choice.kind in suite.required and choice.kind not in tested and target["verdict"] != Status.FAIL:
             target["verdict"] = Status.FAIL
             target["required_missing"] = f"required (--r34-require={choice.kind}) but not tested in this run"
+    add_next_steps(targets.values())
     tests = [{k: v for k, v in e.items() if k != "records"} for e in entries]
     document = build_report(
         profile=suite.profile,
@@ -158,43 +160,8 @@ def card_groups(entries: list[dict[str, Any]]) -> list[CardToCard]:
             group = group_of(record["target"], str(info.get("device_name", "")), str(info.get("dtype", "")))
             card = groups.setdefault(group, {}).setdefault(str(info["device"]), {})
             for image, digests in found["digests"].items():
+                if "(batch " in image:
+                    continue  # batch 1 and the timed runs: what test_card_to_card and compare judge
                 card.setdefault(image, []).extend(digests)
             arrays.update({key: unpack_output(text) for key, text in found["arrays"].items()})
     return compare_groups(groups, arrays)
-
-
-def _fail_cards(targets: dict[str, dict[str, Any]], cards: list[CardToCard], burn_in: dict[str, Any] | None) -> None:
-    """Fail the targets that run-to-run, card-to-card or the burn-in named, saying how."""
-    for target in targets.values():
-        repeat = target.get("run_to_run")
-        if repeat and not repeat["passed"]:
-            target["verdict"] = Status.FAIL
-    by_card = {(g.group, o.card): o for g in cards for o in g.outliers}
-
-    def group(target: dict[str, Any]) -> str:
-        return group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
-
-    cards_of = [t for t in targets.values() if is_card(str(t.get("device", "custom")))]
-    # A group with no majority output fails its cards, unless the cards that fail against the CPU
-    # explain it: then at most one card that passes is left, and there is nothing it disagrees with.
-    passing = {g.group: sum(group(t) == g.group and t["verdict"] != Status.FAIL for t in cards_of) for g in cards}
-    for target in cards_of:
-        outlier = by_card.get((group(target), str(target["device"])))
-        if outlier is not None:
-            target["verdict"], target["card_outlier"] = Status.FAIL, outlier.to_dict()
-        if any(group(target) == g.group and g.no_majority and passing[g.group] > 1 for g in cards):
-            target["verdict"] = Status.FAIL
-    for card in (burn_in or {}).get("cards", ()):
-        if card["status"] != "ok" and card["card"] in targets:
-            targets[card["card"]]["verdict"] = Status.FAIL
-            targets[card["card"]]["burn_in"] = card
-    for group in (burn_in or {}).get("card_to_card", ()):
-        for outlier in group["outliers"]:
-            for target in targets.values():
-                if (
-                    str(target.get("device")) == outlier["card"]
-                    and group_of(target["name"], str(target.get("device_name", "")), str(target.get("dtype", "")))
-                    == group["group"]
-                ):
-                    target["verdict"] = Status.FAIL
-                    target.setdefault("card_outlier", outlier)  # wrong the same way every time: its loop agrees

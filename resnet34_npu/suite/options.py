@@ -8,17 +8,20 @@ option or variable and the allowed values.
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from resnet34_npu.core.errors import InputError
-from resnet34_npu.judge.burnin import parse_seconds
 from resnet34_npu.judge.criteria import DEFAULT_PROFILE, PROFILES
 from resnet34_npu.model.weights import SPEC_HELP as WEIGHTS_HELP
 from resnet34_npu.model.weights import parse_weights_spec
 from resnet34_npu.targets import devices
-from resnet34_npu.targets.spec import parse_target
+from resnet34_npu.targets.emulation import ENV as EMULATE_ENV
+from resnet34_npu.targets.emulation.faults import ENV as FAULTS_ENV
+from resnet34_npu.targets.emulation.wheel import SITE_ENV
 
 DEFAULT_REPORT = "acceptance_report.json"
 DEFAULT_ITERS = 5
@@ -26,6 +29,8 @@ _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "fals
 
 
 def parse_target_text(text: str) -> str:
+    from resnet34_npu.targets.spec import parse_target
+
     parse_target(text)
     return text
 
@@ -54,7 +59,21 @@ def parse_kind(text: str) -> str:
 
 
 def parse_burn_in(text: str) -> float:
+    from resnet34_npu.judge.burnin import parse_seconds
+
     return parse_seconds(text, "--r34-burn-in")
+
+
+def parse_deadline(text: str) -> float:
+    from resnet34_npu.targets.watchdog import parse_deadline as parse
+
+    return parse(text, "--r34-deadline")
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    from resnet34_npu.history.record import parse_label as parse
+
+    return parse(text)
 
 
 def parse_bool(text: str) -> bool:
@@ -253,6 +272,17 @@ OPTIONS: tuple[Option, ...] = (
         "gate, 5 %% threshold): a regression fails the run",
         kind="flag",
     ),
+    Option(
+        "r34_labels",
+        "--r34-label",
+        "R34_LABELS",
+        parse_label,
+        None,
+        "with --r34-history: a label of this run's record (a release, a firmware, a config), repeatable; "
+        "shown at each step where it changes (release=2026.11 -> 2026.12); default: none",
+        kind="list",
+        metavar="KEY=VALUE",
+    ),
 )
 
 
@@ -290,7 +320,37 @@ OPTIONS += (
         "a mismatch, an error or a hang fails the run (compare --burn-in)",
         metavar="SECONDS",
     ),
+    Option(
+        "r34_deadline",
+        "--r34-deadline",
+        "R34_DEADLINE",
+        parse_deadline,
+        None,
+        "seconds a device call (a forward pass with its synchronize) may take before its card is named as hung: "
+        "its test fails with a 'hung' finding, its card's remaining tests are not run, the other cards go on; a "
+        "build and a target's first forward pass get 10 times it (default: 100 reference forward passes, at "
+        "least 30 s; refused when shorter than one) (compare --deadline)",
+        metavar="S",
+    ),
 )
+
+
+#: The suite's environment variables that are not options: the emulated Ascend host's, and those
+#: the repository's own tests and scripts read.
+OTHER_ENV = (EMULATE_ENV, FAULTS_ENV, SITE_ENV, "R34_BIG_BATCH", "R34_CALIBRATION_RUNS", "R34_TEST_COUNT_FILE")
+ENV_PREFIX = "R34_"
+
+
+def unknown_environment(environ: Mapping[str, str] = os.environ) -> list[str]:
+    """One line for each ``R34_*`` variable set here that the suite does not read (it is
+    ignored), with the nearest known name when one is close (``R34_TARGET``: ``R34_TARGETS``)."""
+    known = sorted({option.env for option in OPTIONS if option.env} | set(OTHER_ENV))
+    lines = []
+    for name in sorted(n for n in environ if n.upper().startswith(ENV_PREFIX) and n not in known):
+        near = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.75)
+        hint = f"did you mean {near[0]}?" if near else "`pytest --help` lists the suite's own"
+        lines.append(f"environment variable {name} is not one of the suite's and is ignored: {hint}")
+    return lines
 
 
 def add_options(addoption: Callable[..., None]) -> None:

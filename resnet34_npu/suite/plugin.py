@@ -18,27 +18,19 @@ import re
 import signal
 import sys
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
 
 from resnet34_npu.core.documents import format_table
-from resnet34_npu.core.errors import InputError, one_line, plain
+from resnet34_npu.core.errors import InputError, cannot_import, one_line, plain
 from resnet34_npu.core.files import write_json_atomic
-from resnet34_npu.dataset.agreement import summary_lines
-from resnet34_npu.history import gate, store
-from resnet34_npu.history.from_report import record_of_report
-from resnet34_npu.history.record import write_record
-from resnet34_npu.judge.consistency import ulps
-from resnet34_npu.model.weights import weights_digest
-from resnet34_npu.reports.html import write_html
-from resnet34_npu.reports.report import SUMMARY_HEADER, summary_rows
-from resnet34_npu.suite import html_extras, options
-from resnet34_npu.suite.acceptance import acceptance_report, card_groups
-from resnet34_npu.suite.junit import verdict_properties
-from resnet34_npu.suite.state import BATCH_SIZES, Suite
+from resnet34_npu.suite import options
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.engines import BackendUnavailable
+
+if TYPE_CHECKING:
+    from resnet34_npu.suite.state import Suite
 
 GROUP = "resnet34-npu"
 MARKERS = {
@@ -51,18 +43,24 @@ MARKERS = {
     "left out of a default run, `pytest -m slow` runs them",
     "custom": "runs a custom target (module.path:factory), which may run on any device",
     "r34_heavy": "internal: runs a batch of 8 or runs its target again (slow on reduced-precision CPU targets)",
+    "r34_cards": "internal: parametrised only over targets that two or more cards of this host run (card-to-card)",
     "npu_install": "installs the real torch-npu wheel from PyPI into a temporary folder (skipped when it cannot be "
     "had)",
     "subprocess": "starts Python subprocesses that import torch (the few end-to-end tests where the process is the "
     "point)",
     "r34_dataset": "the dataset-scale agreement test: collected only with --r34-dataset DIR",
     "browser": "loads a page in headless Chromium (skipped, with the reason, where Chromium is not installed)",
+    "selftest": "a test of the suite's own code (tests/unit, integration, benchmarks): left out of an acceptance "
+    "run (--r34-require), where it would say nothing about the device; `-m selftest` runs them there",
 }
-SUITE = pytest.StashKey[Suite]()
+SUITE = pytest.StashKey["Suite"]()
 ENTRIES = pytest.StashKey[list]()
 RECORDS = pytest.StashKey[list]()
 NAMED = pytest.StashKey[bool]()
 CONFORMANCE = pytest.StashKey[bool]()
+SELF_TESTS_LEFT_OUT = pytest.StashKey[int]()
+FAILING = pytest.StashKey[list]()
+LAST_OF = pytest.StashKey[dict]()
 MISSING = pytest.StashKey[str]()
 REPORT_ERROR = pytest.StashKey[str]()
 HISTORY_RECORD = pytest.StashKey[str]()
@@ -88,6 +86,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {description}")
     if config.option.help or config.option.version:
         return
+    if not hasattr(config, "workerinput"):  # the controller says it once
+        for line in options.unknown_environment():
+            config.issue_config_time_warning(pytest.PytestConfigWarning(line), stacklevel=2)
+    from resnet34_npu.targets.emulation import refused
+
+    if refused():
+        raise pytest.UsageError(one_line(refused()))
+    import resnet34_npu
+
+    error = resnet34_npu.import_error()  # torch itself cannot be imported (a broken torch_npu auto-loaded): one line
+    if error is not None:
+        raise pytest.UsageError(cannot_import(error, resnet34_npu.USER_AUTOLOAD))
+    from resnet34_npu.suite.state import Suite  # torch: not for --help
+
     workers = int(getattr(config, "workerinput", {}).get("workercount", 1))
     if workers > 1:
         # Each pytest-xdist worker gets its share of the cores: two workers each running torch's
@@ -118,6 +130,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if NOTHING_RAN in config.stash and reporter is not None:
+        # the reason the run fails, as its last line: below the skips and pytest's counts
+        reporter.write_line(f"resnet34-npu: {config.stash[NOTHING_RAN]}", red=True)
     if SIGTERM in config.stash:
         signal.signal(signal.SIGTERM, config.stash[SIGTERM])
     suite = config.stash.get(SUITE, None)
@@ -154,11 +170,40 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtestloop(session: pytest.Session) -> None:
+    """The session's warm-up (weights, model, the reference's first forward pass) before the
+    first test, when a target is compared on an image, so that that test's duration is its own."""
+    suite = session.config.stash.get(SUITE, None)
+    if suite is None or session.config.option.collectonly:
+        return
+    from resnet34_npu.suite.state import TIMED_BATCHES
+
+    runs = [
+        (item, params)
+        for item in session.items
+        if (params := getattr(getattr(item, "callspec", None), "params", {}))
+        and (choice := suite.choice(params.get("r34_target", "")))
+        and not suite.skip_reason(choice)
+    ]
+    if runs:
+        # timed: a record at a timed batch size carries the reference's latency beside the target's
+        timed = any(p.get("r34_batch") in TIMED_BATCHES and "r34_record" in item.fixturenames for item, p in runs)
+        with contextlib.suppress(Exception):  # it fails again, as before, in the tests that need it
+            suite.warm_up(timed)
+
+
 def pytest_report_header(config: pytest.Config) -> list[str]:
+    from resnet34_npu.model.weights import weights_digest
+    from resnet34_npu.suite.state import BATCH_SIZES
+
     suite = config.stash.get(SUITE, None)
     if suite is None:
         return []
-    lines = []
+    from resnet34_npu.targets import emulation
+
+    host = emulation.active()
+    lines = [emulation.banner(host)] if host is not None else []
     for row in devices.list_devices():
         if row.available:
             settings = ", ".join(f"{k}={v}" for k, v in row.precision.items())
@@ -179,10 +224,15 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    from resnet34_npu.suite.state import BATCH_SIZES
+
     suite = metafunc.config.stash[SUITE]
     if "r34_target" in metafunc.fixturenames:
         params = []
+        cards = metafunc.definition.get_closest_marker("r34_cards") is not None
         for t in suite.targets:
+            if cards and not suite.card_peers(t.name):
+                continue  # card-to-card: only targets that two or more cards of this host run
             kind = devices.KINDS.get(t.kind)
             if kind is None:
                 marks = [pytest.mark.custom]
@@ -223,6 +273,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             suite.session  # noqa: B018 - builds the comparison session
         except InputError as exc:
             raise pytest.UsageError(one_line(exc)) from None
+    if suite.required and "selftest" not in markexpr:
+        # An acceptance run judges the device: the suite's self-tests (they check its code, in
+        # CPU-only CI) would add time and process-wide settings to it and answer nothing about the card.
+        drop = [item for item in items if item.get_closest_marker("selftest")]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = [item for item in items if not item.get_closest_marker("selftest")]
+            config.stash[SELF_TESTS_LEFT_OUT] = len(drop)
     if suite.dataset is None:  # the dataset test needs --r34-dataset: not collected without it
         drop = [item for item in items if item.get_closest_marker("r34_dataset")]
         if drop:
@@ -247,6 +305,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=drop)
             items[:] = [item for item in items if kept(item)]
     config.stash[CONFORMANCE] = any(_is_conformance(item) for item in items)
+    _group_by_target(config, items)
+
+
+def _group_by_target(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run each target's tests together, in the matrix's order, and card-to-card last (when every
+    card's logits are at hand), so that a target's runner (its model copy on the device) is freed
+    after its last test (``pytest_runtest_teardown``): the memory of a run holds one target's
+    model at a time, not the matrix's."""
+    suite = config.stash[SUITE]
+    order = {t.name: i for i, t in enumerate(suite.targets)}
+
+    def target(item: pytest.Item) -> str | None:
+        return getattr(getattr(item, "callspec", None), "params", {}).get("r34_target")
+
+    def key(item: pytest.Item) -> tuple[int, int]:
+        name = target(item)
+        if name is None:
+            return (0, 0)
+        return (2 if item.get_closest_marker("r34_cards") else 1, order.get(name, len(order)))
+
+    items[:] = sorted(items, key=key)  # stable: each target's tests keep their order
+    # card-to-card reads the logits the verdicts computed, not the runner: it does not hold it
+    config.stash[LAST_OF] = {
+        target(item): item.nodeid for item in items if target(item) and not item.get_closest_marker("r34_cards")
+    }
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    suite = item.config.stash.get(SUITE, None)
+    name = getattr(getattr(item, "callspec", None), "params", {}).get("r34_target")
+    if suite is None or not name:
+        return
+    last = item.config.stash.get(LAST_OF, {}).get(name) == item.nodeid
+    # a pytest-xdist worker runs only some of the items: it frees a target when its next item is another's
+    moved_on = hasattr(item.config, "workerinput") and (nextitem is None or _target_of(nextitem) != name)
+    if last or moved_on:
+        suite.release(name)
+
+
+def _target_of(item: pytest.Item) -> str | None:
+    return getattr(getattr(item, "callspec", None), "params", {}).get("r34_target")
 
 
 def _selected_by_name(config: pytest.Config, suite: Suite) -> set[str]:
@@ -271,8 +370,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     provider), found while a target's engine is built: a skip with the reason for a target of
     the default matrix, a failure with the reason for a named one (unless
     ``--r34-allow-missing``). Raised anywhere else, it is an error like any other."""
+    from resnet34_npu.targets.watchdog import CardDown
+
     try:
         return (yield)
+    except CardDown as exc:  # the card hung here (a failure naming it), or had failed before (not run)
+        if exc.first:
+            pytest.fail(str(exc), pytrace=False)
+        pytest.skip(str(exc))
     except BackendUnavailable as exc:
         suite = pyfuncitem.config.stash[SUITE]
         name = suite.unavailable(exc)
@@ -299,6 +404,8 @@ def r34(request: pytest.FixtureRequest) -> Suite:
 def r34_record(request: pytest.FixtureRequest, r34: Suite) -> Callable[..., None]:
     """``r34_record(kind, target, case, batch=None, **extra)`` attaches a record of this check
     to the test's report (it travels through pytest-xdist to the acceptance report)."""
+    from resnet34_npu.suite.junit import verdict_properties
+
     records: list[dict[str, Any]] = []
     request.node.stash[RECORDS] = records
 
@@ -331,6 +438,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         # matplotlib's import and a figure per failing verdict
         if report.when == "call" and item.config.pluginmanager.hasplugin("html") and _html_page(item.config):
             from pytest_html import extras
+
+            from resnet34_npu.suite import html_extras
 
             charts = [(r, c) for r in records for c in [html_extras.failing_chart(r)] if c]
             report.extras = [
@@ -390,17 +499,29 @@ def pytest_html_results_summary(prefix: list[str], summary: list[str], postfix: 
     config = session.config
     if hasattr(config, "workerinput") or SUITE not in config.stash:
         return
+    from resnet34_npu.suite import html_extras
+
     table = html_extras.summary_table(r for entry in config.stash[ENTRIES] for r in entry["records"])
     if table:
         prefix.append(table)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    from resnet34_npu.dataset.agreement import summary_lines
+    from resnet34_npu.judge.consistency import ulps
+    from resnet34_npu.reports.report import SUMMARY_HEADER, summary_rows
+
     if hasattr(config, "workerinput") or SUITE not in config.stash:
         return
     message = config.stash.get(NO_BASELINE, None)
     if message:
         terminalreporter.write_line(f"resnet34-npu: {message}", yellow=True)
+    left_out = config.stash.get(SELF_TESTS_LEFT_OUT, 0)
+    if left_out:
+        terminalreporter.write_line(
+            f"resnet34-npu: acceptance run (--r34-require): the suite's {left_out} self-tests were left out "
+            "(they check its code in CPU-only CI; `-m selftest` runs them here)"
+        )
     rows = summary_rows(r for entry in config.stash[ENTRIES] for r in entry["records"])
     if rows:
         terminalreporter.section("resnet34-npu comparisons")
@@ -425,6 +546,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for group in config.stash.get(CARDS, []):
         for line in group.lines():
             terminalreporter.write_line(f"resnet34-npu: {plain(line)}", red=not group.passed)
+    failing = config.stash.get(FAILING, [])
+    if failing:
+        terminalreporter.section("resnet34-npu failing targets and what to run next")
+        for target in failing:
+            terminalreporter.write_line(f"FAIL {plain(target['name'])}", red=True)
+            for step in target.get("next_steps", ()):
+                terminalreporter.write_line(f"  next: {plain(step)}")
     burned = config.stash.get(BURN_IN, None)
     if burned is not None:
         terminalreporter.section("resnet34-npu burn-in")
@@ -437,8 +565,6 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     suite = config.stash[SUITE]
     for name, line in config.stash.get(LEFT_THREADS, {}).items():
         terminalreporter.write_line(one_line(f"resnet34-npu: target {name!r} {line}: it fails"), red=True)
-    if NOTHING_RAN in config.stash:
-        terminalreporter.write_line(f"resnet34-npu: {config.stash[NOTHING_RAN]}", red=True)
     if REPORT_ERROR in config.stash:
         terminalreporter.write_line(f"resnet34-npu: error: {config.stash[REPORT_ERROR]}", red=True)
     elif any(entry["records"] for entry in config.stash[ENTRIES]):
@@ -460,6 +586,12 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from resnet34_npu.history import gate, store
+    from resnet34_npu.history.from_report import record_of_report
+    from resnet34_npu.history.record import write_record
+    from resnet34_npu.reports.html import write_html
+    from resnet34_npu.suite.acceptance import acceptance_report
+
     config = session.config
     if SUITE not in config.stash:
         return
@@ -503,6 +635,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     document = acceptance_report(
         suite, entries, interrupted=interrupted, left_threads=left, burn_in=None if burned is None else burned.to_dict()
     )
+    config.stash[FAILING] = [t for t in document["targets"] if t["verdict"] == "fail"]
     try:
         if suite.report is not None:
             write_json_atomic(suite.report, document)
@@ -514,7 +647,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     if suite.history is not None and not interrupted:  # after the report: a failed record never loses it
         try:
-            config.stash[HISTORY_RECORD] = str(write_record(suite.history, record_of_report(document, source="pytest")))
+            labels = options.resolve(config.getoption)["r34_labels"]  # --r34-label / R34_LABELS
+            record = record_of_report(document, source="pytest", labels=labels)
+            config.stash[HISTORY_RECORD] = str(write_record(suite.history, record))
             verdicts = gate.check(store.load(suite.history).records) if suite.history_check else []
         except InputError as exc:
             config.stash[REPORT_ERROR] = one_line(exc)
@@ -532,6 +667,8 @@ def _consistency(config: pytest.Config, suite: Suite, entries: list[dict[str, An
     """Card-to-card over the session's verdict records, then (``--r34-burn-in``, a session that
     finished) the burn-in of the targets whose tests ran; stashed for the summary and the
     report. True when either failed."""
+    from resnet34_npu.suite.acceptance import card_groups
+
     cards = config.stash[CARDS] = card_groups(entries)
     failed = any(not g.passed for g in cards)
     if suite.burn_in is None or interrupted or config.option.collectonly:

@@ -29,12 +29,13 @@ from resnet34_npu.dataset.sources import scan as scan_dataset
 from resnet34_npu.history.record import check_history_dir
 from resnet34_npu.judge.burnin import BurnIn, burn_in
 from resnet34_npu.judge.compare import CaseResult, Session, is_target_error, left_threads_line, run_policy
-from resnet34_npu.judge.consistency import run_to_run
+from resnet34_npu.judge.consistency import CardToCard, run_to_run
 from resnet34_npu.model.images import find_images, load_image
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.engines import BackendUnavailable
 from resnet34_npu.targets.matrix import TargetChoice, choose_targets
 from resnet34_npu.targets.runners import Runner
+from resnet34_npu.targets.spec import TargetSpec
 from resnet34_npu.targets.timing import Timing, digest
 
 BATCH_SIZES = (1, 8)
@@ -78,11 +79,16 @@ class Suite:
     burn_in: float | None = None
     _session: Session | None = None
     _runners: dict[str, Runner] = field(default_factory=dict)
+    _described: dict[str, dict[str, Any]] = field(default_factory=dict)
     _logits: dict[tuple[str, tuple[str, ...]], torch.Tensor] = field(default_factory=dict)
     _latency: dict[tuple[str, int], Timing] = field(default_factory=dict)
     _cases: dict[tuple[str, tuple[str, ...]], CaseResult] = field(default_factory=dict)
     _threads: dict[str, set[threading.Thread]] = field(default_factory=dict)
     _unavailable: dict[str, BackendUnavailable] = field(default_factory=dict)
+    #: ``--r34-deadline`` (None: the default rule, measured on first use) and the cards that failed
+    deadline: float | None = None
+    _deadline_s: float | None = None
+    _card_failures: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_options(cls, values: dict[str, Any], *, worker: bool) -> Suite:
@@ -109,6 +115,7 @@ class Suite:
             history=None if not values.get("r34_history") or worker else check_history_dir(values["r34_history"]),
             history_check=bool(values.get("r34_history_check")),
             burn_in=values.get("r34_burn_in"),
+            deadline=values.get("r34_deadline"),
         )
         if suite.history_check and not values.get("r34_history"):
             raise InputError("--r34-history-check needs --r34-history DIR")
@@ -131,13 +138,47 @@ class Suite:
         for choice in suite.targets:
             if choice.kind == "custom":
                 suite.runner(choice.name)  # import, build and check it now: a broken one is a usage error
+        if suite.deadline is not None and not worker:
+            suite.deadline_s()  # one shorter than the reference's forward pass is a usage error, before any test
         return suite
+
+    def deadline_s(self) -> float:
+        """The deadline of a device call (:mod:`resnet34_npu.targets.watchdog`), measured once."""
+        if self._deadline_s is None:
+            from resnet34_npu.judge.cards import deadline_for
+
+            self._deadline_s = deadline_for(
+                self.deadline, self.session, self.images, 1, max(self.iters, 1), "--r34-deadline"
+            )
+        return self._deadline_s
+
+    def _watched(self, name: str, fn: Any) -> Any:
+        """``fn()`` for target ``name`` under the watchdog: a card that hangs is named (CardDown) and
+        its later calls are not made; the calls of the reference (the CPU) are not watched."""
+        from resnet34_npu.judge.compare import card_of
+        from resnet34_npu.targets import watchdog
+
+        choice = self.choice(name)
+        if choice is not None and choice.kind in ("cpu", "custom"):
+            return fn()
+        return watchdog.watched_call(
+            fn, card=card_of(name), target=name, deadline=self.deadline_s(), failures=self._card_failures
+        )
 
     @property
     def session(self) -> Session:
         if self._session is None:
             self._session = Session(self.weights, "cpu", fp64_truth=self.fp64_truth, profile=self.profile)
         return self._session
+
+    def warm_up(self, timed: bool) -> None:
+        """The session's shared start: the weights, the model, the reference's logits for the
+        first image and, when ``timed`` tests are selected, the reference's own timing, done before
+        the first test so that no test's duration carries them."""
+        self.session.reference_logits([self.images[0]])
+        if timed:
+            for batch in TIMED_BATCHES:
+                self.reference_latency(batch)
 
     def skip_reason(self, choice: TargetChoice) -> str:
         """Why this run skips the target ("" when it runs): its device is absent, or it is
@@ -179,11 +220,26 @@ class Suite:
         if name not in self._runners:
             with self._owning_threads(name):
                 try:
-                    self._runners[name] = self.session.runner(name)
+                    self._runners[name] = self._watched(name, lambda: self.session.runner(name))
                 except BackendUnavailable as exc:
                     self._unavailable[name] = exc
                     raise
+        if name not in self._described:
+            self._described[name] = self._runners[name].describe()
         return self._runners[name]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """The target's description (device, device name, precision...), kept after its runner is released."""
+        if name not in self._described:
+            self.runner(name)
+        return self._described[name]
+
+    def release(self, name: str) -> None:
+        """Free the target's runner (its model copy on the device) once its tests are done; what
+        they computed (logits, latency, cases) stays. A later use builds it again."""
+        runner = self._runners.pop(name, None)
+        if runner is not None:
+            self.session.forget(runner)
 
     @contextlib.contextmanager
     def _owning_threads(self, name: str) -> Any:
@@ -215,7 +271,8 @@ class Suite:
         if key not in self._logits:
             runner = self.runner(name)
             with self._owning_threads(name):
-                self._logits[key] = runner.run(self.session.batch(images))
+                batch = self.session.batch(images)
+                self._logits[key] = self._watched(name, lambda: runner.run(batch))
         return self._logits[key]
 
     def case(self, name: str, images: tuple[Path, ...]) -> CaseResult:
@@ -225,7 +282,7 @@ class Suite:
             try:
                 logits = self.logits(name, images)
             except BaseException as exc:
-                if not is_target_error(exc):
+                if not is_target_error(exc) or type(exc).__name__ == "CardDown":
                     raise
                 self._cases[key] = self.session.raised(self.runner(name), images, exc)
             else:
@@ -240,7 +297,8 @@ class Suite:
             images = self.batch_images(self.images[0], batch)
             runner = self.runner(name)
             with self._owning_threads(name):
-                self._latency[key] = runner.time(self.session.batch(images), warmup=1, iters=self.iters)
+                batch = self.session.batch(images)
+                self._latency[key] = self._watched(name, lambda: runner.time(batch, warmup=1, iters=self.iters))
         return self._latency[key]
 
     def reference_latency(self, batch: int) -> Timing | None:
@@ -313,6 +371,52 @@ class Suite:
             "outputs": self.outputs(target, case, latency) if kind == "verdict" else None,
             **extra,
         }
+
+    def card_peers(self, name: str) -> list[str]:
+        """The runnable targets that differ from ``name`` only in the card (itself included), when
+        there are two or more of them: the card-to-card group ``name`` belongs to; else []."""
+        from resnet34_npu.judge.consistency import is_card
+
+        choice = self.choice(name)
+        if choice is None or not isinstance(choice.spec, TargetSpec) or not is_card(choice.spec.device):
+            return []
+        rest = name.partition("/")[2]
+        peers = [
+            t.name
+            for t in self.targets
+            if isinstance(t.spec, TargetSpec)
+            and t.kind == choice.kind
+            and t.name.partition("/")[2] == rest
+            and not self.skip_reason(t)
+        ]
+        return peers if len(peers) > 1 else []
+
+    def card_to_card(self, name: str, image: Path) -> CardToCard:
+        """``name``'s group compared card by card on ``image`` (batch 1): each card's logits
+        (computed once per session, shared with the verdicts) by their digests, as ``compare``
+        compares them (:func:`~resnet34_npu.judge.consistency.card_to_card`)."""
+        from resnet34_npu.judge.consistency import card_to_card, group_of
+
+        digests: dict[str, dict[str, list[str]]] = {}
+        arrays: dict[str, np.ndarray] = {}
+        device_name = ""
+        for peer in self.card_peers(name):
+            try:
+                info = self.describe(peer)
+                logits = self.logits(peer, (image,))
+                latency = self.latency(peer, 1) if image == self.images[0] else None
+            except BaseException as exc:  # a peer that hung, crashed or failed: it has no output to compare
+                if peer == name or not (is_target_error(exc) or type(exc).__name__ == "CardDown"):
+                    raise
+                continue
+            device_name = device_name or str(info.get("device_name", ""))
+            key = digest(logits)
+            card = digests[str(info.get("device", peer))] = {image.name: [key]}
+            arrays[key] = logits.detach().cpu().float().numpy()
+            if latency is not None and latency.digests:  # the timed runs too, as compare and the report
+                card[f"{image.name} timed"] = list(latency.digests)
+                arrays.update(latency.outputs)
+        return card_to_card(group_of(name, device_name, ""), digests, arrays)
 
     def outputs(self, target: str, case: CaseResult, latency: Timing | None) -> dict[str, Any] | None:
         """The case's output digests for card-to-card, per input: ``digests`` maps the compared

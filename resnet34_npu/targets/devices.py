@@ -13,18 +13,21 @@ it has any, in ``knobs.py``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import platform
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from functools import cache
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-
-from resnet34_npu.core.errors import InputError
+from resnet34_npu.core.errors import SOURCE_CANN, InputError
 from resnet34_npu.targets import knobs
+
+if TYPE_CHECKING:
+    import torch
 
 #: Reasons kept as constants: they name what is missing and how to enable it.
 NPU_NOT_INSTALLED = "torch_npu is not installed; on an Ascend host: pip install -r requirements-npu.txt"
@@ -59,6 +62,8 @@ class DeviceRow:
     reason: str
     name: str
     precision: dict[str, Any]
+    #: an NPU of the emulated Ascend host (``R34_EMULATE_ASCEND``), not a card
+    emulated: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +81,8 @@ def probe_npu(module: str = "torch_npu") -> KindStatus:
     """Probe Ascend NPUs without ever letting a broken torch_npu escape.
 
     ``module`` is the import name, a parameter so tests can point it at real broken packages."""
+    import torch
+
     try:
         found = importlib.util.find_spec(module) is not None
     except (ImportError, ValueError) as exc:
@@ -83,9 +90,12 @@ def probe_npu(module: str = "torch_npu") -> KindStatus:
     if not found:
         return KindStatus("npu", False, 0, NPU_NOT_INSTALLED if module == "torch_npu" else f"{module} is not installed")
     try:
-        importlib.import_module(module)
+        # torch_npu prints its import-time warnings (CANN version, ASCEND_HOME_PATH) on stdout:
+        # they go to stderr, so that a command's output (devices --json, a report on stdout) stays its own
+        with contextlib.redirect_stdout(sys.stderr):
+            importlib.import_module(module)
     except Exception as exc:  # torch_npu raises ImportError, RuntimeError, OSError... on hosts without CANN
-        return KindStatus("npu", False, 0, f"import {module} failed: {_first_line(exc)}")
+        return KindStatus("npu", False, 0, f"import {module} failed: {_first_line(exc)}{npu_import_hint(exc)}")
     backend = getattr(torch, "npu", None)
     if backend is None:
         return KindStatus("npu", False, 0, f"{module} imported but did not register torch.npu")
@@ -98,8 +108,54 @@ def probe_npu(module: str = "torch_npu") -> KindStatus:
     return KindStatus("npu", True, count)
 
 
+def installed_torch_npu() -> str | None:
+    """The installed torch_npu's release, read from its files (also when its import fails): its
+    ``version.py``, else the distribution's metadata; None when none is installed."""
+    import importlib.metadata
+    import re
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("torch_npu")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        with contextlib.suppress(OSError):
+            text = (Path(spec.origin).parent / "version.py").read_text(encoding="utf-8")
+            found = re.search(r"""^__version__\s*=\s*['"]([^'"]+)['"]""", text, re.M)
+            if found:
+                return found.group(1)
+    try:
+        return importlib.metadata.version("torch-npu")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def npu_import_hint(exc: BaseException) -> str:
+    """What to do about a torch_npu that failed to import, as a clause for its line: the installed
+    release, and the fix for the causes users meet first (CANN not set up in this shell; a
+    torch_npu built for another torch)."""
+    import torch
+
+    text = f"{exc} {exc.__cause__ or ''}"
+    version = installed_torch_npu()
+    have = f"torch_npu {version} installed" if version else "torch_npu installed"
+    wanted = ".".join((version or "").split("+")[0].split(".")[:2])
+    torch_release = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    if wanted and wanted != torch_release:
+        return (
+            f" ({have}, built for torch {wanted}.*; this is torch {torch.__version__}: install the matching pair, "
+            f"pip install 'torch=={wanted}.*' or the torch-npu release for torch {torch_release})"
+        )
+    if any(lib in text for lib in ("libhccl.so", "libascendcl.so", "libascend_hal.so", "libacl", "libge_runner")):
+        return f" ({have}; CANN is not installed or not set up in this shell: {SOURCE_CANN})"
+    return f" ({have})" if version else ""
+
+
 def _accelerator_count(kind: str) -> int | None:
     """Device count through ``torch.accelerator`` when torch has it and ``kind`` is its type."""
+    import torch
+
     accelerator = getattr(torch, "accelerator", None)
     if accelerator is None:
         return None
@@ -110,6 +166,8 @@ def _accelerator_count(kind: str) -> int | None:
 
 
 def _probe_cuda() -> KindStatus:
+    import torch
+
     if torch.version.cuda is None and torch.version.hip is None:
         return KindStatus("cuda", False, 0, CUDA_NOT_BUILT)
     count = _accelerator_count("cuda")
@@ -119,11 +177,15 @@ def _probe_cuda() -> KindStatus:
 
 
 def _probe_mps() -> KindStatus:
+    import torch
+
     available = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
     return KindStatus("mps", available, int(available), "" if available else MPS_NOT_AVAILABLE)
 
 
 def _probe_xpu() -> KindStatus:
+    import torch
+
     backend = getattr(torch, "xpu", None)
     count = backend.device_count() if backend is not None and backend.is_available() else 0
     return KindStatus("xpu", count > 0, count, "" if count else XPU_NOT_AVAILABLE)
@@ -134,6 +196,8 @@ def _probe_xpu() -> KindStatus:
 
 def cpu_capability() -> str:
     """The vector instruction set ATen's CPU kernels use (``AVX512``, ``AVX2``, ...)."""
+    import torch
+
     get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
     return str(get()) if get is not None else "unknown"
 
@@ -144,6 +208,8 @@ def cpu_native_kernels() -> dict[str, str]:
     else why not. oneDNN decides (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` and its fp16
     twin); on x86 ATen's CPU capability must also be AVX-512 or better, so a host restricted
     with ``ATEN_CPU_CAPABILITY=avx2`` is judged like an AVX2-only CPU."""
+    import torch
+
     capability = cpu_capability()
     x86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
     found: dict[str, str] = {}
@@ -163,6 +229,8 @@ def cpu_native_kernels() -> dict[str, str]:
 
 
 def _accelerator_reduced(kind: str) -> dict[str, str]:
+    import torch
+
     backend = getattr(torch, kind, None)
     check = getattr(backend, "is_bf16_supported", None)
     try:
@@ -187,6 +255,8 @@ def cpu_name() -> str:
 
 
 def _cpu_settings() -> dict[str, Any]:
+    import torch
+
     native = cpu_native_kernels()
     return {
         "num_threads": torch.get_num_threads(),
@@ -198,12 +268,16 @@ def _cpu_settings() -> dict[str, Any]:
 
 
 def _backend_name(device: torch.device) -> str:
+    import torch
+
     return str(getattr(torch, device.type).get_device_name(device.index or 0))
 
 
 def _synchronize_backend(device: torch.device) -> None:
     """The kind's own ``torch.<kind>.synchronize`` (torch.cuda, torch.npu, ...), else
     ``torch.accelerator``'s."""
+    import torch
+
     backend = getattr(torch, device.type, None)
     if backend is not None and callable(getattr(backend, "synchronize", None)):
         backend.synchronize(device)
@@ -237,6 +311,8 @@ class DeviceKind:
         return self.name != "cpu"
 
     def device(self, index: int | None) -> torch.device:
+        import torch
+
         return torch.device(self.name) if not self.indexed else torch.device(self.name, index or 0)
 
     def label(self, index: int | None) -> str:
@@ -273,6 +349,8 @@ AUTO_ORDER = ("npu", "cuda", "mps", "cpu")
 
 
 def kind_of(device: str | torch.device) -> DeviceKind:
+    import torch
+
     name = device.type if isinstance(device, torch.device) else str(device).partition(":")[0]
     if name not in KINDS:
         raise InputError(f"Unknown device kind {name!r}. Choose one of: {', '.join(KINDS)}")
@@ -329,11 +407,19 @@ def device_name(device: torch.device) -> str:
 
 def precision_settings(device: torch.device) -> dict[str, Any]:
     """The switches in force that change what ``device`` computes for float32 tensors."""
+    import torch
+
     settings: dict[str, Any] = {"float32_matmul_precision": torch.get_float32_matmul_precision()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch >= 2.9 deprecates allow_tf32 in favour of fp32_precision
         settings.update(kind_of(device).settings())
     return settings
+
+
+def _emulated() -> bool:
+    from resnet34_npu.targets import emulation
+
+    return emulation.active() is not None
 
 
 def list_devices() -> list[DeviceRow]:
@@ -346,5 +432,7 @@ def list_devices() -> list[DeviceRow]:
             continue
         for index in range(status.count):
             device = kind.device(index)
-            rows.append(DeviceRow(kind.label(index), True, "", device_name(device), precision_settings(device)))
+            emulated = kind.name == "npu" and _emulated()
+            row = DeviceRow(kind.label(index), True, "", device_name(device), precision_settings(device), emulated)
+            rows.append(row)
     return rows

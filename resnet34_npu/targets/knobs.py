@@ -15,10 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import torch
-
 from resnet34_npu.core.errors import InputError
-from resnet34_npu.targets import engines
+from resnet34_npu.targets import ascend, engines
 from resnet34_npu.targets.engines import compile as _compile
 from resnet34_npu.targets.engines import ort as _ort
 
@@ -32,6 +30,8 @@ _REDUCED_REDUCTION = ("allow_fp16_reduced_precision_reduction", "allow_bf16_redu
 
 def _new_tf32_api() -> tuple[Any, Any] | None:
     """torch >= 2.9's ``fp32_precision`` switches (cuDNN convolutions, CUDA matmuls), if present."""
+    import torch
+
     conv = getattr(torch.backends.cudnn, "conv", None)
     matmul = torch.backends.cuda.matmul
     if conv is not None and hasattr(conv, "fp32_precision") and hasattr(matmul, "fp32_precision"):
@@ -43,6 +43,8 @@ def cuda_tf32_settings() -> dict[str, Any]:
     """Whether CUDA convolutions and matmuls run fp32 in TF32, through whichever API is in
     use: torch >= 2.9 refuses to read the legacy ``allow_tf32`` flags once the new
     ``fp32_precision`` ones were set."""
+    import torch
+
     settings: dict[str, Any] = {}
     new = _new_tf32_api()
     if new is not None:
@@ -59,6 +61,8 @@ def cuda_tf32_settings() -> dict[str, Any]:
 
 
 def _set_cuda_tf32(value: str) -> Callable[[], None]:
+    import torch
+
     enabled = value == "on"
     new = _new_tf32_api()
     if new is not None:
@@ -87,6 +91,8 @@ def _describe_cuda_tf32(settings: dict[str, Any], value: str) -> None:
 
 
 def cuda_settings() -> dict[str, Any]:
+    import torch
+
     settings = cuda_tf32_settings()
     settings["cudnn.deterministic"] = bool(torch.backends.cudnn.deterministic)
     settings["cudnn.benchmark"] = bool(torch.backends.cudnn.benchmark)
@@ -97,6 +103,8 @@ def cuda_settings() -> dict[str, Any]:
 
 
 def _set_reduced_reduction(value: str) -> Callable[[], None]:
+    import torch
+
     matmul = torch.backends.cuda.matmul
     saved = {attr: getattr(matmul, attr) for attr in _REDUCED_REDUCTION}
     for attr in _REDUCED_REDUCTION:
@@ -132,6 +140,8 @@ def get_acl_precision_mode() -> str | None:
 
 def set_acl_precision_mode(mode: str | None) -> None:
     """Set the ACL precision mode (None: the device default, since torch_npu cannot unset it)."""
+    import torch
+
     if mode is None:
         mode = default_acl_precision_mode(str(torch.npu.get_device_name(0)))
     if get_acl_precision_mode() != mode:
@@ -139,29 +149,37 @@ def set_acl_precision_mode(mode: str | None) -> None:
 
 
 def default_acl_precision_mode(soc: str) -> str:
-    """The ACL precision mode a device uses when none is set: Atlas training (Ascend910A,
-    Ascend910ProA/B...) converts fp32 to fp16 for matrix operators; Atlas A2/A3 (Ascend910B1-4,
-    Ascend910_93...) keep the original dtype."""
-    name = soc.replace(" ", "")
-    if name.startswith("Ascend910B") or name.startswith("Ascend910_9") or name.startswith("Ascend910C"):
+    """The ACL precision mode a device uses when none is set (``ascend.default_acl_precision_mode``);
+    a name torch_npu does not know (a future SoC) is taken as keeping the dtype."""
+    try:
+        return ascend.default_acl_precision_mode(soc.replace(" ", ""))
+    except InputError:
         return "must_keep_origin_dtype"
-    return "allow_fp32_to_fp16"
 
 
 def npu_settings() -> dict[str, Any]:
+    import torch
+
     npu = torch.npu
     soc = ""
     with contextlib.suppress(Exception):
         soc = str(npu.get_device_name(0))
     mode = get_acl_precision_mode()
+    overflow = None
+    with contextlib.suppress(Exception):
+        overflow = ascend.overflow_mode(soc)
     return {
+        "npu.soc_version": soc,
         "npu.conv.allow_hf32": bool(npu.conv.allow_hf32),
         "npu.matmul.allow_hf32": bool(npu.matmul.allow_hf32),
         "ACL_PRECISION_MODE": mode or f"{default_acl_precision_mode(soc)} (device default, not set)",
+        "npu.overflow_mode": overflow,
     }
 
 
 def _set_hf32(value: str) -> Callable[[], None]:
+    import torch
+
     backends = (torch.npu.conv, torch.npu.matmul)
     saved = [bool(b.allow_hf32) for b in backends]
     for backend in backends:
@@ -312,6 +330,8 @@ def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]
         return "tf32", "fp32 with torch.backends.cudnn.allow_tf32=True: convolutions run in TF32"
     if settings.get("cuda.matmul.allow_tf32"):
         return "tf32", "fp32 with torch.backends.cuda.matmul.allow_tf32=True: the fc layer runs in TF32"
+    if settings.get("npu.soc_version"):
+        return _npu_precision(settings)
     for key in _FP16_SETTINGS:
         value = str(settings.get(key, ""))
         if value.startswith(("allow_fp32_to_fp16", "force_fp16", "allow_mix_precision")):
@@ -325,3 +345,27 @@ def effective_precision(dtype: str, settings: dict[str, Any]) -> tuple[str, str]
     if settings.get("float32_matmul_precision") in ("high", "medium"):
         return "tf32", f"fp32 with float32_matmul_precision={settings['float32_matmul_precision']!r}"
     return "fp32", "fp32 end to end"
+
+
+_ORDER = ("fp32", "hf32", "fp16")
+
+
+def _npu_precision(settings: dict[str, Any]) -> tuple[str, str]:
+    """An fp32 target on an Ascend card: the looser of what its convolutions and its fc layer
+    compute in, by torch_npu's cube math type and the SoC's cube (``ascend.fp32_matrix_precision``)."""
+    soc, mode = str(settings["npu.soc_version"]), str(settings.get("ACL_PRECISION_MODE") or "")
+    mode = mode or default_acl_precision_mode(soc)
+    try:
+        conv = ascend.fp32_matrix_precision(soc, bool(settings.get("npu.conv.allow_hf32")), mode)
+        fc = ascend.fp32_matrix_precision(soc, bool(settings.get("npu.matmul.allow_hf32")), mode)
+    except InputError:  # a SoC torch_npu 2.14 does not know: judged by its switches alone
+        conv = "hf32" if settings.get("npu.conv.allow_hf32") else "fp32"
+        fc = "hf32" if settings.get("npu.matmul.allow_hf32") else "fp32"
+    worst = max(conv, fc, key=_ORDER.index)
+    if worst == "fp32":
+        return "fp32", "fp32 end to end"
+    return worst, (
+        f"fp32 on {soc} with ACL_PRECISION_MODE={mode.split(' ')[0]}, conv.allow_hf32="
+        f"{bool(settings.get('npu.conv.allow_hf32'))}, matmul.allow_hf32={bool(settings.get('npu.matmul.allow_hf32'))}"
+        f": convolutions in {conv}, the fc layer in {fc}"
+    )

@@ -27,7 +27,7 @@ import torch
 from resnet34_npu.core.constants import PRECISIONS
 from resnet34_npu.core.errors import InputError
 from resnet34_npu.model.weights import tensor_digest
-from resnet34_npu.targets import devices, engines, knobs
+from resnet34_npu.targets import devices, engines, knobs, watchdog
 from resnet34_npu.targets.spec import DTYPES, MODES, CustomSpec, TargetSpec, check_knobs, parse_target
 from resnet34_npu.targets.timing import DEFAULT_ITERS, DEFAULT_WARMUP, Timing, time_call
 
@@ -173,7 +173,8 @@ class ModelRunner:
             return self.eager_module(x) if self.engine is None else self.engine(x)
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
-        return check_logits(self.name, self.forward(self.placement.input(batch)), batch.shape[0])
+        with watchdog.device_call("forward"):  # the logits come back to the CPU: synchronised
+            return check_logits(self.name, self.forward(self.placement.input(batch)), batch.shape[0])
 
     def timed_call(self, batch: torch.Tensor) -> Callable[[], Any]:
         """The forward pass alone, input already on the device, as the model card times it."""
@@ -213,7 +214,8 @@ class CustomRunner:
     module: torch.nn.Module | None
 
     def run(self, batch: torch.Tensor) -> torch.Tensor:
-        return check_logits(self.name, self.fn(batch), batch.shape[0])
+        with watchdog.device_call("forward"):
+            return check_logits(self.name, self.fn(batch), batch.shape[0])
 
     def timed_call(self, batch: torch.Tensor) -> Callable[[], Any]:
         """End to end, from the CPU batch to float32 logits on the CPU (which waits for a device

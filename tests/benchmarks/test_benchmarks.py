@@ -12,6 +12,7 @@ import pytest
 
 from resnet34_npu import load_image, preprocess
 from resnet34_npu.core.constants import DEFAULT_IMAGE, RESNET34_GMACS
+from resnet34_npu.history.from_report import run_methodology
 
 pytestmark = pytest.mark.benchmark
 
@@ -50,6 +51,13 @@ def test_forward(benchmark, r34, r34_target, r34_batch):
             "effective_precision": info["effective_precision"],
             "precision_settings": info["precision_settings"],
             "batch_size": r34_batch,
+            # the history's series key: the same methodology compare --history records for this target
+            "methodology": {
+                **run_methodology(r34.profile, r34.session.weights.tensor_sha256, [r34.images[0]]),
+                "warmup": 3,
+                "iterations": ROUNDS[r34_batch],
+                "clock": getattr(getattr(benchmark, "_timer", None), "__name__", "perf_counter"),  # --benchmark-timer
+            },
             "images_per_second": r34_batch / median_s,
             "gflops_per_second": 2 * RESNET34_GMACS * r34_batch / median_s,
         }

@@ -1,6 +1,8 @@
 """Dataset-scale throughput and memory (marker ``benchmark``; ``pytest -m benchmark -s
 tests/benchmarks/test_dataset_benchmarks.py``). Figures, not assertions about speed: each test
-prints its numbers and stores them in ``extra_info``; only correctness is asserted.
+prints its numbers and stores them in ``extra_info``. Asserted: correctness, the dataset run's
+throughput relative to the bare loop measured beside it (never an absolute speed), and the
+memory's growth with the dataset's size.
 
 * ``compare --dataset`` with a stored reference against a bare loop of the same target's
   forward passes at the same batch size, side by side in one process.
@@ -27,6 +29,14 @@ from tests.integration.test_dataset_runs import REPO, make_dataset
 
 pytestmark = pytest.mark.benchmark
 BATCH = 16
+#: The dataset machinery (loading, comparing with the stored reference, streaming each result to
+#: disk) keeps at least this share of a bare forward loop's throughput on the same batches
+#: (0.92 measured on a 2-core host; a second forward pass a batch would make it 0.5).
+MIN_THROUGHPUT_RATIO = 0.75
+#: Peak RSS may grow by at most this many MB from 256 to 2,048 images: results are streamed to
+#: disk, so what grows is the allocator's noise (8 MB measured); keeping each image's input
+#: tensor (588 KB) would add a gigabyte.
+MAX_GROWTH_MB = 64
 
 
 def _build(data: Path, out: Path) -> None:
@@ -53,17 +63,22 @@ def test_dataset_throughput_against_a_bare_forward_loop(benchmark, tmp_path):
     images = sum(b.shape[0] for b in batches)
     runner.run(batches[0])  # warm-up
     rounds = []
-    for _ in range(3):  # bare loop and dataset run alternate: the same machine state for both
-        start = time.perf_counter()
-        for batch in batches:
-            runner.run(batch)
-        bare = images / (time.perf_counter() - start)
+
+    def dataset_run() -> tuple[dict, float]:
         job = agreement.Job(
             found, "cpu", "seeded", "default", BATCH, default_workers(), tmp_path / f"res{len(rounds)}", stored
         )
         start = time.perf_counter()
         summary, _ = agreement.run(job, session, distributed.World(), None, runner=runner)
-        full = summary["compared"] / (time.perf_counter() - start)
+        return summary, summary["compared"] / (time.perf_counter() - start)
+
+    for i in range(3):  # bare loop and dataset run alternate: the same machine state for both
+        start = time.perf_counter()
+        for batch in batches:
+            runner.run(batch)
+        bare = images / (time.perf_counter() - start)
+        summary, full = benchmark.pedantic(dataset_run, rounds=1, iterations=1) if i == 2 else dataset_run()
+        assert summary["compared"] == images and summary["verdict"] == "pass"
         rounds.append((bare, full))
     bare, full = sorted(rounds, key=lambda r: r[1] / r[0])[1]  # the median ratio
     line = (
@@ -74,8 +89,7 @@ def test_dataset_throughput_against_a_bare_forward_loop(benchmark, tmp_path):
     )
     print(line)
     benchmark.extra_info.update({"bare_ips": bare, "dataset_ips": full, "ratio": full / bare, "line": line})
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    assert summary["compared"] == images and summary["verdict"] == "pass"
+    assert full / bare >= MIN_THROUGHPUT_RATIO, line
 
 
 def _peak_rss_mb(data: Path, ref: Path, out: Path) -> float:
@@ -102,10 +116,12 @@ def test_peak_memory_is_flat_in_the_dataset_size(benchmark, tmp_path):
         data = make_dataset(tmp_path / f"d{count}", count)
         ref = tmp_path / f"d{count}.r34"
         _build(data, ref)
-        figures[count] = _peak_rss_mb(data, ref, tmp_path / f"r{count}.json")
+        args = (data, ref, tmp_path / f"r{count}.json")
+        # the larger run is the one timed (the whole process, start-up included)
+        figures[count] = benchmark.pedantic(_peak_rss_mb, args, rounds=1) if count == 2048 else _peak_rss_mb(*args)
         assert json.loads((tmp_path / f"r{count}.json").read_text())["targets"][0]["dataset"]["compared"] == count
     small, large = figures[256], figures[2048]
     line = f"peak RSS: {small:.0f} MB at 256 images, {large:.0f} MB at 2048 ({large / small:.3f}x)"
     print(line)
     benchmark.extra_info.update({"rss_mb": figures, "line": line})
-    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    assert large - small <= MAX_GROWTH_MB, line

@@ -32,6 +32,25 @@ def test_verdict(r34, r34_target, r34_image, r34_batch, r34_record):
         )
 
 
+@pytest.mark.r34_cards
+def test_card_to_card(r34, r34_target, r34_image):
+    """This card computes, bit for bit, what the other cards of this host compute for the same
+    target on the same image: a card whose output differs from the majority fails here, by name,
+    even when it passes against the CPU (a silent fault); parametrised only over targets that two
+    or more cards run."""
+    found = r34.card_to_card(r34_target, r34_image)
+    card = str(r34.describe(r34_target)["device"])
+    mine = [o for o in found.outliers if o.card == card]
+    if mine or found.no_majority:
+        pytest.fail(
+            f"{plain(r34_target)} on {plain(r34_image.name)}: "
+            + ("this card differs from the majority" if mine else "the cards have no majority output")
+            + "\n"
+            + "\n".join(map(plain, found.lines())),
+            pytrace=False,
+        )
+
+
 def _ranking_check(r34, r34_target, case: CaseResult, problems: list[str], metric: str) -> None:
     """The verdict must report ``metric`` exactly when the ranking differs (at the profile's
     level for this precision); then fail when the profile fails on it, warn when it only warns

@@ -73,3 +73,29 @@ def test_the_acceptance_command_fails_exactly_the_faulty_cards(tmp_path):
     assert doc["machine"]["emulated"]["cards"] == 8 and doc["verdict"] == "fail"
     failed = {t["name"] for t in doc["targets"] if t["verdict"] == "fail"}
     assert {n.split("/")[0] for n in failed} == {"npu:3", "npu:5"}, failed
+
+
+def test_an_acceptance_run_leaves_the_self_tests_out_and_says_so():
+    """--r34-require (an acceptance run) collects the conformance suite, not the suite's own tests."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--r34-require=cpu"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    ids = [line for line in done.stdout.splitlines() if "::" in line]
+    assert ids and all(i.startswith(("tests/conformance/", "tests/controls/", "tests/ops/")) for i in ids)
+    assert re.search(r"acceptance run \(--r34-require\): the suite's \d+ self-tests were left out", done.stdout)
+    selected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "--r34-require=cpu"]
+        + ["-m", "selftest", "tests/unit/model"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        timeout=600,
+    )
+    assert any(line.startswith("tests/unit/model/") for line in selected.stdout.splitlines())

@@ -1,8 +1,9 @@
-"""The NPU path run for real on an emulated Ascend host (``R34_EMULATE_ASCEND``): the probe,
-device names, ``npu:k`` placement, synchronisation, event timing, the ACL precision mode per
-SoC, HF32, fp16/bf16, and a bad card among good ones; and the stand-in's names checked against
-the real torch-npu wheel's sources. Each run is a fresh process (the emulated device is
-registered process-wide when the stand-in torch_npu is imported): marked ``slow``."""
+"""The NPU path run for real on an emulated Ascend host (``R34_EMULATE_ASCEND``): the real
+torch_npu 2.14.0 Python layer over the emulated native layer. The probe, device names,
+``npu:k`` placement, synchronisation, event timing, the ACL precision mode per SoC, HF32,
+fp16/bf16, the overflow mode, a bad card among good ones, one verdict through compare and
+pytest, bad input; and every name of the emulated ``torch_npu._C`` checked against the real
+compiled modules. Each run is a fresh process: marked ``slow``."""
 
 from __future__ import annotations
 
@@ -235,13 +236,17 @@ GRAPH_REPLAY = """
 import resnet34_npu, torch, torch_npu  # as on a real host, importing torch_npu registers the device
 x = torch.zeros(3).to("npu:2")
 graph = torch.npu.NPUGraph()
-with torch.npu.graph(graph):
+with torch.npu.device(2), torch.npu.graph(graph, stream=torch.npu.Stream(device="npu:2")):
     y = x * 2 + 1
 x.copy_(torch.tensor([1.0, 2.0, 3.0]))
 print(y.cpu().tolist())
 graph.replay()
 print(y.cpu().tolist(), y.device)
 """
+#: the same capture on torch.npu.graph's default stream, made on npu:0: the work on npu:2 is refused
+WRONG_CARD = GRAPH_REPLAY.replace(
+    'torch.npu.device(2), torch.npu.graph(graph, stream=torch.npu.Stream(device="npu:2"))', "torch.npu.graph(graph)"
+)
 
 
 def test_an_emulated_npu_graph_replays_on_the_captured_memory():
@@ -250,7 +255,9 @@ def test_an_emulated_npu_graph_replays_on_the_captured_memory():
     real torch_npu's (it captures on its own side stream)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "R34_EMULATE_ASCEND": "Ascend910B3:8"}
     done = subprocess.run([sys.executable, "-c", GRAPH_REPLAY], capture_output=True, text=True, env=env, timeout=300)
-    assert done.stdout.splitlines() == ["[nan, nan, nan]", "[3.0, 5.0, 7.0] npu:2"], done.stderr[-2000:]
+    assert done.stdout.splitlines()[-2:] == ["[nan, nan, nan]", "[3.0, 5.0, 7.0] npu:2"], done.stderr[-2000:]
+    wrong = subprocess.run([sys.executable, "-c", WRONG_CARD], capture_output=True, text=True, env=env, timeout=300)
+    assert wrong.returncode != 0 and "aten::mul on npu:2 while npu:0's stream is capturing a graph" in wrong.stderr
 
 
 def test_compare_and_pytest_give_every_target_the_same_verdict(tmp_path):

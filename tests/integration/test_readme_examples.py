@@ -10,22 +10,41 @@ from pathlib import Path
 import pytest
 
 from resnet34_npu.cli import main as cli
+from resnet34_npu.suite import options
+from resnet34_npu.targets.spec import parse_target
 
 REPO = Path(__file__).resolve().parents[2]
-CLI = "python -m resnet34_npu compare --target examples.custom_target:torchscript_frozen"
-PYTEST = "pytest tests/conformance --r34-target=examples.custom_target:torchscript_frozen"
 
 
-def test_readme_shows_these_commands():
+def readme_commands() -> tuple[list[str], list[str]]:
+    """The README's custom-target commands, the bash block it says "a test runs": the
+    ``python -m resnet34_npu ...`` line and the ``pytest ...`` line, split as a shell does."""
     readme = (REPO / "README.md").read_text()
-    assert CLI in readme and PYTEST in readme
+    block = readme.split("### Custom targets", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    cli_line, pytest_line = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert cli_line[:3] == ["python", "-m", "resnet34_npu"] and pytest_line[0] == "pytest", block
+    return cli_line[3:], pytest_line[1:]
+
+
+def test_readme_commands_are_accepted_by_the_real_parsers():
+    """Every option the README's commands use exists, with a value its parser accepts."""
+    cli_argv, pytest_argv = readme_commands()
+    args = cli.build_parser().parse_args(cli_argv)  # argparse exits 2 on an unknown option
+    assert args.command == "compare" and args.target
+    for spec in args.target:
+        parse_target(spec)
+    flags = {option.flag: option for option in options.OPTIONS}
+    for arg in (a for a in pytest_argv if a.startswith("-")):
+        flag, _, value = arg.partition("=")
+        assert flag in flags, f"the README's pytest command uses {flag}, which the plugin does not declare"
+        flags[flag].parse(value)
+    assert [a for a in pytest_argv if not a.startswith("-")] == ["tests/conformance"]
+    assert (REPO / "tests" / "conformance").is_dir()
 
 
 @pytest.mark.slow
 def test_cli_example(tmp_path, capsys):
-    argv = shlex.split(CLI)
-    assert argv[:3] == ["python", "-m", "resnet34_npu"]
-    code = cli.main([*argv[3:], "--iters", "2", "--output", str(tmp_path / "r.json")])
+    code = cli.main([*readme_commands()[0], "--iters", "2", "--output", str(tmp_path / "r.json")])
     out, err = capsys.readouterr()
     assert code == 0, out + err
     doc = json.loads((tmp_path / "r.json").read_text())
@@ -34,14 +53,13 @@ def test_cli_example(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_pytest_example(pytester, monkeypatch, tmp_path):
-    argv = shlex.split(PYTEST)
-    assert argv[0] == "pytest"
+    argv = readme_commands()[1]
     for name in [k for k in __import__("os").environ if k.startswith("R34_")]:
         monkeypatch.delenv(name)
     monkeypatch.chdir(REPO)  # the README runs it from the checkout
     report = tmp_path / "a.json"
     result = pytester.runpytest_inprocess(
-        *argv[1:],
+        *argv,
         "-p",
         "no:cacheprovider",
         f"--rootdir={REPO}",

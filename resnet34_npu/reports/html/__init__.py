@@ -38,7 +38,19 @@ from resnet34_npu.reports.html.consistency import _consistency
 from resnet34_npu.reports.html.dataset import _dataset_line, _datasets
 from resnet34_npu.reports.html.fleet import _fleet_sections
 from resnet34_npu.reports.html.localization import _localisation_section, localization_of
-from resnet34_npu.reports.html.nodes import OUTLIER, STATUS_CLASSES, _cls, _p, _section, _status, _summary, _t
+from resnet34_npu.reports.html.nodes import (
+    OUTLIER,
+    STATUS_CLASSES,
+    Block,
+    _cls,
+    _h,
+    _lines,
+    _p,
+    _section,
+    _status,
+    _summary,
+    _t,
+)
 from resnet34_npu.reports.html.targets import METRIC_FORMATS, SHOWN_METRICS, _latency, _matrix, _metrics, _tests
 from resnet34_npu.reports.report import SCHEMA_VERSION
 
@@ -173,6 +185,20 @@ def _report_page(doc: dict[str, Any], source: str, charts: bool) -> str:
         ]
     )
     sections = [_section("Summary", [summary], "summary")]
+    emulated = machine.get("emulated") if isinstance(machine.get("emulated"), dict) else None
+    if emulated:  # a banner before anything else: no card computed these figures
+        banner = (
+            f"EMULATED Ascend host: {emulated.get('cards', '?')} x {emulated.get('soc', '?')}, the real torch_npu "
+            f"{emulated.get('torch_npu', '?')} Python layer over an emulated native layer. No card computed anything "
+            "on this page."
+        )
+        sections.insert(0, _section("Emulated host", [_p(_t(banner), cls="note")], "emulated"))
+    steps = [(str(t.get("name", "?")), t["next_steps"]) for t in targets if t.get("next_steps")]
+    if steps:
+        body: list[Block] = []
+        for name, lines in steps:
+            body += [_h(3, _t(name)), _lines(lines)]
+        sections.append(_section("Failing targets: what to run next", body, "next"))
     datasets = [t for t in targets if isinstance(t.get("dataset"), dict)]
     if datasets:
         sections.append(_section("Dataset agreement", _datasets(doc, datasets), "dataset"))

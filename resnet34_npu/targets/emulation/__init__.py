@@ -62,7 +62,7 @@ def parse(text: str) -> tuple[str, int]:
     from resnet34_npu.targets.emulation import faults
 
     soc, _, cards = text.strip().partition(":")
-    if soc in ("", "1", "on", "true"):
+    if soc.lower() in ("", "1", "on", "true", "yes"):
         soc = DEFAULT_SOC
     try:
         ascend.soc_value(soc)
@@ -73,9 +73,10 @@ def parse(text: str) -> tuple[str, int]:
     count = int(cards or DEFAULT_CARDS)
     faults.parse(os.environ.get(faults.ENV, ""), count)
     visible = os.environ.get("ASCEND_RT_VISIBLE_DEVICES")
-    if visible is not None and visible.strip() and not all(p.strip().isdigit() for p in visible.split(",")):
+    if visible is not None and visible and not all(p.isascii() and p.isdigit() for p in visible.split(",")):
         raise InputError(
-            f"ASCEND_RT_VISIBLE_DEVICES={visible!r}: write card ids separated by commas, in ascending order (e.g. 1,3)"
+            f"ASCEND_RT_VISIBLE_DEVICES={visible!r}: write card ids separated by commas, no spaces (e.g. 1,3; "
+            "torch_npu reads them in ascending order only)"
         )
     return soc, count
 

@@ -65,7 +65,9 @@ def fetch(folder: Path | None = None) -> Path:
     folder = folder or site()
     if version_at(folder) == MODELLED:
         return folder
-    wheels = folder.parent / "wheels"
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and version_at(folder) is None:
+        raise InputError(f"{folder} exists and holds no torch_npu: give an empty or new folder to install into")
+    wheels = folder.parent / f"{folder.name}.wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     got = subprocess.run(
         [*pip, "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), f"torch-npu=={MODELLED}"],

@@ -17,9 +17,7 @@ or export plus that call, never mixed into latency) and describes itself for rep
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, Generic, TypeVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, Generic, TypeVar
 
 from resnet34_npu.core.errors import InputError
 from resnet34_npu.targets.engines.base import (
@@ -48,6 +46,9 @@ from resnet34_npu.targets.engines.ort import (
     provider_list,
     provider_settings,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 #: The registry: every execution mode, in the order the grammar and the matrix list them.
 ENGINES: tuple[type[ExecutionEngine], ...] = (Compile, Graph, Export, Ort, TensorRT)

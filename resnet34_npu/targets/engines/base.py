@@ -17,11 +17,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from resnet34_npu.core.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 class BackendUnavailable(InputError):
@@ -236,5 +237,7 @@ def _which(name: str) -> bool:
 
 
 def torch_version() -> tuple[int, int]:
+    import torch
+
     major, minor, *_ = (torch.__version__.split("+")[0].split(".") + ["0", "0"])[:3]
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from resnet34_npu.targets.engines.base import BackendUnavailable, Engine, ExecutionEngine, Setting, needs_compiler
 
 #: torch.compile's modes (inductor); TorchAir's modes (NPU).
@@ -56,6 +54,8 @@ class Compile(ExecutionEngine):
         return {"torchair.mode": "max-autotune"} if kind == "npu" else {"torch.compile.mode": "default"}
 
     def build(self, module, example, device, options, *, context, **_):
+        import torch
+
         if device.type == "npu":
             backend, mode = _torchair_backend(options), None
             info = {"backend": "torchair", "torchair_mode": options.get("torchair_mode", "max-autotune")}

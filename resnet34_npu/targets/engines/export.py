@@ -8,8 +8,6 @@ import os
 import shutil
 import tempfile
 
-import torch
-
 from resnet34_npu.targets.engines.base import (
     BackendUnavailable,
     Engine,
@@ -30,6 +28,8 @@ class Export(ExecutionEngine):
     slow = True
 
     def build(self, module, example, device, options, *, context, **_):
+        import torch
+
         inductor = importlib.import_module("torch._inductor")
         if torch_version() < (2, 6) or not hasattr(inductor, "aoti_compile_and_package"):
             raise BackendUnavailable(

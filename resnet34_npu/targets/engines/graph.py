@@ -4,11 +4,12 @@ graph's memory before the next replay (one graph per input shape)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from resnet34_npu.targets.engines.base import BackendUnavailable, Engine, ExecutionEngine
+
+if TYPE_CHECKING:
+    import torch
 
 
 class Graph(ExecutionEngine):
@@ -28,6 +29,8 @@ class Graph(ExecutionEngine):
         return ""
 
     def build(self, module, example, device, options, *, context, **_):
+        import torch
+
         backend = getattr(torch, device.type, None)
         graph_class = {"cuda": "CUDAGraph", "npu": "NPUGraph"}.get(device.type)
         if graph_class is None or backend is None:
@@ -47,7 +50,9 @@ class Graph(ExecutionEngine):
                     module(static_in)
             backend.current_stream(device).wait_stream(side)
             graph = getattr(backend, graph_class)()
-            with backend.graph(graph):
+            # a capture stream of the target's own device: torch.npu.graph's and torch.cuda.graph's
+            # default one is made once per process, on whichever device was current then
+            with backend.device(device), backend.graph(graph, stream=side):
                 static_out = module(static_in)
             return static_in, graph, static_out
 

@@ -12,16 +12,20 @@ import io
 import os
 import time
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from resnet34_npu.core.errors import InputError, plain
 from resnet34_npu.core.files import write_atomic
 from resnet34_npu.model.weights import cache_dir
 
+if TYPE_CHECKING:
+    import torch
+
 
 def onnx_path(digest: str, dtype: str, exporter: str) -> Path:
     """Where the ONNX export of these weights is cached, beside the weights."""
+    import torch
+
     version = torch.__version__.split("+")[0]
     return cache_dir() / "onnx" / f"resnet34-{digest[:16]}-torch{version}-{exporter}-{dtype}.onnx"
 
@@ -30,6 +34,8 @@ def exporter() -> str:
     """The dynamo exporter (torch's default since 2.9) when this torch has it (its
     ``torch.onnx.export`` takes ``dynamo=`` and ``external_data=``) and onnxscript is
     installed, else the TorchScript one."""
+    import torch
+
     parameters = inspect.signature(torch.onnx.export).parameters
     dynamo = "dynamo" in parameters and "external_data" in parameters and "dynamic_shapes" in parameters
     return "dynamo" if dynamo and importlib.util.find_spec("onnxscript") is not None else "torchscript"
@@ -69,6 +75,8 @@ def _file_sha256(path: Path) -> str:
 
 
 def _export_to(module: torch.nn.Module, x: torch.Tensor, temporary: Path, used: str) -> None:
+    import torch
+
     names = {"input_names": ["x"], "output_names": ["logits"]}
     if used == "dynamo":
         batch = torch.export.Dim("batch", min=1, max=1024)

@@ -10,12 +10,13 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from resnet34_npu.targets.engines.base import BackendUnavailable, Engine, ExecutionEngine, Setting
 from resnet34_npu.targets.engines.onnx_export import export_onnx
+
+if TYPE_CHECKING:
+    import torch
 
 #: ONNX Runtime's provider for each device kind (the ``ort`` mode), and TensorRT's.
 ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "npu": "CANNExecutionProvider"}
@@ -83,10 +84,11 @@ def open_session(path: Path, providers: list[tuple[str, dict]], label: str) -> t
     and the providers (with options) it was started with. A provider this onnxruntime does not
     have is :class:`BackendUnavailable` (a skip); one it has that still did not start is
     :class:`ProviderFallback` (the target fails)."""
-    try:
-        import onnxruntime as ort  # noqa: PLC0415
-    except ImportError:
-        raise BackendUnavailable("onnxruntime is not installed: pip install onnxruntime") from None
+    problem = import_problem()
+    if problem:
+        raise BackendUnavailable(problem)
+    import onnxruntime as ort  # noqa: PLC0415
+
     wanted = providers[0][0]
     available = ort.get_available_providers()
     attempts = [providers]
@@ -109,11 +111,68 @@ def open_session(path: Path, providers: list[tuple[str, dict]], label: str) -> t
         if running and running[0] == wanted:
             session.disable_fallback()  # a run that fails on the device raises, never reruns on the CPU
             return session, attempt
+    cause = provider_load_error(wanted)
     line = (
         f"{label}: asked ONNX Runtime for {wanted}, but it runs on {', '.join(running) or 'nothing'} "
         f"(available here: {', '.join(available)}): a fallback to the CPU, which would certify the wrong device"
     )
+    if cause:
+        line += f"; the provider did not load: {cause}"
     raise (BackendUnavailable if wanted not in available else ProviderFallback)(line)
+
+
+def import_problem() -> str:
+    """Why ``import onnxruntime`` fails here, in one line with the fix ("" when it imports): not
+    installed, or installed but built for another NumPy (``onnxruntime-cann`` 1.24 is built
+    against NumPy 1 and does not import under NumPy 2)."""
+    import importlib.util
+
+    try:
+        import onnxruntime  # noqa: F401, PLC0415
+    except Exception as exc:  # an extension module built for another NumPy raises ImportError or AttributeError
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "onnxruntime is not installed: pip install onnxruntime"
+        import numpy
+
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        dist = _distribution()
+        line = f"{dist or 'onnxruntime'} is installed but does not import: {type(exc).__name__}: {first}"
+        if "_ARRAY_API" in str(exc) or "numpy" in str(exc).lower():
+            line += (
+                f" (it was built against NumPy 1 and this is NumPy {numpy.__version__}: install it in an environment "
+                "with pip install 'numpy<2', or a release built for NumPy 2)"
+            )
+        return line
+    return ""
+
+
+def _distribution() -> str:
+    """Which onnxruntime distribution is installed (``onnxruntime-cann 1.24.4``), or ""."""
+    import importlib.metadata
+
+    for name in ("onnxruntime-cann", "onnxruntime-gpu", "onnxruntime"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return f"{name} {importlib.metadata.version(name)}"
+    return ""
+
+
+def provider_load_error(provider: str) -> str:
+    """Why ``provider``'s shared library does not load (what ONNX Runtime prints on stderr only),
+    e.g. ``libascendcl.so: cannot open shared object file``; "" when it loads or is not found."""
+    import ctypes
+    from pathlib import Path
+
+    import onnxruntime  # noqa: PLC0415
+
+    short = provider.removesuffix("ExecutionProvider").lower()
+    found = sorted((Path(onnxruntime.__file__).parent / "capi").glob(f"libonnxruntime_providers_{short}.so*"))
+    if not found:
+        return ""
+    try:
+        ctypes.CDLL(str(found[0]))
+    except OSError as exc:
+        return str(exc).strip().splitlines()[0]
+    return ""
 
 
 class Ort(ExecutionEngine):
@@ -148,10 +207,11 @@ class Ort(ExecutionEngine):
 
     def unavailable(self, kind: str, dtype: str) -> str:
         provider = provider_settings(kind, self.name, dtype)["onnxruntime.provider"]
-        try:
-            import onnxruntime  # noqa: PLC0415 - optional
-        except ImportError:
-            return "onnxruntime is not installed"
+        problem = import_problem()
+        if problem:
+            return problem
+        import onnxruntime  # noqa: PLC0415 - optional
+
         if provider not in onnxruntime.get_available_providers():
             return f"this onnxruntime build has no {provider} (install the build that has it)"
         return ""
@@ -175,6 +235,8 @@ class Ort(ExecutionEngine):
         return extra
 
     def build(self, module, example, device, options, *, digest, dtype, context, **_):
+        import torch
+
         path, used, export_s = export_onnx(module, example, digest, dtype)
         providers = provider_list(device.type, device.index or 0, self.name, dtype, options)
         session, providers = open_session(path, providers, f"{device}/{dtype}/{self.name}")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import tomllib
 from PIL import Image
 
 from resnet34_npu.cli import compare as compare_command
@@ -123,11 +124,52 @@ def test_console_script_points_at_main():
     assert module == "resnet34_npu.cli.launch" and getattr(launch, attr) is launch.main
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["infer", "--help"]])
-def test_help_and_version_exit_0(argv, capsys):
+def test_version_is_the_packages_and_exits_0(capsys):
+    """The version printed is the one the package is built with (pyproject.toml)."""
+    built = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"resnet34-npu {built}\n"
+
+
+def test_help_exits_0(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["infer", "--help"])
+    assert exc.value.code == 0 and capsys.readouterr().out.startswith("usage: resnet34-npu infer ")
+
+
+@pytest.mark.parametrize(
+    "argv, unrecognized, hint",
+    [
+        (["compare", "--targets", "cpu"], "--targets cpu", " (did you mean --target?)"),
+        (["compare", "--allow-mising"], "--allow-mising", " (did you mean --allow-missing?)"),
+        (["infer", "--imagee=cat.jpg"], "--imagee=cat.jpg", " (did you mean --image?)"),
+        (["infer", "--colour"], "--colour", ""),  # nothing close: argparse's line alone
+    ],
+)
+def test_a_misspelt_option_gets_the_nearest_spelling(argv, unrecognized, hint, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
-    assert exc.value.code == 0
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"resnet34-npu: error: unrecognized arguments: {unrecognized}{hint}\n"
+
+
+def test_an_unknown_r34_variable_is_named_with_the_right_spelling(monkeypatch, capsys):
+    for name in [k for k in os.environ if k.startswith("R34_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("R34_TARGET", "cpu")
+    monkeypatch.setenv("R34_COLOUR", "1")
+    assert cli.main(["devices"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "resnet34-npu: warning: environment variable R34_COLOUR is not one of the suite's and is ignored: "
+        "`pytest --help` lists the suite's own",
+        "resnet34-npu: warning: environment variable R34_TARGET is not one of the suite's and is ignored: "
+        "did you mean R34_TARGETS?",
+    ]
+    monkeypatch.delenv("R34_TARGET")
+    monkeypatch.delenv("R34_COLOUR")
+    monkeypatch.setenv("R34_TARGETS", "cpu")  # the right spelling: nothing said
+    assert cli.main(["devices"]) == 0 and capsys.readouterr().err == ""
 
 
 # --- compare --------------------------------------------------------------------------------

@@ -42,3 +42,16 @@ def test_a_target_that_raised_shows_no_top1_and_no_metrics(tmp_path, monkeypatch
     cells = flaky.split()
     assert cells[2] == "FAIL" and cells[-8:] == ["-"] * 8, flaky  # top-1, top-5, 4 metrics, median, speedup
     assert "[134]" in healthy and healthy.split()[2] == "PASS"
+
+
+def test_the_report_of_a_target_that_raised_ranks_no_class(tmp_path, monkeypatch, capsys):
+    import json
+
+    (tmp_path / "flaky_target.py").write_text(TARGET_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("flaky_target", None)
+    report = tmp_path / "r.json"
+    argv = ["compare", "--target", "flaky_target:factory", "--image", str(IMAGES_DIR / "cat.jpg"), "--iters", "0"]
+    assert cli.main([*argv, "--output", str(report)]) == 1
+    (case,) = json.loads(report.read_text())["targets"][0]["images"]
+    assert case["error"] and case["samples"] == [{"reference_top5": case["samples"][0]["reference_top5"]}]

@@ -11,9 +11,10 @@ import subprocess
 import pytest
 import torch
 
+import resnet34_npu
 from resnet34_npu.cli import main as cli
 from resnet34_npu.core.constants import IMAGES_DIR
-from resnet34_npu.core.errors import InputError, plain, show
+from resnet34_npu.core.errors import InputError, cannot_import, plain, show
 from resnet34_npu.core.files import check_writable, write_json_atomic
 
 CAT = str(IMAGES_DIR / "cat.jpg")
@@ -135,8 +136,6 @@ def test_a_file_name_that_is_not_utf8_works(tmp_path, capsys):
 def test_sigterm_during_the_first_weights_generation_leaves_no_temporary(tmp_path, monkeypatch, capsys):
     import signal
 
-    from resnet34_npu.model import weights
-
     cache = tmp_path / "cache"
     monkeypatch.setenv("RESNET34_NPU_CACHE", str(cache))
     real_save = torch.save
@@ -145,7 +144,7 @@ def test_sigterm_during_the_first_weights_generation_leaves_no_temporary(tmp_pat
         real_save(state, handle)
         os.kill(os.getpid(), signal.SIGTERM)  # the signal arrives mid-generation, before the rename
 
-    monkeypatch.setattr(weights.torch, "save", save_then_terminated)
+    monkeypatch.setattr(torch, "save", save_then_terminated)
     from resnet34_npu.cli import launch  # the entry point installs the SIGTERM handler
 
     code = launch.main(["infer", "--device", "cpu", "--weights", "seeded:6", "--iters", "1"])
@@ -196,23 +195,27 @@ def test_a_decoder_s_own_chatter_does_not_reach_the_user(tmp_path, capfd):
     assert err.count("\n") == 1 and err.startswith(f"resnet34-npu infer: error: image {show(path)}: cannot be decoded")
 
 
-def test_a_torch_that_cannot_be_imported_is_one_line_and_exit_3(monkeypatch, capsys):
+def test_a_torch_that_cannot_be_imported_is_one_line_and_exit_2(monkeypatch, capsys):
     """The entry point imports the command line (and torch) inside a guard."""
     import sys
 
     from resnet34_npu.cli import launch
 
     monkeypatch.setitem(sys.modules, "resnet34_npu.cli.main", None)  # what a failing import meets
-    monkeypatch.setenv("TORCH_DEVICE_BACKEND_AUTOLOAD", "1")
-    assert launch.main(["devices"]) == 3
+    monkeypatch.setattr(resnet34_npu, "USER_AUTOLOAD", "1")  # as the user set it, before torch_npu rewrote it
+    monkeypatch.setenv("TORCH_DEVICE_BACKEND_AUTOLOAD", "0")
+    assert launch.main(["devices"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("resnet34-npu: error: importing torch failed: ")
-    assert "unset the variable, or fix the torch_npu install" in err
+    assert "TORCH_DEVICE_BACKEND_AUTOLOAD=1 makes torch load torch_npu" in err
+    assert "source /usr/local/Ascend/ascend-toolkit/set_env.sh" in err
     real = RuntimeError(
         "Failed to load the backend extension: torch_npu. You can disable extension auto-loading "
         "with TORCH_DEVICE_BACKEND_AUTOLOAD=0.\n  more detail"
     )
-    assert "\n" not in launch.cannot_import(real) and "backend extension: torch_npu" in launch.cannot_import(real)
+    real.__cause__ = ImportError("libhccl.so: cannot open shared object file: No such file or directory")
+    line = cannot_import(real, None)
+    assert "\n" not in line and "backend extension: torch_npu" in line and "(ImportError: libhccl.so" in line
 
 
 @pytest.mark.slow

@@ -102,3 +102,29 @@ def test_targets_returning_the_wrong_thing_are_usage_errors(value, words):
 def test_batches_compare_per_sample(session):
     case = session.compare(session.runner("cpu/channels_last"), PHOTOS)
     assert case.image == "cat.jpg+coffee.jpg" and len(case.comparison.samples) == 2
+
+
+def test_a_saturated_logit_is_judged_as_the_inf_it_stands_for():
+    """Saturation mode (the 910A family) writes +-max of the dtype for an overflow: judged as Inf,
+    the "no NaN or Inf" rule fails it; a finite logit just below max is left alone."""
+    import torch
+
+    from resnet34_npu.judge.compare import saturated_as_inf
+    from resnet34_npu.judge.criteria import PROFILES, judge
+    from resnet34_npu.judge.metrics import compare_logits
+
+    reference = torch.linspace(-5, 5, 1000).reshape(1, 1000)
+    fp16_max = torch.finfo(torch.float16).max
+    saturated = reference.clone()
+    saturated[0, 7] = fp16_max  # what an fp16 card in saturation mode leaves for +Inf
+    judged = saturated_as_inf(saturated, "fp16")
+    assert torch.isinf(judged[0, 7]) and judged[0, 7] > 0 and torch.equal(judged[0, 8:], saturated[0, 8:])
+    assert torch.equal(saturated_as_inf(saturated, "fp32"), saturated)  # 65504 is an ordinary fp32 value
+    kinds = [
+        f.kind for f in judge(compare_logits(reference, judged, precision="fp16"), PROFILES["default"], {}).failures
+    ]
+    assert "nonfinite" in kinds  # the rule that a saturated value would otherwise escape
+    plain = [
+        f.kind for f in judge(compare_logits(reference, saturated, precision="fp16"), PROFILES["default"], {}).failures
+    ]
+    assert "nonfinite" not in plain

@@ -138,9 +138,21 @@ def test_digest_sees_dtype_shape_and_every_bit():
 
 
 class _Result:
-    def __init__(self, name, device, timing):
+    def __init__(self, name, device, timing, output=None):
         self.name, self.device, self.device_name, self.dtype, self.latency = name, device, "Ascend910B3", "fp32", timing
-        self.cases = [type("Case", (), {"image": "cat.jpg"})()]
+        found = {"image": "cat.jpg", "paths": ("cat.jpg",), "output_digest": "", "output": None}
+        if output is not None:
+            found.update(output_digest=digest(torch.as_tensor(output)), output=np.asarray(output))
+        self.cases = [type("Case", (), found)()]
+
+
+def test_card_groups_compare_the_compared_outputs_without_any_timing():
+    """compare --iters 0 times nothing: the cards are still compared on the logits they were judged on."""
+    results = [_Result(f"npu:{k}/fp32", f"npu:{k}", None, output=BASE) for k in range(3)]
+    results.append(_Result("npu:3/fp32", "npu:3", None, output=bumped(BASE)))
+    (group,) = card_groups(results)
+    assert [o.card for o in group.outliers] == ["npu:3"] and group.outliers[0].images == ("cat.jpg",)
+    assert group.outliers[0].max_ulp_raw == 1
 
 
 def test_card_groups_group_by_target_and_leave_single_cards_out():

@@ -58,6 +58,14 @@ def test_bf16_output_rounding_passes_bf16_rules_but_would_fail_fp32_ones():
     result = check_op("conv2d", parse_target("cpu/bf16"), inputs(), stride=1, padding=1)
     assert result.precision == "bf16" and result.verdict.passed
 
+    def bf16_output(x, weight, stride, padding):
+        # the same rounding of the output, claimed as an fp32 kernel
+        return F.conv2d(x, weight, None, stride, padding).bfloat16().float()
+
+    as_fp32 = check_op("conv2d", parse_target("cpu"), inputs(), implementation=bf16_output, stride=1, padding=1)
+    assert as_fp32.precision == "fp32" and as_fp32.verdict.status == "fail"
+    assert {(f.metric, f.precision) for f in as_fp32.verdict.failures} >= {("rel_err_ratio_1e-3", "fp32")}
+
 
 def test_round_to_tf32_keeps_ten_mantissa_bits_to_nearest_even():
     from resnet34_npu.judge.ops import round_to

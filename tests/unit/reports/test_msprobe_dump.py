@@ -4,14 +4,12 @@ tests/integration/test_msprobe.py runs the real msprobe on real dumps."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch
 
 from resnet34_npu.cli.main import main
 from resnet34_npu.core.errors import InputError
-from resnet34_npu.reports import msprobe_dump
 from resnet34_npu.reports.msprobe_dump import (
     DATA_DIR,
     STEP_RANK,
@@ -102,7 +100,7 @@ def test_a_failed_write_leaves_the_previous_trees_and_no_temporary(trees, monkey
             raise OSError(28, "No space left on device")
         real_save(tensor, path)
 
-    monkeypatch.setattr(msprobe_dump.torch, "save", failing_save)
+    monkeypatch.setattr(torch, "save", failing_save)
     with pytest.raises(InputError, match="cannot write the msprobe dump .No space left on device"):
         write_dumps(trees["target"].parent, {"target": _stages(5.0), "reference": _stages()})
     assert calls  # the target side was being written when the reference side failed
@@ -119,12 +117,14 @@ def test_a_file_or_a_path_under_a_file_is_refused_in_one_line(tmp_path):
         check_dump_dir(file / "sub")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a read-only folder")
-def test_a_read_only_folder_is_refused(tmp_path):
-    folder = tmp_path / "ro"
-    folder.mkdir(mode=0o555)
-    with pytest.raises(InputError, match="Permission denied"):
-        check_dump_dir(folder)
+def test_a_read_only_folder_is_refused(unprivileged):
+    """Run as a user the permissions bind (nobody, when the tests run as root as in CI)."""
+    folder = unprivileged.folder / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    message = unprivileged.refusal(check_dump_dir, folder)
+    assert message == f"dump folder {str(folder)!r}: cannot write the msprobe dump there (Permission denied)"
+    assert unprivileged.refusal(check_dump_dir, unprivileged.folder) is None
 
 
 def test_cli_refuses_a_bad_dump_folder_before_any_forward_pass(tmp_path, capsys):

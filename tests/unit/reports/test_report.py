@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import pytest
 
@@ -39,11 +38,16 @@ def test_unwritable_destinations_are_usage_errors(tmp_path):
         check_writable(tmp_path / "file" / "r.json")
     created = check_writable(tmp_path / "new" / "folder" / "r.json")
     assert created.parent.is_dir() and list(created.parent.iterdir()) == [], "the folder is made, the probe removed"
-    if os.geteuid() != 0:
-        locked = tmp_path / "locked"
-        locked.mkdir(mode=0o500)
-        with pytest.raises(InputError, match="not writable"):
-            check_writable(locked / "r.json")
+
+
+def test_a_folder_without_write_permission_is_a_usage_error(unprivileged):
+    """Run as a user the permissions bind (nobody, when the tests run as root as in CI)."""
+    locked = unprivileged.folder / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    message = unprivileged.refusal(check_writable, locked / "r.json")
+    assert message == f"report {str(locked / 'r.json')!r}: cannot write in {str(locked)!r} (Permission denied)"
+    assert unprivileged.refusal(check_writable, unprivileged.folder / "r.json") is None
 
 
 def test_report_verdict_and_machine():

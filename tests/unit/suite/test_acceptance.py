@@ -17,7 +17,8 @@ from resnet34_npu.core import schemas
 from resnet34_npu.model.weights import cache_dir
 from resnet34_npu.suite.acceptance import acceptance_report, card_groups
 from resnet34_npu.suite.state import Suite, pack_output, unpack_output
-from resnet34_npu.targets.timing import Timing, digest
+from resnet34_npu.targets.matrix import choose_targets
+from resnet34_npu.targets.timing import digest
 from tests.unit.suite import test_plugin
 
 REPO = Path(__file__).resolve().parents[3]
@@ -29,26 +30,55 @@ OFF = GOOD.copy()
 OFF[7] = np.nextafter(OFF[7], np.float32(np.inf))  # one logit 1 ulp off
 
 
-def record(target: str, logits: np.ndarray, timed: list[np.ndarray] = (), run_to_run: dict | None = None) -> dict:
-    """A verdict record as ``Suite.record`` makes it, passing against the CPU, with its outputs."""
-    outputs = [logits, *timed]
-    keys = [digest(torch.from_numpy(o)) for o in outputs]
-    digests = {"cat.jpg": keys[:1], **({"cat.jpg timed": keys[1:]} if timed else {})}
-    device = target.partition("/")[0]
-    return {
-        "kind": "verdict",
-        "target": target,
-        "target_info": {"name": target, "device": device, "device_name": "Ascend910B3", "dtype": "fp32"},
-        "reference": {},
-        "weights": {"spec": "seeded"},
-        "case": {"image": "cat.jpg", "batch_size": 1, "verdict": "pass"},
-        "latency_ms": None
-        if run_to_run is None
-        else Timing.from_samples([100.0, 101.0], 1, 1, "perf_counter").to_dict(),
-        "reference_latency_ms": None,
-        "run_to_run": run_to_run,
-        "outputs": {"digests": digests, "arrays": {k: pack_output(o) for k, o in zip(keys, outputs)}},
-    }
+@pytest.fixture(scope="module")
+def real_record() -> dict:
+    """A verdict record as the real ``Suite.record`` makes it: cpu/fp32 on the cat photo at
+    batch 1, timed (the timed batch is the one card-to-card compares)."""
+    suite = Suite(
+        targets=choose_targets(["cpu"]),
+        weights="seeded",
+        images=[Path(CAT)],
+        profile="default",
+        fp64_truth=False,
+        report=None,
+        iters=1,
+    )
+    case = suite.case("cpu/fp32", (Path(CAT),))
+    return suite.record("verdict", "cpu/fp32", case, batch=1)
+
+
+@pytest.fixture(scope="module")
+def record(real_record):
+    """A verdict record on card ``target``: ``Suite.record``'s own record, with the card's name and
+    the card's outputs (``logits``, then ``timed`` runs) in the form Suite.record gives them."""
+    outputs = real_record["outputs"]
+    assert outputs is not None, "Suite.record gives no outputs: card-to-card would compare nothing"
+    (image,) = (key for key in outputs["digests"] if not key.endswith(" timed"))
+    assert set(outputs["digests"]) == {image, f"{image} timed"} and set(outputs["arrays"]) == {
+        key for keys in outputs["digests"].values() for key in keys
+    }, outputs["digests"]
+
+    def make(target: str, logits: np.ndarray, timed: list[np.ndarray] = (), run_to_run: dict | None = None) -> dict:
+        keys = [digest(torch.from_numpy(o)) for o in (logits, *timed)]
+        device = target.partition("/")[0]
+        return {
+            **real_record,
+            "target": target,
+            "target_info": {
+                **real_record["target_info"],
+                "name": target,
+                "device": device,
+                "device_name": "Ascend910B3",
+            },
+            "latency_ms": real_record["latency_ms"] if run_to_run is not None else None,
+            "run_to_run": run_to_run,
+            "outputs": {
+                "digests": {image: keys[:1], **({f"{image} timed": keys[1:]} if timed else {})},
+                "arrays": {key: pack_output(o) for key, o in zip(keys, (logits, *timed))},
+            },
+        }
+
+    return make
 
 
 def entries(*records: dict) -> list[dict]:
@@ -74,7 +104,7 @@ def test_outputs_travel_as_text_and_come_back_bit_for_bit():
     assert json.dumps(pack_output(GOOD))  # a record is JSON
 
 
-def test_healthy_cards_agree_and_give_no_alarm():
+def test_healthy_cards_agree_and_give_no_alarm(record):
     found = entries(*(record(name, GOOD, [GOOD, GOOD]) for name in CARDS))
     (group,) = card_groups(found)
     assert group.passed and group.cards == ("npu:1", "npu:5", "npu:6", "npu:2")
@@ -83,7 +113,7 @@ def test_healthy_cards_agree_and_give_no_alarm():
     assert doc["card_to_card"][0]["passed"] is True
 
 
-def test_a_card_off_by_one_ulp_is_named_and_fails_though_it_passes_against_the_cpu():
+def test_a_card_off_by_one_ulp_is_named_and_fails_though_it_passes_against_the_cpu(record):
     found = entries(record("npu:1/fp32", GOOD), record("npu:6/fp32", OFF), record("npu:2/fp32", GOOD))
     (group,) = card_groups(found)
     assert [(o.card, o.images, o.max_ulp) for o in group.outliers] == [("npu:6", ("cat.jpg",), 1)]
@@ -95,7 +125,7 @@ def test_a_card_off_by_one_ulp_is_named_and_fails_though_it_passes_against_the_c
     assert all(c["verdict"] == "pass" for c in by["npu:6/fp32"]["images"])  # the tolerance passed
 
 
-def test_a_card_wrong_once_in_its_timed_runs_is_named():
+def test_a_card_wrong_once_in_its_timed_runs_is_named(record):
     found = entries(
         record("npu:1/fp32", GOOD, [GOOD, GOOD]),
         record("npu:5/fp32", GOOD, [OFF, GOOD]),
@@ -105,12 +135,12 @@ def test_a_card_wrong_once_in_its_timed_runs_is_named():
     assert [(o.card, o.images) for o in group.outliers] == [("npu:5", ("cat.jpg timed",))]
 
 
-def test_cpu_targets_and_lone_cards_are_not_compared():
+def test_cpu_targets_and_lone_cards_are_not_compared(record):
     found = entries(record("cpu/fp32", GOOD), record("npu:1/fp32", GOOD), record("npu:1/fp16", OFF))
     assert card_groups(found) == []
 
 
-def test_a_failing_run_to_run_fails_its_target():
+def test_a_failing_run_to_run_fails_its_target(record):
     failing = {"policy": "bitwise", "reason": "r", "outputs": 3, "distinct": 2, "max_abs": 1e-7, "max_ulp": 1}
     found = entries(
         record("npu:1/fp32", GOOD, run_to_run={**failing, "distinct": 1, "passed": True}),
@@ -144,7 +174,7 @@ def burn(status: str, card: str = "npu:5/fp32", outliers: list | None = None) ->
     }
 
 
-def test_the_burn_in_fails_the_card_it_names_and_no_other():
+def test_the_burn_in_fails_the_card_it_names_and_no_other(record):
     found = entries(record("npu:1/fp32", GOOD), record("npu:5/fp32", GOOD))
     assert report(found, burn("pass"))["verdict"] == "pass"
     doc = report(found, burn("fail"))
@@ -244,7 +274,7 @@ def test_burn_in_on_a_cpu_only_run_loads_the_cpu_target(suite):
     assert doc["burn_in"]["cards"][0]["card"] == "cpu/fp32" and doc["card_to_card"] == []
 
 
-def test_two_cards_that_disagree_fail_both_unless_one_already_fails_against_the_cpu():
+def test_two_cards_that_disagree_fail_both_unless_one_already_fails_against_the_cpu(record):
     """No majority between two cards: which is wrong is unknown, so both fail; but where one of
     them fails against the CPU that failure explains the disagreement, and the other card stands."""
     both_pass = report(entries(record("npu:1/fp32", GOOD), record("npu:2/fp32", OFF)))

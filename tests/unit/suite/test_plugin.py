@@ -42,6 +42,33 @@ def run(pytester, *args):
     return pytester.runpytest_inprocess("--r34-iters=0", ONE_IMAGE, *args)
 
 
+def test_an_unknown_r34_variable_is_a_warning_with_the_right_spelling(suite, monkeypatch):
+    monkeypatch.setenv("R34_TARGET", "npu")
+    result = suite.runpytest_inprocess("--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [
+            "*PytestConfigWarning: environment variable R34_TARGET is not one of the suite's and is ignored: "
+            "did you mean R34_TARGETS?"
+        ]
+    )
+
+
+@pytest.mark.slow
+def test_the_session_warms_up_before_the_first_test(suite):
+    """The weights, the model and the reference's first forward pass are done before the first
+    conformance test starts, so that its duration is its own."""
+    suite.makeconftest(
+        'pytest_plugins = ["resnet34_npu.pytest_plugin"]\n'
+        "from resnet34_npu.judge import compare\n"
+        "def pytest_runtest_call(item):\n"
+        "    print('warm at the first call:', any(key[0] == 'reference' for key in compare._SHARED))\n"
+    )
+    result = run(suite, "--r34-target=cpu", "-k", "test_verdict and batch1", "-s")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*warm at the first call: True*"])
+
+
 def test_healthy_run_passes_and_writes_the_report(suite):
     result = run(suite, "--r34-target=cpu", "--r34-target=cpu/channels_last", "-k", "batch1 or repeat")
     result.assert_outcomes(passed=8)
@@ -268,7 +295,7 @@ def test_junit_xml_works_as_usual(suite):
 
 
 def test_reduced_precision_without_native_kernels_is_skipped_with_the_reason(suite, avx2_only):
-    result = run(suite, "-k", "test_verdict and batch1 and bf16", "-rs")
+    result = run(suite, "-k", "test_verdict and batch1 and bf16 and cpu", "-rs")
     assert result.parseoutcomes().get("skipped") == 1 and "passed" not in result.parseoutcomes()
     result.stdout.fnmatch_lines(["SKIPPED * cpu/bf16-autocast: this CPU has no native bf16 kernels (*"])
 

@@ -14,7 +14,10 @@ from resnet34_npu.targets import determinism
 
 def test_apply_sets_them_and_names_what_came_too_late(monkeypatch):
     for name in determinism.ENVIRONMENT:
-        monkeypatch.delenv(name, raising=False)
+        # set then removed: monkeypatch then removes what apply() writes, so that nothing of this
+        # test reaches a report (setenv records the variable's absence; delenv alone records nothing)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     monkeypatch.setitem(sys.modules, "torch_npu", types.ModuleType("torch_npu"))  # already imported: too late
     before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark)
     before_cudnn = torch.backends.cudnn.deterministic

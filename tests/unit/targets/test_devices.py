@@ -127,9 +127,10 @@ def test_torch_npu_that_fails_to_import_reports_the_real_cause(tmp_path, monkeyp
     )
     status = probe_npu(name)
     assert not status.available and status.count == 0
-    assert (
-        status.reason
-        == f"import {name} failed: ImportError: libhccl.so: cannot open shared object file: No such file or directory"
+    assert status.reason == (
+        f"import {name} failed: ImportError: libhccl.so: cannot open shared object file: No such file or directory"
+        " (torch_npu installed; CANN is not installed or not set up in this shell: "
+        "source /usr/local/Ascend/ascend-toolkit/set_env.sh)"
     )
 
 

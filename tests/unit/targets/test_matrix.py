@@ -3,6 +3,9 @@ reduced precision on the CPU follows the CPU's native kernels."""
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.matrix import choose_targets, compare_defaults, default_matrix
 
@@ -23,21 +26,46 @@ def test_without_native_kernels_reduced_cpu_targets_are_skipped_with_the_reason(
         assert chosen and not any(name.startswith("cpu") for name in chosen), chosen
 
 
-def test_native_kernels_put_the_target_in_the_matrix():
-    native = devices.cpu_native_kernels()
-    matrix = {c.name: c for c in default_matrix()}
+@pytest.mark.parametrize(
+    "machine, capability, onednn, native",
+    [
+        ("x86_64", "AVX512", True, True),
+        ("x86_64", "AMX", True, True),
+        ("x86_64", "AVX2", True, False),  # oneDNN has the kernels, ATen is held to AVX2 (ATEN_CPU_CAPABILITY=avx2)
+        ("x86_64", "AVX512", False, False),
+        ("aarch64", "DEFAULT", True, True),  # the AVX-512 rule is x86's
+        ("aarch64", "DEFAULT", False, False),
+    ],
+)
+def test_native_kernels_put_the_target_in_the_matrix(monkeypatch, machine, capability, onednn, native):
+    monkeypatch.setattr(devices.platform, "machine", lambda: machine)
+    monkeypatch.setattr(devices, "cpu_capability", lambda: capability)
+    for dtype in ("bf16", "fp16"):
+        monkeypatch.setattr(torch.ops.mkldnn, f"_is_mkldnn_{dtype}_supported", lambda: onednn)
+    devices.cpu_native_kernels.cache_clear()
+    try:
+        matrix = {c.name: c for c in default_matrix()}
+    finally:
+        devices.cpu_native_kernels.cache_clear()
     for dtype, name in (("bf16", "cpu/bf16-autocast"), ("fp16", "cpu/fp16-autocast")):
-        assert matrix[name].runnable == (native[dtype] == "")
+        assert matrix[name].runnable is native, matrix[name]
+        if not native:
+            why = (
+                f"ATen CPU capability is {capability}" if onednn else f"oneDNN: _is_mkldnn_{dtype}_supported() is False"
+            )
+            assert matrix[name].slow_reason.startswith(f"{name}: this CPU has no native {dtype} kernels ({why}; ")
 
 
-def test_every_shown_kind_appears_and_absent_ones_say_why():
-    matrix = default_matrix()
+def test_every_shown_kind_appears_and_absent_ones_say_why(monkeypatch):
     shown = [k.name for k in devices.KINDS.values() if k.shown]
     assert shown == ["npu", "cuda", "mps"]  # written out: xpu is listed by `devices` but not in the matrix
-    for name in ("npu", "cuda", "mps"):
-        if not devices.probe(name).available:
-            entry = next(c for c in matrix if c.kind == name)
-            assert entry.reason == f"{name.upper()}: {devices.probe(name).reason}" and entry.reason.split(": ", 1)[1]
+    absent = {name: devices.KindStatus(name, False, 0, f"no {name} card in this test") for name in shown}
+    probe = devices.probe
+    monkeypatch.setattr(devices, "probe", lambda kind: absent.get(kind) or probe(kind))
+    matrix = default_matrix()
+    for name in shown:
+        entries = [c for c in matrix if c.kind == name]
+        assert [(c.reason, c.runnable) for c in entries] == [(f"{name.upper()}: no {name} card in this test", False)]
 
 
 def test_named_targets_run_whatever_the_kernels(avx2_only):

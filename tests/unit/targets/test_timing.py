@@ -36,6 +36,15 @@ def test_raw_samples_are_kept_and_travel_as_dicts():
     assert Timing.from_dict(older).samples == ()
 
 
-def test_bad_counts():
-    with pytest.raises(ValueError):
-        time_call(lambda: None, torch.device("cpu"), iters=0)
+@pytest.mark.parametrize("warmup, iters", [(0, 0), (-1, 3), (2, -1)])
+def test_bad_counts_are_refused_before_any_call(warmup, iters):
+    calls = []
+    with pytest.raises(ValueError, match=rf"^need warmup >= 0 and iters >= 1, got warmup={warmup} iters={iters}$"):
+        time_call(lambda: calls.append(1), torch.device("cpu"), warmup=warmup, iters=iters)
+    assert calls == []
+
+
+def test_the_smallest_counts_are_accepted():
+    calls = []
+    t = time_call(lambda: calls.append(1), torch.device("cpu"), warmup=0, iters=1)
+    assert len(calls) == 1 and t.iterations == 1 and t.warmup == 0

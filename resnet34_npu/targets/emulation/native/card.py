@@ -10,9 +10,10 @@ the driver) does on a real host, backed by the CPU.
   fp16 / bf16 operands accumulated in fp32 and rounded.
 - Overflow: a card in saturation mode (``ascend.inf_nan_mode``) writes +-max of the dtype for an
   infinite result and 0 for NaN.
-- Time: each card has its own clock, advanced by the CPU time its operators take (the process's
-  CPU time, not the wall clock), so events time the card's work, not the host's load or another
-  card's, as device events on a card do.
+- Time: each card has its own clock, advanced by the time of each kernel it runs, a kernel's time
+  being the least CPU time that kernel (operator, shapes, dtypes, precision) has taken on this host
+  (``charged``): events time the card's work, not the host's load or another card's, and identical
+  cards read identical times, as device events on cards of one model do.
 - Faults (``R34_EMULATED_FAULTS``, parsed and checked in ``emulation.faults``): a precision fault
   (layer3's 256-channel 3x3 convolutions 1 % off), ``ulp`` (conv1 1 ulp off), ``flip`` (one bit of
   the largest logit in 1 of 200 forwards), and the hazards of ``emulation.hazards`` (a hang, a crash,
@@ -118,13 +119,42 @@ def host() -> Host:
 # --- time ----------------------------------------------------------------------------------------
 
 
-def charged(index: int, work: Callable[[], Any]) -> Any:
-    """Run ``work`` on card ``index``, advancing its clock by the CPU time it takes."""
+def charged(index: int, work: Callable[[], Any], kernel: tuple) -> Any:
+    """Run ``work`` (the kernel ``kernel``: operator, shapes, dtypes, precision) on card ``index``
+    and advance the card's clock by that kernel's time: the least CPU time it has taken on this
+    host so far. Identical cards run identical kernels in identical time, as cards of one model
+    do; the host's load, and another card's work, inflate a measurement but not the least one."""
     start = time.process_time()
     try:
         return work()
     finally:
-        host().clock[index] += time.process_time() - start
+        spent = time.process_time() - start
+        best = KERNEL_TIMES.get(kernel)
+        if best is None or spent < best:
+            KERNEL_TIMES[kernel] = best = spent
+        host().clock[index] += best
+
+
+#: kernel -> the least CPU time (s) it took on this host: the emulated cards' cost table
+KERNEL_TIMES: dict[tuple, float] = {}
+
+
+def kernel_of(name: str, args: Any, kwargs: Any) -> tuple:
+    """What decides a kernel's cost: the operator, its tensors' shapes and dtypes, and for the
+    cube unit the precision settings in force."""
+    tensors = tuple((tuple(t.shape), str(t.dtype)) for t in _leaves((args, kwargs)) if isinstance(t, torch.Tensor))
+    if name in _MATRIX:
+        state = host()
+        return (name, tensors, state.acl_mode(), state.allow_hf32(True), state.allow_hf32(False))
+    return (name, tensors)
+
+
+def _leaves(x: Any) -> list:
+    if isinstance(x, (list, tuple)):
+        return [leaf for item in x for leaf in _leaves(item)]
+    if isinstance(x, dict):
+        return [leaf for item in x.values() for leaf in _leaves(item)]
+    return [x]
 
 
 # --- memory ----------------------------------------------------------------------------------------
@@ -226,7 +256,8 @@ def dispatch(func: Any, args: tuple, kwargs: dict) -> Any:
     device = devices[0] if devices else torch.device("npu", state.current)
     named = [a for a in (*plain_args, *plain_kwargs.values()) if isinstance(a, torch.device)]
     if named and named[0].type != "npu":  # off the card: a CPU copy, never an alias of its memory
-        out = charged(state.check(device.index or 0), lambda: func(*plain_args, **plain_kwargs))
+        kernel = kernel_of(name, plain_args, plain_kwargs)
+        out = charged(state.check(device.index or 0), lambda: func(*plain_args, **plain_kwargs), kernel)
         return tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, out)
     if named:
         device = torch.device("npu", state.check(named[0].index if named[0].index is not None else state.current))
@@ -247,9 +278,12 @@ def dispatch(func: Any, args: tuple, kwargs: dict) -> Any:
             return _matrix(func, name, a, k, index)
     else:
         compute = func
-    out = charged(index, lambda: _saturate(compute(*plain_args, **plain_kwargs)))
+    kernel = kernel_of(name, plain_args, plain_kwargs)
+    if not ascend.inf_nan_mode(state.soc):  # saturation mode: every result, in place ones included
+        compute = _saturating(compute)
+    out = charged(index, lambda: compute(*plain_args, **plain_kwargs), kernel)
     if graphs.capturing is not None:  # graph capture: the operator is recorded, to run again at replay
-        graphs.capturing.append((compute, plain_args, plain_kwargs, out))
+        graphs.capturing.append((compute, plain_args, plain_kwargs, out, kernel))
     returns = func._schema.returns
     if returns and returns[0].alias_info is not None and returns[0].alias_info.is_write:
         written = kwargs.get("out", args[0])  # in place, or an out= variant: its wrapper was written
@@ -270,19 +304,21 @@ def _normal(x: Any) -> bool:
     return isinstance(x, DeviceTensor) and not x.is_inference()
 
 
-def _saturate(out: Any) -> Any:
-    """A card in saturation mode: Inf becomes +-max of the dtype, NaN becomes 0 (CANN's float
-    overflow mode; the 910A family supports no other)."""
-    if ascend.inf_nan_mode(host().soc):
+def _saturating(compute: Callable[..., Any]) -> Callable[..., Any]:
+    """``compute`` as a card in saturation mode runs it (CANN's float overflow mode; the 910A
+    family supports no other): every float result, written in place where it lives (so in-place
+    operators, ``out=`` variants and graph replay alike), has +-max of its dtype for an infinite
+    value and 0 for NaN."""
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        out = compute(*args, **kwargs)
+        for tensor in _leaves(out):
+            if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+                big = torch.finfo(tensor.dtype).max
+                tensor.nan_to_num_(nan=0.0, posinf=big, neginf=-big)
         return out
 
-    def clamp(x: Any) -> Any:
-        if isinstance(x, torch.Tensor) and x.is_floating_point() and not torch.isfinite(x).all():
-            big = torch.finfo(x.dtype).max
-            return torch.nan_to_num(x, nan=0.0, posinf=big, neginf=-big)
-        return x
-
-    return tree_map(clamp, out)
+    return run
 
 
 # --- the cube unit -------------------------------------------------------------------------------
@@ -308,11 +344,12 @@ def _matrix(func: Any, name: str, args: tuple, kwargs: dict, index: int) -> torc
     conv = "conv" in name
     if dtype in (torch.float16, torch.bfloat16):
         cast = [a.float() if isinstance(a, torch.Tensor) else a for a in args]
-        out = func(*cast, **kwargs).to(dtype)  # operands in the dtype, fp32 accumulation, rounded result
+        out = func(*cast, **kwargs)  # operands in the dtype, fp32 accumulation, rounded result
+        out = _as_fp16(out) if dtype == torch.float16 else out.to(dtype)
     elif dtype == torch.float32:
         precision = ascend.fp32_matrix_precision(state.soc, state.allow_hf32(conv), state.acl_mode())
         if precision == "fp16":
-            out = func(*_round_operands(args, operands, lambda t: t.half().float()), **kwargs).half().float()
+            out = _as_fp16(func(*_round_operands(args, operands, _fp16), **kwargs)).float()
         elif precision == "hf32":
             out = func(*_round_operands(args, operands, _hf32), **kwargs)
         else:
@@ -334,6 +371,20 @@ def _matrix(func: Any, name: str, args: tuple, kwargs: dict, index: int) -> torc
             flat[at : at + 1] = _bits(flat[at : at + 1], lambda b: b ^ 1)
             out = flat.reshape(out.shape)
     return out
+
+
+def _fp16(t: torch.Tensor) -> torch.Tensor:
+    """An fp32 operand as the cube takes it in fp16."""
+    return t.half().float()
+
+
+def _as_fp16(out: torch.Tensor) -> torch.Tensor:
+    """An fp32-accumulated result rounded to fp16 by the cube: past fp16's range it is Inf, or on
+    a card in saturation mode +-65504 (fp16's max), not the fp32 Inf a later widening would clamp."""
+    if not ascend.inf_nan_mode(host().soc):
+        big = torch.finfo(torch.float16).max
+        out = out.clamp(-big, big).nan_to_num(nan=0.0)
+    return out.half()
 
 
 def _bits(x: torch.Tensor, change: Any) -> torch.Tensor:

@@ -42,6 +42,12 @@ OPTION_NAMES = frozenset(
         "TORCH_NPU_USE_COMPATIBLE_IMPL",
         "jitCompile",
         "jitCompileInit",
+        "mdldumpswitch",
+        "mdldumpconfigpath",
+        "autotune",
+        "autotunegraphdumppath",
+        "OP_HOOK_ENABLE",
+        "ACL_OP_INIT_MODE",
     )
 )
 
@@ -317,12 +323,12 @@ class _NPUGraph:
         card.graphs.capturing = None
         produced: set[int] = set()
         external: set[int] = set()  # memory that existed before the capture: weights, the static input
-        for _, args, kwargs, out in self._ops:
+        for _, args, kwargs, out, _ in self._ops:
             for tensor in _tensors([*args, *kwargs.values()]):
                 if _storage(tensor) not in produced:
                     external.add(_storage(tensor))
             produced.update(_storage(t) for t in _tensors(out))
-        for _, _, _, out in self._ops:
+        for _, _, _, out, _ in self._ops:
             for tensor in _tensors(out):
                 if _storage(tensor) not in external and tensor.is_floating_point():
                     tensor.fill_(float("nan"))
@@ -332,9 +338,9 @@ class _NPUGraph:
         hazard strikes here as in eager mode)."""
         state = card.host()
         physical = state.physical_of(self._device)
-        for compute, args, kwargs, out in self._ops:
+        for compute, args, kwargs, out, kernel in self._ops:
             faults.hazard(state.faults, physical, "graph replay")
-            again = card.charged(self._device, lambda c=compute, a=args, k=kwargs: c(*a, **k))
+            again = card.charged(self._device, lambda c=compute, a=args, k=kwargs: c(*a, **k), kernel)
             for old, new in zip(_tensors(out), _tensors(again)):
                 if old is not new:
                     old.copy_(new)
