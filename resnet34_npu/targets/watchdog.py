@@ -121,7 +121,10 @@ _LOST = ("lost heartbeat", "device lost", "507010", "507033", "device not found"
 
 def device_error(exc: BaseException) -> str | None:
     """The runtime's message when ``exc`` is a device error (out of memory, a device lost), else None."""
-    text = str(exc) if not isinstance(exc, MemoryError) else "out of memory"
+    try:  # a target's exception may not even print
+        text = str(exc) if not isinstance(exc, MemoryError) else "out of memory"
+    except Exception:
+        return None
     low = text.lower()
     if type(exc).__name__ == "OutOfMemoryError" or any(k in low for k in _OOM + _LOST):
         return text.splitlines()[0] if text else type(exc).__name__
