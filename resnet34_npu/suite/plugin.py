@@ -304,6 +304,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = [item for item in items if kept(item)]
+    # card-to-card where no two cards run a target (a CPU-only host): no case at all, not a skip
+    items[:] = [i for i in items if not (i.get_closest_marker("r34_cards") and not isinstance(_target_of(i), str))]
     config.stash[CONFORMANCE] = any(_is_conformance(item) for item in items)
     _group_by_target(config, items)
 
@@ -320,12 +322,14 @@ def _group_by_target(config: pytest.Config, items: list[pytest.Item]) -> None:
         return getattr(getattr(item, "callspec", None), "params", {}).get("r34_target")
 
     def key(item: pytest.Item) -> tuple[int, int]:
-        name = target(item)
-        if name is None:
-            return (0, 0)
-        return (2 if item.get_closest_marker("r34_cards") else 1, order.get(name, len(order)))
+        return (1 if item.get_closest_marker("r34_cards") else 0, order.get(target(item) or "", len(order)))
 
-    items[:] = sorted(items, key=key)  # stable: each target's tests keep their order
+    # the target tests are sorted among the places they hold; every other test keeps its place
+    slots = [i for i, item in enumerate(items) if target(item)]
+    for slot, item in zip(
+        slots, sorted((items[i] for i in slots), key=key)
+    ):  # stable: a target's tests keep their order
+        items[slot] = item
     # card-to-card reads the logits the verdicts computed, not the runner: it does not hold it
     config.stash[LAST_OF] = {
         target(item): item.nodeid for item in items if target(item) and not item.get_closest_marker("r34_cards")
