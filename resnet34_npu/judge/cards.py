@@ -4,8 +4,9 @@ not run, and the other cards go on (:mod:`resnet34_npu.targets.watchdog`).
 
 Isolation (``isolate``): ``auto`` runs each accelerator card (``npu:K``, ``cuda:K``, ...) in a child
 process of its own, forked from a server that imported the suite once; CPU and custom targets run
-in a watched thread of this process (a crash there is the process's). ``on``: every card in a child;
-``off``: every card in a thread.
+in this thread, unwatched (a crash or a hang there is the process's, and a thread they leave running
+is theirs, non-daemon). ``on``: every card in a child; ``off``: every accelerator card in a watched
+thread.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def deadline_for(
         return watchdog.default_deadline(forward)
     watchdog.check_deadline(given, forward, where)
     return given
+
+
+def _host(card: str) -> bool:
+    """A CPU or custom target's "card" (not an accelerator's)."""
+    spec = parse_target(card) if ":" in card or card in _HOST else None
+    return spec is None or isinstance(spec, CustomSpec) or spec.device.split(":")[0] in _HOST
 
 
 def isolated(card: str, mode: str) -> bool:
@@ -126,6 +133,12 @@ def run_cards(
             elif tag == "missing":
                 out.missing[parse_target(spec).name] = rest[0]
 
+        if not child and _host(card):
+            # CPU and custom targets run in this thread, as a program runs them: a thread they leave
+            # running is then non-daemon, as in their own program, and fails them (a watched daemon
+            # thread would make it a daemon); the deadline watches the cards
+            run_card(on_message, job, session)
+            continue
         failure = watchdog.watch(
             run_card,
             (job,) if child else (job, session),

@@ -44,17 +44,20 @@ class _Stale(_Fast):
 
 
 class _Caching(_Fast):
-    """Answers an input it has seen before from a cache, without computing: fails TEST04."""
+    """Skips the computation when the input is the one it just computed, answering from that
+    result (a system that caches its last input): fails TEST04 (the same sample repeated is much
+    faster than distinct samples). The last input only: a cache of every sample would also answer the
+    distinct-sample run from memory once the accuracy run has seen them."""
 
     def __init__(self, name: str) -> None:
         super().__init__(name)
-        self.cache: dict[bytes, torch.Tensor] = {}
+        self.last: tuple[bytes, torch.Tensor] | None = None
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         key = batch.numpy().tobytes()[::4099]
-        if key not in self.cache:
-            self.cache[key] = super().__call__(batch)
-        return self.cache[key].clone()
+        if self.last is None or self.last[0] != key:
+            self.last = (key, super().__call__(batch))
+        return self.last[1].clone()
 
 
 class _Raising(_Fast):
