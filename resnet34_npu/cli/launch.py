@@ -47,7 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = cli_main(argv)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    if blocking_threads(threading.enumerate()):
+    if blocking_threads(threading.enumerate()) or code == 130:
+        # An interrupted run (130) may leave a native backend's threads (LoadGen's) running: their
+        # teardown at interpreter exit aborts the process; the report is written, so end it here.
         # A target left a non-daemon thread running (its verdict says so): the report is written,
         # so exit now with the run's code instead of waiting for that thread forever.
         sys.stdout.flush()

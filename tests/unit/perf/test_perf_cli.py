@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import _thread
 import json
 import sys
-import threading
 
 import pytest
 
 from resnet34_npu.cli import main as cli
 from resnet34_npu.core import schemas
 from resnet34_npu.perf import INSTALL_HINT
-from resnet34_npu.perf import run as perf_run
 
 FAST = "tests.unit.perf.fast_targets:fast"
 
@@ -75,21 +72,42 @@ def test_report_is_schema_valid_with_a_loadgen_object_and_logs_beside_it(capsys,
     assert "lacks the key 'valid'" in schemas.problem(broken, "compare-report")
 
 
+#: The interrupted perf run, in a process of its own: LoadGen's native threads, stopped mid-run,
+#: must not take the test session down at its exit (the entry point ends such a run with os._exit).
+CTRL_C = """
+import _thread, os, sys, threading
+from resnet34_npu.cli import launch
+from resnet34_npu.perf import run as perf_run
+real = perf_run.start_test
+def start_test(lg, sut, qsl, settings, folder, *, abort):
+    if folder.name == "performance":  # Ctrl-C half a second into the performance run
+        threading.Timer(0.5, _thread.interrupt_main).start()
+    return real(lg, sut, qsl, settings, folder, abort=abort)
+perf_run.start_test = start_test
+sys.exit(launch.main(sys.argv[1:]))
+"""
+
+
 @pytest.mark.slow
-def test_ctrl_c_is_exit_130_and_the_report_says_interrupted(capsys, tmp_path, monkeypatch):
+def test_ctrl_c_is_exit_130_and_the_report_says_interrupted(tmp_path):
+    import os
+    import subprocess
+    from pathlib import Path
+
     pytest.importorskip("mlperf_loadgen")
     out_path = tmp_path / "perf.json"
-    real = perf_run.start_test
-
-    def start_test(lg, sut, qsl, settings, folder, *, abort):
-        if folder.name == "performance":  # Ctrl-C half a second into the performance run
-            threading.Timer(0.5, _thread.interrupt_main).start()
-        return real(lg, sut, qsl, settings, folder, abort=abort)
-
-    monkeypatch.setattr(perf_run, "start_test", start_test)
-    argv = ["--scenario", "SingleStream", "--target", FAST, "--duration", "30", "--no-accuracy"]
-    code, out, _ = run(capsys, "perf", *argv, "--output", str(out_path))
+    argv = ["perf", "--scenario", "SingleStream", "--target", FAST, "--duration", "30", "--no-accuracy"]
+    repo = Path(__file__).resolve().parents[3]
+    done = subprocess.run(
+        [sys.executable, "-c", CTRL_C, *argv, "--output", str(out_path)],
+        capture_output=True,
+        text=True,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+        timeout=300,
+    )
     doc = json.loads(out_path.read_text())
     schemas.validate(doc, "compare-report", source=out_path)
-    assert code == 130 and doc["verdict"] == "interrupted" and doc["interrupted"] is True
-    assert doc["targets"][0]["loadgen"]["interrupted"] is True and "verdict: INTERRUPTED" in out
+    assert done.returncode == 130, done.stdout[-2000:] + done.stderr[-2000:]
+    assert doc["verdict"] == "interrupted" and doc["interrupted"] is True
+    assert doc["targets"][0]["loadgen"]["interrupted"] is True and "verdict: INTERRUPTED" in done.stdout
