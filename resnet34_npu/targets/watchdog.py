@@ -250,30 +250,31 @@ def stage_of(exc: BaseException) -> str:
 Work = Callable[..., None]
 
 
+def _serve(work: Work, args: tuple, send: Callable[[Any], Any], beat: Beat, raised: Callable[[Any], Any]) -> None:
+    """Run ``work`` for a watcher: its messages, then ``__done__``, ``__device_error__`` or
+    ``__raised__`` (what ``raised`` makes of the exception: a child sends text, as an exception
+    may not pickle; a thread sends the exception itself)."""
+    _LOCAL.beat = beat
+    try:
+        work(send, *args)
+        send(("__done__", None))
+    except DeviceError as exc:
+        send(("__device_error__", (exc.stage, exc.message)))
+    except BaseException as exc:  # a bug of the work itself, reported to the watcher to raise
+        send(("__raised__", raised(exc)))
+
+
 def _child(work: Work, args: tuple, conn: Any, start: Any, stage: Any) -> None:
     beat = Beat.__new__(Beat)
     beat._start, beat._stage, beat.shared, beat.forwards = start, stage, True, 0
-    _LOCAL.beat = beat
     try:
-        work(conn.send, *args)
-        conn.send(("__done__", None))
-    except DeviceError as exc:
-        conn.send(("__device_error__", (exc.stage, exc.message)))
-    except BaseException as exc:  # a bug of the work itself, reported to the parent to raise
-        conn.send(("__raised__", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
+        _serve(work, args, conn.send, beat, lambda exc: f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
     finally:
         conn.close()
 
 
 def _thread(work: Work, args: tuple, out: queue.Queue, beat: Beat) -> None:
-    _LOCAL.beat = beat
-    try:
-        work(out.put, *args)
-        out.put(("__done__", None))
-    except DeviceError as exc:
-        out.put(("__device_error__", (exc.stage, exc.message)))
-    except BaseException as exc:
-        out.put(("__raised__", exc))
+    _serve(work, args, out.put, beat, lambda exc: exc)
 
 
 def preload(modules: list[str]) -> None:
