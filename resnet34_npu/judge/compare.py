@@ -76,7 +76,8 @@ class CaseResult:
         return "+".join(self.images)
 
     def metrics(self) -> dict[str, float]:
-        return {**self.comparison.metrics(), **self.truth}
+        """The case's metrics; none for a case whose target raised (it computed nothing to measure)."""
+        return {} if self.error else {**self.comparison.metrics(), **self.truth}
 
     def to_dict(self) -> dict[str, Any]:
         detail = self.comparison.to_dict()
@@ -89,9 +90,9 @@ class CaseResult:
             "warnings": list(self.verdict.warning_lines),
             "findings": self.verdict.findings_dict(),
             "metrics": self.metrics(),
-            "worst_abs": detail["worst_abs"],
-            "worst_rel": detail["worst_rel"],
-            "first_nonfinite": detail["first_nonfinite"],
+            "worst_abs": None if self.error else detail["worst_abs"],
+            "worst_rel": None if self.error else detail["worst_rel"],
+            "first_nonfinite": None if self.error else detail["first_nonfinite"],
             # a target that raised computed nothing: no target top-5 (NaN logits would rank a made-up class)
             "samples": [{"reference_top5": x["reference_top5"]} for x in detail["samples"]]
             if self.error
@@ -469,7 +470,8 @@ class Session:
 
     def raised(self, runner: Runner, images: Sequence[str | Path], exc: BaseException) -> CaseResult:
         """The case of a target whose code raised (SystemExit included): it fails, named, with
-        the exception; its metrics are those of logits that are all NaN."""
+        the exception; it has no metrics and no target top-5 (its comparison, of logits that are
+        all NaN, only keeps the reference's side)."""
         reference = self.reference_logits(images)
         comparison = compare_logits(reference, torch.full_like(reference, math.nan), precision=runner.precision)
         kind = "raised"

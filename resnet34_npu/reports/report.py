@@ -116,11 +116,18 @@ def summary_rows(records: Iterable[dict[str, Any]]) -> list[tuple[str, ...]]:
             case["image"].split("+")[0],
             str(case["batch_size"]),
             case["verdict"].upper(),
-            _number(m["rel_l2_error"], ".2e"),
-            _number(m["cosine_similarity"], ".8f"),
-            _number(m["max_abs_error"], ".2e"),
-            f"{m['top1_match']:.2f}",
-            f"{m['top5_overlap']:.2f}/5",
+            # a target that raised measured nothing: its metrics are empty
+            *(
+                (
+                    _number(m["rel_l2_error"], ".2e"),
+                    _number(m["cosine_similarity"], ".8f"),
+                    _number(m["max_abs_error"], ".2e"),
+                    f"{m['top1_match']:.2f}",
+                    f"{m['top5_overlap']:.2f}/5",
+                )
+                if m
+                else ("-",) * 5
+            ),
             "-" if not latency else f"{latency['median']:.2f}",
         )
     return list(rows.values())

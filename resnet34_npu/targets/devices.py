@@ -142,14 +142,17 @@ def npu_import_hint(exc: BaseException) -> str:
     have = f"torch_npu {version} installed" if version else "torch_npu installed"
     wanted = ".".join((version or "").split("+")[0].split(".")[:2])
     torch_release = ".".join(torch.__version__.split("+")[0].split(".")[:2])
+    fixes = []
     if wanted and wanted != torch_release:
-        return (
-            f" ({have}, built for torch {wanted}.*; this is torch {torch.__version__}: install the matching pair, "
-            f"pip install 'torch=={wanted}.*' or the torch-npu release for torch {torch_release})"
+        fixes.append(
+            f"built for torch {wanted}.*; this is torch {torch.__version__}: install the matching pair, "
+            f"pip install 'torch=={wanted}.*' or the torch-npu release for torch {torch_release}"
         )
     if any(lib in text for lib in ("libhccl.so", "libascendcl.so", "libascend_hal.so", "libacl", "libge_runner")):
-        return f" ({have}; CANN is not installed or not set up in this shell: {SOURCE_CANN})"
-    return f" ({have})" if version else ""
+        fixes.append(f"CANN is not installed or not set up in this shell: {SOURCE_CANN}")
+    if not version and not fixes:
+        return ""
+    return f" ({'; '.join([have, *fixes])})"
 
 
 def _accelerator_count(kind: str) -> int | None:

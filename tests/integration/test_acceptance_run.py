@@ -73,6 +73,13 @@ def test_the_acceptance_command_fails_exactly_the_faulty_cards(tmp_path):
     assert doc["machine"]["emulated"]["cards"] == 8 and doc["verdict"] == "fail"
     failed = {t["name"] for t in doc["targets"] if t["verdict"] == "fail"}
     assert {n.split("/")[0] for n in failed} == {"npu:3", "npu:5"}, failed
+    # each card is timed on its own clock: identical healthy cards read the same median, whatever
+    # ran before them (npu:3's localisation included) and whatever the host's load was
+    medians: dict[str, set[float]] = {}
+    for t in doc["targets"]:
+        if t["verdict"] == "pass" and t["name"].startswith("npu:") and t.get("latency_ms"):
+            medians.setdefault(t["name"].partition("/")[2], set()).add(t["latency_ms"]["median"])
+    assert medians and all(len(m) == 1 for m in medians.values()), medians
 
 
 def test_an_acceptance_run_leaves_the_self_tests_out_and_says_so():

@@ -67,29 +67,45 @@ def fetch(folder: Path | None = None) -> Path:
         return folder
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and version_at(folder) is None:
         raise InputError(f"{folder} exists and holds no torch_npu: give an empty or new folder to install into")
+    return install_apart([f"torch-npu=={MODELLED}"], folder)
+
+
+def install_apart(requirements: list[str], folder: Path) -> Path:
+    """``pip download --no-deps`` each of ``requirements`` (binary wheels only) and install them with
+    ``--no-deps --target`` into ``folder``, replacing it: a folder of their own, put on ``PYTHONPATH``
+    by whoever runs them, never the environment's site-packages."""
     wheels = folder.parent / f"{folder.name}.wheels"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    what = " ".join(requirements)
     got = subprocess.run(
-        [*pip, "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), f"torch-npu=={MODELLED}"],
+        [*pip, "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(wheels), *requirements],
         capture_output=True,
         text=True,
     )
     if got.returncode != 0:
         last = (got.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise InputError(f"pip download torch-npu=={MODELLED} failed: {last}")
-    found = sorted(wheels.glob(f"torch_npu-{MODELLED}-*.whl"))
-    if not found:
-        raise InputError(f"pip download torch-npu=={MODELLED} left no wheel in {wheels}")
+        raise InputError(f"pip download {what} failed: {last}")
+    found = [
+        w for w in sorted(wheels.glob("*.whl")) if any(w.name.lower().startswith(_wheel_stem(r)) for r in requirements)
+    ]
+    if len(found) < len(requirements):
+        raise InputError(f"pip download {what} left no wheel for each of them in {wheels}")
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     installed = subprocess.run(
-        [*pip, "install", "--no-deps", "--no-compile", "-q", "--target", str(tmp), str(found[-1])],
+        [*pip, "install", "--no-deps", "--no-compile", "-q", "--target", str(tmp), *map(str, found)],
         capture_output=True,
         text=True,
     )
     if installed.returncode != 0:
         last = (installed.stderr.strip().splitlines() or ["pip failed"])[-1]
-        raise InputError(f"pip install of {found[-1].name} into {tmp} failed: {last}")
+        raise InputError(f"pip install of {what} into {tmp} failed: {last}")
     shutil.rmtree(folder, ignore_errors=True)
     os.replace(tmp, folder)
     return folder
+
+
+def _wheel_stem(requirement: str) -> str:
+    """``torch-npu==2.13.0`` -> ``torch_npu-2.13.0-``: how that release's wheel file name starts."""
+    name, _, version = requirement.partition("==")
+    return f"{name.replace('-', '_').lower()}-{version}-"

@@ -126,9 +126,12 @@ def import_problem() -> str:
     installed, or installed but built for another NumPy (``onnxruntime-cann`` 1.24 is built
     against NumPy 1 and does not import under NumPy 2)."""
     import importlib.util
+    import io
 
+    noise = io.StringIO()  # NumPy 2 prints a page and a traceback on stderr for a module built for NumPy 1
     try:
-        import onnxruntime  # noqa: F401, PLC0415
+        with contextlib.redirect_stderr(noise):
+            import onnxruntime  # noqa: F401, PLC0415
     except Exception as exc:  # an extension module built for another NumPy raises ImportError or AttributeError
         if importlib.util.find_spec("onnxruntime") is None:
             return "onnxruntime is not installed: pip install onnxruntime"
