@@ -2,8 +2,8 @@
 repository), on the emulated 8-card host through the real torch_npu Python layer, with two faulty
 cards: a precision fault on npu:3 and a card 1 ulp off on npu:5 (it passes against the CPU; only
 card-to-card sees it). It must exit 1 and fail exactly those cards' cases in JUnit, name them in the
-console's last lines and in the acceptance report, and give every other card its healthy verdict.
-The healthy run (exit 0) is ``.ci/run``'s. Marked ``slow``: it runs the whole conformance suite."""
+console's last lines and in the acceptance report, and give every other card its healthy verdict,
+plain and with ``-n 2``. The healthy run (exit 0) is ``.ci/run``'s. Marked ``slow``: it runs the whole conformance suite."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def failing_cases(junit: Path) -> list[str]:
     ]
 
 
-def test_the_acceptance_command_fails_exactly_the_faulty_cards(tmp_path):
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "xdist"])
+def test_the_acceptance_command_fails_exactly_the_faulty_cards(tmp_path, workers):
     if wheel.version_at(wheel.site()) != wheel.MODELLED:
         pytest.skip(f"the real torch_npu is not fetched here: {wheel.FETCH}")
     junit, report = tmp_path / "junit.xml", tmp_path / "acceptance.json"
@@ -54,6 +55,7 @@ def test_the_acceptance_command_fails_exactly_the_faulty_cards(tmp_path):
             "-q",
             f"--junitxml={junit}",
             f"--r34-report={report}",
+            *workers,
         ],
         capture_output=True,
         text=True,
@@ -74,7 +76,7 @@ def test_the_acceptance_command_fails_exactly_the_faulty_cards(tmp_path):
     failed = {t["name"] for t in doc["targets"] if t["verdict"] == "fail"}
     assert {n.split("/")[0] for n in failed} == {"npu:3", "npu:5"}, failed
     # each card is timed on its own clock: identical healthy cards read the same median, whatever
-    # ran before them (npu:3's localisation included) and whatever the host's load was
+    # ran before them (npu:3's localisation included), the host's load or the worker they ran in
     medians: dict[str, set[float]] = {}
     for t in doc["targets"]:
         if t["verdict"] == "pass" and t["name"].startswith("npu:") and t.get("latency_ms"):

@@ -100,8 +100,26 @@ def activate(soc: str = DEFAULT_SOC, cards: int = DEFAULT_CARDS) -> Host:
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
     native.install(soc, cards)
+    _share_costs()
     _ACTIVE = Host(soc, cards, wheel.MODELLED, str(folder))
     return _ACTIVE
+
+
+def _share_costs() -> None:
+    """Give this run's processes (this one, and the pytest-xdist workers and subprocesses it starts,
+    which inherit the environment) one file for the emulated cards' fixed kernel costs; removed when
+    the process that made it ends."""
+    import atexit
+    import tempfile
+
+    from resnet34_npu.targets.emulation.native import card
+
+    if os.environ.get(card.COSTS_ENV):
+        return
+    handle, path = tempfile.mkstemp(prefix="r34-emulated-costs-", suffix=".txt")
+    os.close(handle)
+    os.environ[card.COSTS_ENV] = path
+    atexit.register(lambda: os.path.exists(path) and os.remove(path))
 
 
 def banner(host: Host) -> str:

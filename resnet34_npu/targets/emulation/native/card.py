@@ -12,9 +12,9 @@ the driver) does on a real host, backed by the CPU.
   infinite result and 0 for NaN.
 - Time: each card has its own clock, advanced by the time of each kernel it runs, a kernel's time
   being the least CPU time that kernel (operator, shapes, dtypes, precision) took in its first runs
-  on this host, then fixed (``charged``): events time the card's work, not the host's load, another
-  card's work or the order cards run in, and identical cards read identical times, as device events
-  on cards of one model do.
+  on this host, then fixed and shared with the run's other processes (``charged``): events time the
+  card's work, not the host's load, another card's work, the order cards run in or the process they
+  run in, and identical cards read identical times, as device events on cards of one model do.
 - Faults (``R34_EMULATED_FAULTS``, parsed and checked in ``emulation.faults``): a precision fault
   (layer3's 256-channel 3x3 convolutions 1 % off), ``ulp`` (conv1 1 ulp off), ``flip`` (one bit of
   the largest logit in 1 of 200 forwards), and the hazards of ``emulation.hazards`` (a hang, a crash,
@@ -123,25 +123,80 @@ def host() -> Host:
 def charged(index: int, work: Callable[[], Any], kernel: tuple) -> Any:
     """Run ``work`` (the kernel ``kernel``: operator, shapes, dtypes, precision) on card ``index``
     and advance the card's clock by that kernel's time: the least CPU time it took in its first
-    :data:`SETTLE` runs on this host, fixed from then on. Identical cards run identical kernels in
-    identical time, as cards of one model do: once a kernel has settled (a forward's first runs,
-    before any timed run, repeat each of its kernels), neither the host's load, nor another card's
-    work, nor the order the cards run in moves a card's clock."""
+    :data:`SETTLE` runs on this host, then fixed (:class:`Costs`). Identical cards run identical
+    kernels in identical time, as cards of one model do: once a kernel's cost is fixed (a forward's
+    first runs, before any timed run, repeat each of its kernels), neither the host's load, nor
+    another card's work, nor the order the cards run in, nor the process a card runs in
+    (``pytest -n``) moves a card's clock."""
+    fixed = COSTS.fixed.get(kernel)
+    if fixed is not None:
+        host().clock[index] += fixed
+        return work()
     start = time.process_time()
     try:
         return work()
     finally:
-        spent = time.process_time() - start
-        best, runs = KERNEL_TIMES.get(kernel, (spent, 0))
-        if runs < SETTLE:
-            KERNEL_TIMES[kernel] = (best := min(best, spent), runs + 1)
-        host().clock[index] += best
+        host().clock[index] += COSTS.measured(kernel, time.process_time() - start)
 
 
-#: kernel -> (the least CPU time (s) it took on this host in its first runs, how many runs so far)
-KERNEL_TIMES: dict[tuple, tuple[float, int]] = {}
-#: runs after which a kernel's time is fixed
+#: runs after which a kernel's cost is fixed
 SETTLE = 8
+#: the file the processes of one run share their fixed costs through (set by the first one)
+COSTS_ENV = "R34_EMULATED_COSTS"
+
+
+class Costs:
+    """The emulated cards' cost table: kernel -> seconds. A kernel's cost is the least CPU time of
+    its first :data:`SETTLE` runs, then fixed; a fixed cost is shared with every process of the run
+    (pytest-xdist workers, subprocesses) through the file ``$R34_EMULATED_COSTS``, the first process
+    to fix a kernel deciding it for all, so that cards timed in different processes read the same."""
+
+    def __init__(self) -> None:
+        self.fixed: dict[tuple, float] = {}
+        self._runs: dict[tuple, tuple[float, int]] = {}
+        self._read = 0  # how far into the shared file this process has read
+
+    def measured(self, kernel: tuple, spent: float) -> float:
+        best, runs = self._runs.get(kernel, (spent, 0))
+        best, runs = min(best, spent), runs + 1
+        if runs == 1 or runs >= SETTLE:
+            self._sync(kernel if runs >= SETTLE else None, best)
+            if kernel in self.fixed:
+                self._runs.pop(kernel, None)
+                return self.fixed[kernel]
+        self._runs[kernel] = (best, runs)
+        return best
+
+    def _sync(self, kernel: tuple | None, cost: float) -> None:
+        """Read what other processes fixed; then fix ``kernel`` at ``cost`` unless one did first."""
+        path = os.environ.get(COSTS_ENV)
+        if not path:
+            if kernel is not None:
+                self.fixed[kernel] = cost
+            return
+        import fcntl
+
+        with open(path, "a+", encoding="utf-8") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(self._read)
+            for line in f.read().splitlines():
+                key, _, value = line.rpartition("\t")
+                self.fixed.setdefault(_kernel_key(key), float(value))
+            self._read = f.tell()
+            if kernel is not None and kernel not in self.fixed:
+                f.write(f"{kernel!r}\t{cost!r}\n")
+                f.flush()
+                self._read = f.tell()
+                self.fixed[kernel] = cost
+
+
+def _kernel_key(text: str) -> tuple:
+    import ast
+
+    return ast.literal_eval(text)
+
+
+COSTS = Costs()
 
 
 def kernel_of(name: str, args: Any, kwargs: Any) -> tuple:
