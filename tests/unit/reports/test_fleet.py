@@ -43,7 +43,8 @@ def latency(ms: float) -> dict:
 
 def case(image: str, verdict: str, rel: float) -> dict:
     """An image of the report schema (core/schemas/compare-report.schema.json): its worst metric ``rel``."""
-    metrics = dict.fromkeys(schemas.schema("compare-report")["$defs"]["case"]["properties"]["metrics"]["required"], 0.0)
+    measured = schemas.schema("compare-report")["$defs"]["case"]["else"]["properties"]["metrics"]["required"]
+    metrics = dict.fromkeys(measured, 0.0)
     return {
         "image": image,
         "paths": [f"/data/{image}"],

@@ -51,7 +51,7 @@ def _hostile_report() -> dict:
     case["image"] = h
     case["failures"].append(h)
     case["warnings"] = [h]
-    case["error"] = h
+    case["error"], case["metrics"] = h, {}  # a case whose target raised measured nothing
     case["localization"]["stages"][1]["failure"] = h
     target["run_to_run"] = RunToRun("bitwise", h, 3, 2, 1e-6, 4, 1).to_dict()
     doc["card_to_card"] = [card_to_card(h, {h: {h: ["a"]}, "b": {h: ["b"]}, "c": {h: ["b"]}}).to_dict()]
