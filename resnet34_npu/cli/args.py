@@ -149,8 +149,9 @@ def add_timing(parser: argparse.ArgumentParser, *, timing_optional: bool) -> Non
 #: ``--deadline`` / ``--r34-deadline``: what it means (shared by the CLI and the pytest plugin).
 DEADLINE_HELP = (
     "seconds a device call (a forward pass with its synchronize) may take before its card is named as hung and "
-    "the other cards go on; a build, a capture and a target's first forward pass get 10 times it (default: 100 "
-    "forward passes of the reference, measured at the start, at least 30 s; refused when shorter than one)"
+    "the other cards go on; a build (compiling, capturing, exporting), a capture and a target's first forward "
+    "pass get 10 times it (default: 100 forward passes of the reference, measured at the start, at least 30 s; "
+    "refused when shorter than one)"
 )
 ISOLATE_HELP = (
     "run each card's targets in a process of its own, so that a crash fails that card only: auto = every "

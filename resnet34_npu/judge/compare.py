@@ -286,7 +286,11 @@ class Session:
         """A target (built-in or custom) running this session's model. The threads alive before
         it was built are remembered: those it starts, from its factory on, are its own."""
         before = set(threading.enumerate())
-        with watchdog.device_call("build"):
+        parsed = parse_target(spec) if isinstance(spec, str) else spec
+        # an eager target's build is a copy of the weights: a device call like any other; compiling,
+        # capturing, exporting or a factory's own code gets the longer deadline of a build
+        eager = isinstance(parsed, TargetSpec) and not parsed.execution
+        with watchdog.device_call("copy to device" if eager else "build"):
             runner = build_runner(spec, self.model)
         self._threads_of[id(runner)] = set(threading.enumerate()) - before
         return runner

@@ -102,6 +102,11 @@ def acceptance_report(
         )
     if reference_latency is not None:
         reference["latency_ms"] = reference_latency
+    for entry in entries:  # a card that hung, crashed or raised a device error fails its target, named
+        failure, name = entry.get("card_failure"), entry["params"].get("r34_target")
+        if failure and name in targets:
+            targets[name].setdefault("card_failure", failure)
+            targets[name]["verdict"] = Status.FAIL
     cards = card_groups(entries)
     fail_cards(targets, cards, burn_in)
     for name, line in (left_threads or {}).items():  # its threads would have kept the process from exiting
@@ -118,7 +123,7 @@ def acceptance_report(
             target["verdict"] = Status.FAIL
             target["required_missing"] = f"required (--r34-require={choice.kind}) but not tested in this run"
     add_next_steps(targets.values())
-    tests = [{k: v for k, v in e.items() if k != "records"} for e in entries]
+    tests = [{k: v for k, v in e.items() if k not in ("records", "card_failure")} for e in entries]
     document = build_report(
         profile=suite.profile,
         weights=weights,

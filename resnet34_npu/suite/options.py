@@ -70,6 +70,15 @@ def parse_deadline(text: str) -> float:
     return parse(text, "--r34-deadline")
 
 
+ISOLATE = ("auto", "on", "off")
+
+
+def parse_isolate(text: str) -> str:
+    if text not in ISOLATE:
+        raise InputError(f"{text!r} is not one of: {', '.join(ISOLATE)}")
+    return text
+
+
 def parse_label(text: str) -> tuple[str, str]:
     from resnet34_npu.history.record import parse_label as parse
 
@@ -328,16 +337,37 @@ OPTIONS += (
         None,
         "seconds a device call (a forward pass with its synchronize) may take before its card is named as hung: "
         "its test fails with a 'hung' finding, its card's remaining tests are not run, the other cards go on; a "
-        "build and a target's first forward pass get 10 times it (default: 100 reference forward passes, at "
-        "least 30 s; refused when shorter than one) (compare --deadline)",
+        "build (compiling, capturing, exporting) and a target's first forward pass get 10 times it (default: 100 "
+        "reference forward passes, at least 30 s; refused when shorter than one) (compare --deadline)",
         metavar="S",
+    ),
+    Option(
+        "r34_isolate",
+        "--r34-isolate",
+        "R34_ISOLATE",
+        parse_isolate,
+        "auto",
+        "run the tests in a pytest-xdist worker process, replaced when it dies, so that a card that crashes "
+        "the process (a signal, an exit) fails with a 'crashed' finding and the other cards go on: 'auto' "
+        "does so for an acceptance run on an accelerator (--r34-require=npu, cuda, xpu, mps) without -n "
+        "(-n already runs workers); 'on' always; 'off' runs in this process",
+        metavar="{auto,on,off}",
     ),
 )
 
 
 #: The suite's environment variables that are not options: the emulated Ascend host's, and those
 #: the repository's own tests and scripts read.
-OTHER_ENV = (EMULATE_ENV, FAULTS_ENV, SITE_ENV, "R34_BIG_BATCH", "R34_CALIBRATION_RUNS", "R34_TEST_COUNT_FILE")
+OTHER_ENV = (
+    EMULATE_ENV,
+    FAULTS_ENV,
+    SITE_ENV,
+    "R34_EMULATED_COSTS",  # set by the suite for its own processes
+    "R34_CARDS_DOWN",  # likewise
+    "R34_BIG_BATCH",
+    "R34_CALIBRATION_RUNS",
+    "R34_TEST_COUNT_FILE",
+)
 ENV_PREFIX = "R34_"
 
 

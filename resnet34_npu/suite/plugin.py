@@ -28,6 +28,7 @@ from resnet34_npu.core.files import write_json_atomic
 from resnet34_npu.suite import options
 from resnet34_npu.targets import devices
 from resnet34_npu.targets.engines import BackendUnavailable
+from resnet34_npu.targets.watchdog import CARDS_DOWN_ENV
 
 if TYPE_CHECKING:
     from resnet34_npu.suite.state import Suite
@@ -74,11 +75,90 @@ NOTHING_RAN = pytest.StashKey[str]()
 CARDS = pytest.StashKey[list]()
 BURN_IN = pytest.StashKey[Any]()
 BURN_IN_ERROR = pytest.StashKey[str]()
+CARD_FAILURE = pytest.StashKey[dict]()
+ISOLATED = pytest.StashKey[bool]()
+CARDS_DOWN_FILE = pytest.StashKey[str]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser.getgroup(GROUP, "resnet34-npu conformance suite").addoption)
+
+
+ACCELERATORS = ("npu", "cuda", "xpu", "mps")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Crash isolation (``--r34-isolate``): the tests run in a pytest-xdist worker, replaced when
+    it dies, so a card that kills the process fails alone. Decided before pytest-xdist reads ``-n``
+    (its own ``pytest_cmdline_main``); every xdist run shares the cards that failed through a file."""
+    if hasattr(config, "workerinput") or config.option.help or config.option.version:
+        return
+    try:
+        values = options.resolve(config.getoption)
+    except InputError:
+        return  # said once, as a usage error, by pytest_configure
+    xdist = config.pluginmanager.hasplugin("xdist")
+    asked = values["r34_isolate"]
+    if asked == "on" and not xdist:
+        raise pytest.UsageError("--r34-isolate=on: needs pytest-xdist (pip install pytest-xdist)")
+    workers = getattr(config.option, "numprocesses", None)
+    quiet = config.getoption("collectonly") or config.getoption("usepdb")
+    wanted = asked == "on" or (asked == "auto" and set(values["r34_require"] or ()) & set(ACCELERATORS))
+    if xdist and not workers and wanted and not quiet:
+        config.option.numprocesses = 1
+        if getattr(config.option, "maxworkerrestart", None) is None:
+            config.option.maxworkerrestart = 64  # a replaced worker skips the dead cards: one restart per card
+        config.stash[ISOLATED] = True
+    if xdist and getattr(config.option, "numprocesses", None) and not os.environ.get(CARDS_DOWN_ENV):
+        import tempfile
+
+        handle, path = tempfile.mkstemp(prefix="r34-cards-down-", suffix=".jsonl")
+        os.close(handle)
+        os.environ[CARDS_DOWN_ENV] = config.stash[CARDS_DOWN_FILE] = path
+
+
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, on the controller: a worker died running ``crashitem``
+def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+    """A worker that died in a card's test: that card crashed. The test fails naming it (the signal
+    when the worker's exit status gives one), the acceptance report fails its target with a
+    ``crashed`` finding, and the replacement worker does not run that card again."""
+    node = getattr(report, "node", None)
+    config = getattr(node, "config", None)
+    suite = config.stash.get(SUITE, None) if config is not None else None
+    if suite is None or "[" not in crashitem:
+        return
+    from resnet34_npu.judge.compare import card_of
+    from resnet34_npu.targets.watchdog import CardFailure, write_card_down
+
+    params = crashitem.split("[", 1)[1].rstrip("]")
+    names = [t.name for t in suite.targets if params == t.name or params.startswith(t.name + "-")]
+    if not names:
+        return
+    name = max(names, key=len)
+    choice = suite.choice(name)
+    if choice is None or choice.kind in ("cpu", "custom"):
+        return  # not a card: a crash of the suite's own process is not blamed on the CPU
+    card = card_of(name)
+    status = None
+    with contextlib.suppress(Exception):  # execnet keeps the worker's Popen; its status names the signal
+        status = node.gateway._io.popen.poll()
+    how = signal.Signals(-status).name if isinstance(status, int) and status < 0 else None
+    test = crashitem.rpartition("::")[2]
+    failure = CardFailure(
+        "crashed",
+        card,
+        name,
+        test,
+        signal=how,
+        exit_status=status if how is None else None,
+    )
+    write_card_down(failure)
+    report.when = "call"
+    report.longrepr = failure.line
+    report.r34_card_failure = failure.to_dict()
+    report.r34_params = {"r34_target": name}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -130,6 +210,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if CARDS_DOWN_FILE in config.stash:
+        with contextlib.suppress(OSError):
+            os.remove(config.stash[CARDS_DOWN_FILE])
+        os.environ.pop(CARDS_DOWN_ENV, None)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if NOTHING_RAN in config.stash and reporter is not None:
         # the reason the run fails, as its last line: below the skips and pytest's counts
@@ -204,6 +288,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     host = emulation.active()
     lines = [emulation.banner(host)] if host is not None else []
+    if config.stash.get(ISOLATED, False):
+        lines.append(
+            "resnet34-npu isolation: the tests run in a pytest-xdist worker process (-n 1), replaced when it dies: "
+            "a card that crashes it fails alone (--r34-isolate=off runs them in this process)"
+        )
     for row in devices.list_devices():
         if row.available:
             settings = ", ".join(f"{k}={v}" for k, v in row.precision.items())
@@ -376,11 +465,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
     ``--r34-allow-missing``). Raised anywhere else, it is an error like any other."""
     from resnet34_npu.targets.watchdog import CardDown
 
+    suite = pyfuncitem.config.stash.get(SUITE, None)
+    down = suite.cards_down() if suite is not None else set()
+    name = _target_of(pyfuncitem)
+    failure = suite.failure_of(name) if suite is not None and name else None
+    if failure is not None:  # its card is down: not run (nothing may touch that card's memory again)
+        pyfuncitem.stash[CARD_FAILURE] = failure.to_dict()
+        pytest.skip(f"{failure.not_run}: {failure.line}")
     try:
         return (yield)
-    except CardDown as exc:  # the card hung here (a failure naming it), or had failed before (not run)
-        if exc.first:
-            pytest.fail(str(exc), pytrace=False)
+    except CardDown as exc:  # the card failed in this test (a failure naming it), or before it (not run)
+        pyfuncitem.stash[CARD_FAILURE] = exc.failure.to_dict()
+        if exc.first or exc.failure.card not in down:  # (Hypothesis replays a failing example: not "first")
+            pytest.fail(exc.failure.line, pytrace=False)
         pytest.skip(str(exc))
     except BackendUnavailable as exc:
         suite = pyfuncitem.config.stash[SUITE]
@@ -453,6 +550,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         params = getattr(item, "callspec", None)
         report.r34_params = {k: str(v) for k, v in params.params.items() if k.startswith("r34_")} if params else {}
         report.r34_conformance = _is_conformance(item)
+        if CARD_FAILURE in item.stash:  # the card hung, crashed or lost here, or before (its case not run)
+            report.r34_card_failure = item.stash[CARD_FAILURE]
 
 
 def _html_page(config: pytest.Config) -> bool:
@@ -494,6 +593,7 @@ class _Collector:
                 "params": getattr(report, "r34_params", {}),
                 "message": message,
                 "records": getattr(report, "r34_records", []),
+                "card_failure": getattr(report, "r34_card_failure", None),
             }
         )
 

@@ -152,7 +152,30 @@ class Suite:
             )
         return self._deadline_s
 
-    def _watched(self, name: str, fn: Any) -> Any:
+    def cards_down(self) -> set[str]:
+        """The cards that hung, crashed or raised a device error in this run (here, or in a worker
+        process that died: :data:`CARDS_DOWN_ENV`)."""
+        self._read_cards_down()
+        return set(self._card_failures)
+
+    def failure_of(self, name: str) -> Any:
+        """The failure of target ``name``'s card when it hung, crashed or raised a device error
+        earlier in this run (its tests are then not run), else None."""
+        from resnet34_npu.judge.compare import card_of
+
+        choice = self.choice(name)
+        if choice is None or choice.kind in ("cpu", "custom"):
+            return None
+        self._read_cards_down()
+        return self._card_failures.get(card_of(name))
+
+    def _read_cards_down(self) -> None:
+        from resnet34_npu.targets.watchdog import read_cards_down
+
+        for card, failure in read_cards_down().items():
+            self._card_failures.setdefault(card, failure)
+
+    def watched(self, name: str, fn: Any) -> Any:
         """``fn()`` for target ``name`` under the watchdog: a card that hangs is named (CardDown) and
         its later calls are not made; the calls of the reference (the CPU) are not watched."""
         from resnet34_npu.judge.compare import card_of
@@ -161,9 +184,15 @@ class Suite:
         choice = self.choice(name)
         if choice is not None and choice.kind in ("cpu", "custom"):
             return fn()
-        return watchdog.watched_call(
-            fn, card=card_of(name), target=name, deadline=self.deadline_s(), failures=self._card_failures
-        )
+        self._read_cards_down()
+        try:
+            return watchdog.watched_call(
+                fn, card=card_of(name), target=name, deadline=self.deadline_s(), failures=self._card_failures
+            )
+        except watchdog.CardDown as exc:
+            if exc.first:  # a worker that replaces this process (pytest-xdist) must not call the card again
+                watchdog.write_card_down(exc.failure)
+            raise
 
     @property
     def session(self) -> Session:
@@ -220,7 +249,7 @@ class Suite:
         if name not in self._runners:
             with self._owning_threads(name):
                 try:
-                    self._runners[name] = self._watched(name, lambda: self.session.runner(name))
+                    self._runners[name] = self.watched(name, lambda: self.session.runner(name))
                 except BackendUnavailable as exc:
                     self._unavailable[name] = exc
                     raise
@@ -272,7 +301,7 @@ class Suite:
             runner = self.runner(name)
             with self._owning_threads(name):
                 batch = self.session.batch(images)
-                self._logits[key] = self._watched(name, lambda: runner.run(batch))
+                self._logits[key] = self.watched(name, lambda: runner.run(batch))
         return self._logits[key]
 
     def case(self, name: str, images: tuple[Path, ...]) -> CaseResult:
@@ -298,7 +327,7 @@ class Suite:
             runner = self.runner(name)
             with self._owning_threads(name):
                 batch = self.session.batch(images)
-                self._latency[key] = self._watched(name, lambda: runner.time(batch, warmup=1, iters=self.iters))
+                self._latency[key] = self.watched(name, lambda: runner.time(batch, warmup=1, iters=self.iters))
         return self._latency[key]
 
     def reference_latency(self, batch: int) -> Timing | None:

@@ -15,8 +15,9 @@ work runs in a *worker*, watched by the caller's :func:`watch`:
 
 The deadline rule: ``--deadline`` / ``--r34-deadline`` seconds for a forward pass (default
 :func:`default_deadline`: :data:`FACTOR` times the reference's own forward pass, at least
-:data:`FLOOR` seconds); a build, a capture and a target's first forward pass after its build (where a
-device compiles its kernels) get :data:`BUILD_FACTOR` times that.
+:data:`FLOOR` seconds); a build (compiling, capturing, exporting, a custom factory: an eager target's
+build is a ``copy to device``, one call like any other), a capture and a target's first forward pass
+after its build (where a device compiles its kernels) get :data:`BUILD_FACTOR` times that.
 
 A device error raised by a call (the runtime's out of memory, a device lost) is a ``device_error``
 of the card (:func:`device_error`).
@@ -164,6 +165,41 @@ def watched_call(
     return box[0][1]
 
 
+#: A file the processes of one pytest run share the cards that failed through (JSON lines of
+#: :meth:`CardFailure.to_dict`): the pytest-xdist controller writes a card whose worker died
+#: (crashed), and every worker reads it before a device call, so that a replacement worker does
+#: not run the dead card again.
+CARDS_DOWN_ENV = "R34_CARDS_DOWN"
+_FIELDS = ("kind", "card", "target", "stage", "elapsed_s", "deadline_s", "signal", "exit_status", "message")
+
+
+def write_card_down(failure: CardFailure) -> None:
+    import json
+    import os
+
+    path = os.environ.get(CARDS_DOWN_ENV)
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(failure.to_dict()) + "\n")
+
+
+def read_cards_down() -> dict[str, CardFailure]:
+    """The cards named in ``$R34_CARDS_DOWN`` (first failure of each), or {}."""
+    import json
+    import os
+
+    path = os.environ.get(CARDS_DOWN_ENV)
+    found: dict[str, CardFailure] = {}
+    if not path or not os.path.exists(path):
+        return found
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                data = json.loads(line)
+                found.setdefault(data["card"], CardFailure(**{k: data.get(k) for k in _FIELDS}))
+    return found
+
+
 class DeviceError(Exception):
     """A card's work stopped by a device error (the runtime's message)."""
 
@@ -214,7 +250,7 @@ def device_call(stage: str) -> Iterator[None]:
     if beat is None:
         yield
         return
-    if stage in ("build", "capture"):
+    if stage in ("build", "capture", "copy to device"):
         beat.forwards = 0
     elif stage == "forward" and beat.forwards == 0:
         stage = "first forward"

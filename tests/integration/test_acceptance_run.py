@@ -3,7 +3,8 @@ repository), on the emulated 8-card host through the real torch_npu Python layer
 cards: a precision fault on npu:3 and a card 1 ulp off on npu:5 (it passes against the CPU; only
 card-to-card sees it). It must exit 1 and fail exactly those cards' cases in JUnit, name them in the
 console's last lines and in the acceptance report, and give every other card its healthy verdict,
-plain and with ``-n 2``. The healthy run (exit 0) is ``.ci/run``'s. Marked ``slow``: it runs the whole conformance suite."""
+plain and with ``-n 2``. The healthy run (exit 0) is ``.ci/run``'s. Marked ``slow``: it runs the whole
+conformance suite."""
 
 from __future__ import annotations
 

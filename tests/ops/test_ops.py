@@ -28,7 +28,11 @@ def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
 
-def _assert(result):
+def _check(r34, r34_target, op, tensors, **params):
+    """``check_op`` on the target under the suite's watchdog (a card that hangs is named, and a card
+    that failed before is not called again), asserting its verdict."""
+    spec = _spec(r34_target)
+    result = r34.watched(r34_target, lambda: check_op(op, spec, tensors, **params))
     assert result.verdict.passed, f"{result.op} on {result.precision}:\n" + "\n".join(result.verdict.failure_lines)
 
 
@@ -37,18 +41,16 @@ seeds = st.integers(0, 2**31 - 1)
 
 @pytest.mark.parametrize("config", list(CONV_CONFIGS))
 @given(seed=seeds, cin=st.integers(1, 64), cout=st.integers(1, 64), size=st.integers(7, 32), batch=st.integers(1, 2))
-def test_conv2d(r34_target, config, seed, cin, cout, size, batch):
-    spec = _spec(r34_target)
+def test_conv2d(r34, r34_target, config, seed, cin, cout, size, batch):
     kernel, stride, padding = CONV_CONFIGS[config]
     g = _gen(seed)
     x = torch.randn(batch, cin, size, size, generator=g)
     weight = torch.randn(cout, cin, kernel, kernel, generator=g) * (2 / (cin * kernel * kernel)) ** 0.5
-    _assert(check_op("conv2d", spec, {"x": x, "weight": weight}, stride=stride, padding=padding))
+    _check(r34, r34_target, "conv2d", {"x": x, "weight": weight}, stride=stride, padding=padding)
 
 
 @given(seed=seeds, channels=st.integers(1, 512), size=st.integers(1, 16))
-def test_batch_norm_eval(r34_target, seed, channels, size):
-    spec = _spec(r34_target)
+def test_batch_norm_eval(r34, r34_target, seed, channels, size):
     g = _gen(seed)
     tensors = {
         "x": torch.randn(2, channels, size, size, generator=g),
@@ -57,43 +59,37 @@ def test_batch_norm_eval(r34_target, seed, channels, size):
         "weight": torch.rand(channels, generator=g) + 0.5,
         "bias": torch.randn(channels, generator=g) * 0.1,
     }
-    _assert(check_op("batch_norm", spec, tensors))
+    _check(r34, r34_target, "batch_norm", tensors)
 
 
 @given(seed=seeds, channels=st.integers(1, 128), size=st.integers(1, 32))
-def test_relu(r34_target, seed, channels, size):
-    _assert(check_op("relu", _spec(r34_target), {"x": torch.randn(2, channels, size, size, generator=_gen(seed))}))
+def test_relu(r34, r34_target, seed, channels, size):
+    _check(r34, r34_target, "relu", {"x": torch.randn(2, channels, size, size, generator=_gen(seed))})
 
 
 @given(seed=seeds, channels=st.integers(1, 64), size=st.integers(2, 56))
-def test_max_pool2d_3_2_1(r34_target, seed, channels, size):
-    _assert(
-        check_op("max_pool2d", _spec(r34_target), {"x": torch.randn(2, channels, size, size, generator=_gen(seed))})
-    )
+def test_max_pool2d_3_2_1(r34, r34_target, seed, channels, size):
+    _check(r34, r34_target, "max_pool2d", {"x": torch.randn(2, channels, size, size, generator=_gen(seed))})
 
 
 @given(seed=seeds, channels=st.integers(1, 512), size=st.integers(1, 14))
-def test_adaptive_avg_pool2d(r34_target, seed, channels, size):
-    _assert(
-        check_op(
-            "adaptive_avg_pool2d", _spec(r34_target), {"x": torch.randn(2, channels, size, size, generator=_gen(seed))}
-        )
-    )
+def test_adaptive_avg_pool2d(r34, r34_target, seed, channels, size):
+    _check(r34, r34_target, "adaptive_avg_pool2d", {"x": torch.randn(2, channels, size, size, generator=_gen(seed))})
 
 
 @given(seed=seeds, features=st.integers(1, 512), classes=st.integers(1, 1000), batch=st.integers(1, 8))
-def test_linear(r34_target, seed, features, classes, batch):
+def test_linear(r34, r34_target, seed, features, classes, batch):
     g = _gen(seed)
     tensors = {
         "x": torch.randn(batch, features, generator=g),
         "weight": torch.randn(classes, features, generator=g) / features**0.5,
         "bias": torch.randn(classes, generator=g) * 0.1,
     }
-    _assert(check_op("linear", _spec(r34_target), tensors))
+    _check(r34, r34_target, "linear", tensors)
 
 
 @given(seed=seeds, channels=st.integers(1, 128), size=st.integers(1, 28))
-def test_add(r34_target, seed, channels, size):
+def test_add(r34, r34_target, seed, channels, size):
     g = _gen(seed)
     x, y = torch.randn(2, channels, size, size, generator=g), torch.randn(2, channels, size, size, generator=g)
-    _assert(check_op("add", _spec(r34_target), {"x": x, "y": y}))
+    _check(r34, r34_target, "add", {"x": x, "y": y})
