@@ -277,6 +277,7 @@ class Session:
         #: per failing target (its runner, kept in ``_twins``... or alive in the caller): blame, localization, lines
         self._localized: dict[int, tuple[Any, Any, tuple[str, ...]]] = {}
         self._threads_of: dict[int, set[threading.Thread]] = {}  # started by a target's factory
+        self._used_cards: set[str | None] = set()  # cards a target was built on (the first use starts them)
 
     @property
     def weights(self) -> WeightsInfo:
@@ -288,8 +289,11 @@ class Session:
         before = set(threading.enumerate())
         parsed = parse_target(spec) if isinstance(spec, str) else spec
         # an eager target's build is a copy of the weights: a device call like any other; compiling,
-        # capturing, exporting or a factory's own code gets the longer deadline of a build
-        eager = isinstance(parsed, TargetSpec) and not parsed.execution
+        # capturing, exporting, a factory's own code, and a card's first use in this process (the
+        # runtime starts it: context, streams) get the longer deadline of a build
+        card = card_of(spec) if isinstance(spec, str) else None
+        eager = isinstance(parsed, TargetSpec) and not parsed.execution and card in self._used_cards
+        self._used_cards.add(card)
         with watchdog.device_call("copy to device" if eager else "build"):
             runner = build_runner(spec, self.model)
         self._threads_of[id(runner)] = set(threading.enumerate()) - before

@@ -79,6 +79,22 @@ def parse_isolate(text: str) -> str:
     return text
 
 
+def isolates(values: Mapping[str, Any], *, workers: Any, xdist: bool, debugging: bool) -> bool:
+    """Whether this run isolates its tests in a pytest-xdist worker (``--r34-isolate``): ``on``
+    always, ``auto`` for an acceptance run on an accelerator; never when ``-n`` was given (``-n 0``
+    included: xdist turned off by hand), nor when collecting or debugging (a debugger cannot reach
+    a worker). ``on`` without pytest-xdist is an :class:`InputError`."""
+    asked = values["r34_isolate"]
+    if asked == "on" and not xdist:
+        raise InputError(
+            "--r34-isolate=on needs pytest-xdist, which is not installed or is disabled (-p no:xdist): "
+            "pip install pytest-xdist, or --r34-isolate=off"
+        )
+    accelerators = {name for name, kind in devices.KINDS.items() if kind.accelerator}
+    wanted = asked == "on" or (asked == "auto" and bool(set(values["r34_require"] or ()) & accelerators))
+    return xdist and workers is None and wanted and not debugging
+
+
 def parse_label(text: str) -> tuple[str, str]:
     from resnet34_npu.history.record import parse_label as parse
 

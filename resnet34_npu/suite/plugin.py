@@ -78,14 +78,12 @@ BURN_IN_ERROR = pytest.StashKey[str]()
 CARD_FAILURE = pytest.StashKey[dict]()
 ISOLATED = pytest.StashKey[bool]()
 CARDS_DOWN_FILE = pytest.StashKey[str]()
+CARDS_DOWN_BEFORE = pytest.StashKey[Any]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.add_options(parser.getgroup(GROUP, "resnet34-npu conformance suite").addoption)
-
-
-ACCELERATORS = ("npu", "cuda", "xpu", "mps")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -100,23 +98,26 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     except InputError:
         return  # said once, as a usage error, by pytest_configure
     xdist = config.pluginmanager.hasplugin("xdist")
-    asked = values["r34_isolate"]
-    if asked == "on" and not xdist:
-        raise pytest.UsageError("--r34-isolate=on: needs pytest-xdist (pip install pytest-xdist)")
     workers = getattr(config.option, "numprocesses", None)
-    quiet = config.getoption("collectonly") or config.getoption("usepdb")
-    wanted = asked == "on" or (asked == "auto" and set(values["r34_require"] or ()) & set(ACCELERATORS))
-    if xdist and not workers and wanted and not quiet:
+    debugging = any(config.getoption(name, None) for name in ("collectonly", "usepdb", "trace"))
+    try:
+        isolated = options.isolates(values, workers=workers, xdist=xdist, debugging=debugging)
+    except InputError as exc:
+        raise pytest.UsageError(one_line(exc)) from None
+    if isolated:
         config.option.numprocesses = 1
         if getattr(config.option, "maxworkerrestart", None) is None:
             config.option.maxworkerrestart = 64  # a replaced worker skips the dead cards: one restart per card
         config.stash[ISOLATED] = True
-    if xdist and getattr(config.option, "numprocesses", None) and not os.environ.get(CARDS_DOWN_ENV):
+    if xdist and getattr(config.option, "numprocesses", None):
         import tempfile
 
+        # the run's own file, never one inherited from a run that started this one
         handle, path = tempfile.mkstemp(prefix="r34-cards-down-", suffix=".jsonl")
         os.close(handle)
-        os.environ[CARDS_DOWN_ENV] = config.stash[CARDS_DOWN_FILE] = path
+        config.stash[CARDS_DOWN_FILE] = path
+        config.stash[CARDS_DOWN_BEFORE] = os.environ.get(CARDS_DOWN_ENV)
+        os.environ[CARDS_DOWN_ENV] = path
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, on the controller: a worker died running ``crashitem``
@@ -137,13 +138,12 @@ def pytest_handlecrashitem(crashitem: str, report: pytest.TestReport, sched: Any
     if not names:
         return
     name = max(names, key=len)
-    choice = suite.choice(name)
-    if choice is None or choice.kind in ("cpu", "custom"):
+    if not suite.on_card(name):
         return  # not a card: a crash of the suite's own process is not blamed on the CPU
     card = card_of(name)
     status = None
     with contextlib.suppress(Exception):  # execnet keeps the worker's Popen; its status names the signal
-        status = node.gateway._io.popen.poll()
+        status = node.gateway._io.popen.wait(timeout=5)
     how = signal.Signals(-status).name if isinstance(status, int) and status < 0 else None
     test = crashitem.rpartition("::")[2]
     failure = CardFailure(
@@ -213,7 +213,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if CARDS_DOWN_FILE in config.stash:
         with contextlib.suppress(OSError):
             os.remove(config.stash[CARDS_DOWN_FILE])
-        os.environ.pop(CARDS_DOWN_ENV, None)
+        before = config.stash[CARDS_DOWN_BEFORE]
+        if before is None:
+            os.environ.pop(CARDS_DOWN_ENV, None)
+        else:
+            os.environ[CARDS_DOWN_ENV] = before
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if NOTHING_RAN in config.stash and reporter is not None:
         # the reason the run fails, as its last line: below the skips and pytest's counts

@@ -163,11 +163,15 @@ class Suite:
         earlier in this run (its tests are then not run), else None."""
         from resnet34_npu.judge.compare import card_of
 
-        choice = self.choice(name)
-        if choice is None or choice.kind in ("cpu", "custom"):
+        if not self.on_card(name):
             return None
         self._read_cards_down()
         return self._card_failures.get(card_of(name))
+
+    def on_card(self, name: str) -> bool:
+        """Whether target ``name`` of this run runs on a device card (not the CPU, not a custom target)."""
+        choice = self.choice(name)
+        return choice is not None and choice.kind not in ("cpu", "custom")
 
     def _read_cards_down(self) -> None:
         from resnet34_npu.targets.watchdog import read_cards_down
@@ -473,7 +477,9 @@ class Suite:
     def burn_in_targets(self, ran: set[str]) -> list[str]:
         """The targets a burn-in loads: those of ``ran`` (tests that ran, not skipped) on an
         accelerator, or, when none is, on the CPU."""
-        chosen = [c for c in self.targets if c.name in ran and not self.skip_reason(c)]
+        chosen = [  # a card that hung or crashed is never called again
+            c for c in self.targets if c.name in ran and not self.skip_reason(c) and self.failure_of(c.name) is None
+        ]
         cards = [c.name for c in chosen if c.kind in devices.KINDS and devices.KINDS[c.kind].accelerator]
         return cards or [c.name for c in chosen if c.kind == "cpu"]
 

@@ -147,22 +147,24 @@ def watched_call(
 ) -> Any:
     """``fn()`` on a watched thread of this process: its value, what it raised, or :class:`CardDown`
     when ``card`` hangs now (``failures`` records it) or had failed before."""
-    if card in failures:
-        raise CardDown(failures[card], first=False)
-    box: list[Any] = []
-    failure = watch(
-        lambda send: send(("__value__", fn())),
-        (),
-        card=card,
-        deadline=deadline,
-        isolate=False,
-        on_message=box.append,
-        target=lambda: target,
-    )
-    if failure is not None:
+    first = card not in failures
+    if first:
+        box: list[Any] = []
+        failure = watch(
+            lambda send: send(("__value__", fn())),
+            (),
+            card=card,
+            deadline=deadline,
+            isolate=False,
+            on_message=box.append,
+            target=lambda: target,
+        )
+        if failure is None:
+            return box[0][1]
         failures[card] = failure
-        raise CardDown(failure, first=True)
-    return box[0][1]
+    # one raise for both (Hypothesis tells failures apart by where they were raised: a replayed
+    # example that finds the card down must read as the same failure)
+    raise CardDown(failures[card], first=first)
 
 
 #: A file the processes of one pytest run share the cards that failed through (JSON lines of
@@ -170,10 +172,11 @@ def watched_call(
 #: (crashed), and every worker reads it before a device call, so that a replacement worker does
 #: not run the dead card again.
 CARDS_DOWN_ENV = "R34_CARDS_DOWN"
-_FIELDS = ("kind", "card", "target", "stage", "elapsed_s", "deadline_s", "signal", "exit_status", "message")
+_READ: dict[str, Any] = {"path": None, "size": -1, "found": {}}
 
 
 def write_card_down(failure: CardFailure) -> None:
+    """Add ``failure`` to ``$R34_CARDS_DOWN`` (one line, appended whole), when the run has one."""
     import json
     import os
 
@@ -184,19 +187,31 @@ def write_card_down(failure: CardFailure) -> None:
 
 
 def read_cards_down() -> dict[str, CardFailure]:
-    """The cards named in ``$R34_CARDS_DOWN`` (first failure of each), or {}."""
+    """The cards named in ``$R34_CARDS_DOWN`` (the first failure of each), or {}; read again only
+    when the file has grown, a line not yet ended (being written) left for the next read."""
+    import dataclasses
     import json
     import os
 
     path = os.environ.get(CARDS_DOWN_ENV)
+    try:
+        size = os.stat(path).st_size if path else -1
+    except OSError:
+        size = -1
+    if (path, size) == (_READ["path"], _READ["size"]):
+        return _READ["found"]
     found: dict[str, CardFailure] = {}
-    if not path or not os.path.exists(path):
-        return found
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                data = json.loads(line)
-                found.setdefault(data["card"], CardFailure(**{k: data.get(k) for k in _FIELDS}))
+    if size > 0:
+        names = [f.name for f in dataclasses.fields(CardFailure)]
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if not line.endswith("\n"):
+                    size = -1  # read it again next time, whole
+                    break
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    data = json.loads(line)
+                    found.setdefault(data["card"], CardFailure(**{k: data[k] for k in names if k in data}))
+    _READ.update(path=path, size=size, found=found)
     return found
 
 

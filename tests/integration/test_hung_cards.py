@@ -59,9 +59,10 @@ def test_pytest_names_the_hung_and_the_crashed_card_and_goes_on(tmp_path):
         for c in ET.parse(junit).getroot().iter("testcase")
         if c.find("failure") is not None
     }
-    assert set(failing) == {"test_verdict[npu:1/fp32-cat.jpg-batch1]", "test_verdict[npu:2/fp32-cat.jpg-batch1]"}, failing
-    assert "npu:1 (npu:1/fp32) hung: no answer to" in failing["test_verdict[npu:1/fp32-cat.jpg-batch1]"]
-    assert "npu:2 (npu:2/fp32) crashed: its process was killed by SIGSEGV" in failing["test_verdict[npu:2/fp32-cat.jpg-batch1]"]
+    hung, crashed = (f"test_verdict[npu:{k}/fp32-cat.jpg-batch1]" for k in (1, 2))
+    assert set(failing) == {hung, crashed}, failing
+    assert "npu:1 (npu:1/fp32) hung: no answer to" in failing[hung]
+    assert "npu:2 (npu:2/fp32) crashed: its process was killed by SIGSEGV" in failing[crashed]
     found = _card_failures(report)
     assert found["kinds"] == {"npu:0": None, "npu:1": "hung", "npu:2": "crashed"}, found
     assert found["verdicts"]["npu:0"] == "pass" and found["verdict"] == "fail"

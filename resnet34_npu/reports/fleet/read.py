@@ -120,9 +120,8 @@ def _number(value: Any) -> float:
 def _worst(images: list[dict[str, Any]]) -> WorstMetric | None:
     worst: WorstMetric | None = None
     for case in images:
-        if "rel_l2_error" not in case["metrics"]:  # the target raised: nothing was measured
-            continue
-        value = _number(case["metrics"]["rel_l2_error"])
+        # a case whose target raised measured nothing: it counts as NaN, the worst there is
+        value = _number(case["metrics"].get("rel_l2_error", "nan"))
         if worst is None or math.isnan(value) and not math.isnan(worst.value) or value > worst.value:
             worst = WorstMetric("rel_l2_error", value, case["image"])
     return worst

@@ -74,7 +74,11 @@ def install_apart(requirements: list[str], folder: Path) -> Path:
     """``pip download --no-deps`` each of ``requirements`` (binary wheels only) and install them with
     ``--no-deps --target`` into ``folder``, replacing it: a folder of their own, put on ``PYTHONPATH``
     by whoever runs them, never the environment's site-packages."""
+    bad = [r for r in requirements if "==" not in r]
+    if bad:
+        raise InputError(f"install_apart takes pinned requirements (NAME==VERSION), not {', '.join(bad)}")
     wheels = folder.parent / f"{folder.name}.wheels"
+    shutil.rmtree(wheels, ignore_errors=True)  # only this download's wheels: one per requirement
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
     what = " ".join(requirements)
     got = subprocess.run(

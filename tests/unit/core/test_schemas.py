@@ -196,3 +196,17 @@ def test_inlined_references_give_the_same_errors_and_a_recursive_one_stays_a_ref
     flat = {**recursive, "$defs": {"leaf": {"type": "integer"}}, "properties": {"n": {"$ref": "#/$defs/leaf"}}}
     registry = Registry().with_resource("https://x/s.json", Resource.from_contents(flat))
     assert schemas._inline(flat, "https://x/s.json", registry, ())["properties"] == {"n": {"type": "integer"}}
+
+
+def test_only_a_case_whose_target_raised_may_have_no_metrics():
+    raised = document()
+    case = raised["targets"][0]["images"][0]
+    case.update(verdict="fail", error="target 'cpu/fp32' raised RuntimeError: boom", metrics={}, worst_abs=None)
+    assert schemas.problem(raised, "compare-report") is None
+    case["metrics"] = {"rel_l2_error": "nan"}  # as reports before 2026-12-08 wrote it
+    assert schemas.problem(raised, "compare-report") is None
+    measured = document()
+    measured["targets"][0]["images"][0]["metrics"] = {}
+    assert schemas.problem(measured, "compare-report") == (
+        "$.targets[0].images[0].metrics lacks the key 'rel_l2_error'"
+    )

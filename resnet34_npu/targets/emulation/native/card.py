@@ -159,11 +159,10 @@ class Costs:
     def measured(self, kernel: tuple, spent: float) -> float:
         best, runs = self._runs.get(kernel, (spent, 0))
         best, runs = min(best, spent), runs + 1
-        if runs == 1 or runs >= SETTLE:
-            self._sync(kernel if runs >= SETTLE else None, best)
-            if kernel in self.fixed:
-                self._runs.pop(kernel, None)
-                return self.fixed[kernel]
+        self._sync(kernel if runs >= SETTLE else None, best)  # another process may have fixed it meanwhile
+        if kernel in self.fixed:
+            self._runs.pop(kernel, None)
+            return self.fixed[kernel]
         self._runs[kernel] = (best, runs)
         return best
 
@@ -174,9 +173,22 @@ class Costs:
             if kernel is not None:
                 self.fixed[kernel] = cost
             return
+        if kernel is None:  # only reading: nothing new unless the file grew
+            try:
+                if os.stat(path).st_size == self._read:
+                    return
+            except OSError:
+                return
         import fcntl
 
-        with open(path, "a+", encoding="utf-8") as f:
+        try:  # never created here: a file its run has removed is no longer shared
+            fd = os.open(path, os.O_RDWR | os.O_APPEND)
+        except OSError:
+            os.environ.pop(COSTS_ENV, None)
+            if kernel is not None:
+                self.fixed[kernel] = cost
+            return
+        with os.fdopen(fd, "a+", encoding="utf-8") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(self._read)
             for line in f.read().splitlines():
