@@ -79,6 +79,7 @@ CARD_FAILURE = pytest.StashKey[dict]()
 ISOLATED = pytest.StashKey[bool]()
 CARDS_DOWN_FILE = pytest.StashKey[str]()
 CARDS_DOWN_BEFORE = pytest.StashKey[Any]()
+PYTHONPATH_BEFORE = pytest.StashKey[Any]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
 
@@ -105,6 +106,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     except InputError as exc:
         raise pytest.UsageError(one_line(exc)) from None
     if isolated:
+        import resnet34_npu
+
+        # the worker imports this package as this process did, from wherever pytest was started
+        home = os.path.dirname(os.path.dirname(os.path.abspath(resnet34_npu.__file__)))
+        paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+        if home not in paths:
+            config.stash[PYTHONPATH_BEFORE] = os.environ.get("PYTHONPATH")
+            os.environ["PYTHONPATH"] = os.pathsep.join([home, *filter(None, paths)])
         config.option.numprocesses = 1
         if getattr(config.option, "maxworkerrestart", None) is None:
             config.option.maxworkerrestart = 64  # a replaced worker skips the dead cards: one restart per card
@@ -210,6 +219,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    if PYTHONPATH_BEFORE in config.stash:
+        before = config.stash[PYTHONPATH_BEFORE]
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
     if CARDS_DOWN_FILE in config.stash:
         with contextlib.suppress(OSError):
             os.remove(config.stash[CARDS_DOWN_FILE])

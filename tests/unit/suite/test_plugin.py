@@ -360,9 +360,11 @@ def test_a_target_that_calls_sys_exit_fails_and_the_report_is_written(suite):
 @pytest.mark.parametrize("how", ["option", pytest.param("environment", marks=pytest.mark.slow)])
 def test_a_required_device_that_is_missing_fails_the_run(suite, monkeypatch, how):
     """On the host being signed off, a run that tested no NPU is not an acceptance."""
-    required = ["--r34-require=npu"] if how == "option" else []
+    # in this process: the requirement's rule is the subject here; isolation's path is test_hung_cards'
+    required = ["--r34-require=npu", "--r34-isolate=off"] if how == "option" else []
     if how == "environment":
         monkeypatch.setenv("R34_REQUIRE", "npu")
+        monkeypatch.setenv("R34_ISOLATE", "off")
     result = run(suite, "--r34-target=cpu", *required, "-k", "test_verdict and batch1", "--r34-report=r.json")
     outcomes = result.parseoutcomes()
     assert result.ret == pytest.ExitCode.TESTS_FAILED and outcomes["passed"] == 1 and outcomes["errors"] == 1
