@@ -328,27 +328,28 @@ def _thread(work: Work, args: tuple, out: queue.Queue, beat: Beat) -> None:
     _serve(work, args, out.put, beat, lambda exc: exc)
 
 
-class _CardThread:
-    """One daemon thread per card that serves its watched calls one after another. A fresh thread
-    per call cost a ResNet34 forward about half again on the CPU (each new thread builds its own
-    OpenMP team; measured: 47.9 ms bare, 74.0 ms watched); a card's own thread also keeps what the
-    runtime makes per thread (the current device and stream). A thread left inside a hung call is
-    never given another: the next call on that card gets a new one."""
+class _Worker:
+    """The daemon thread that serves watched calls, one after another, for every card. A fresh
+    thread per call cost a ResNet34 forward about half again on the CPU (each new thread builds its
+    own OpenMP team: 47.9 ms bare, 74.0 ms watched), and a thread per card kept a team and the
+    kernels' per-thread caches each (8 cards: 4.1 GB peak instead of 2.7, and slower). A thread
+    left inside a hung call is never given another call: the next one gets a new thread."""
 
-    def __init__(self, card: str) -> None:
+    def __init__(self) -> None:
         self.inbox: queue.Queue = queue.Queue()
         self.busy = False
-        self.thread = threading.Thread(target=self._loop, name=f"r34-{card}", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name="r34-watched", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
         while True:
-            work, args, out, beat, done = self.inbox.get()
+            job = self.inbox.get()
             try:
-                _thread(work, args, out, beat)
+                _thread(*job[:4])
             finally:
                 self.busy = False
-                done.set()
+                job[4].set()
+                del job  # holds the call's closure (a target's model, its outputs) until the next call: not kept
 
     def submit(self, work: Work, args: tuple, out: queue.Queue, beat: Beat) -> threading.Event:
         done = threading.Event()
@@ -357,16 +358,18 @@ class _CardThread:
         return done
 
 
-_CARD_THREADS: dict[str, _CardThread] = {}
-_CARD_THREADS_LOCK = threading.Lock()
+_WORKER: list[_Worker] = []
+_WORKER_LOCK = threading.Lock()
 
 
-def _card_thread(card: str) -> _CardThread:
-    with _CARD_THREADS_LOCK:
-        found = _CARD_THREADS.get(card)
-        if found is None or found.busy or not found.thread.is_alive():
-            found = _CARD_THREADS[card] = _CardThread(card)
-        return found
+def _worker() -> _Worker:
+    """The idle worker thread, a new one when the last is busy (hung, or serving another caller)."""
+    with _WORKER_LOCK:
+        if not _WORKER or _WORKER[0].busy or not _WORKER[0].thread.is_alive():
+            _WORKER[:] = [_Worker()]
+        worker = _WORKER[0]
+        worker.busy = True  # claimed under the lock: a concurrent caller gets its own
+        return worker
 
 
 def preload(modules: list[str]) -> None:
@@ -408,7 +411,7 @@ def watch(
 
     else:
         out: queue.Queue = queue.Queue()
-        done = _card_thread(card).submit(work, args, out, beat)
+        done = _worker().submit(work, args, out, beat)
 
         def next_message() -> Any:
             try:
