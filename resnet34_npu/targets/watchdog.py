@@ -328,28 +328,27 @@ def _thread(work: Work, args: tuple, out: queue.Queue, beat: Beat) -> None:
     _serve(work, args, out.put, beat, lambda exc: exc)
 
 
-class _Worker:
-    """The daemon thread that serves watched calls, one after another, for every card. A fresh
-    thread per call cost a ResNet34 forward about half again on the CPU (each new thread builds its
-    own OpenMP team: 47.9 ms bare, 74.0 ms watched), and a thread per card kept a team and the
-    kernels' per-thread caches each (8 cards: 4.1 GB peak instead of 2.7, and slower). A thread
-    left inside a hung call is never given another call: the next one gets a new thread."""
+class _CardThread:
+    """One daemon thread per card that serves its watched calls one after another. A fresh thread
+    per call cost a ResNet34 forward about half again on the CPU (each new thread builds its own
+    OpenMP team; measured: 47.9 ms bare, 74.0 ms watched); a card's own thread also keeps what the
+    runtime makes per thread (the current device and stream). A thread left inside a hung call is
+    never given another: the next call on that card gets a new one."""
 
-    def __init__(self) -> None:
+    def __init__(self, card: str) -> None:
         self.inbox: queue.Queue = queue.Queue()
         self.busy = False
-        self.thread = threading.Thread(target=self._loop, name="r34-watched", daemon=True)
+        self.thread = threading.Thread(target=self._loop, name=f"r34-{card}", daemon=True)
         self.thread.start()
 
     def _loop(self) -> None:
         while True:
-            job = self.inbox.get()
+            work, args, out, beat, done = self.inbox.get()
             try:
-                _thread(*job[:4])
+                _thread(work, args, out, beat)
             finally:
                 self.busy = False
-                job[4].set()
-                del job  # holds the call's closure (a target's model, its outputs) until the next call: not kept
+                done.set()
 
     def submit(self, work: Work, args: tuple, out: queue.Queue, beat: Beat) -> threading.Event:
         done = threading.Event()
@@ -358,18 +357,16 @@ class _Worker:
         return done
 
 
-_WORKER: list[_Worker] = []
-_WORKER_LOCK = threading.Lock()
+_CARD_THREADS: dict[str, _CardThread] = {}
+_CARD_THREADS_LOCK = threading.Lock()
 
 
-def _worker() -> _Worker:
-    """The idle worker thread, a new one when the last is busy (hung, or serving another caller)."""
-    with _WORKER_LOCK:
-        if not _WORKER or _WORKER[0].busy or not _WORKER[0].thread.is_alive():
-            _WORKER[:] = [_Worker()]
-        worker = _WORKER[0]
-        worker.busy = True  # claimed under the lock: a concurrent caller gets its own
-        return worker
+def _card_thread(card: str) -> _CardThread:
+    with _CARD_THREADS_LOCK:
+        found = _CARD_THREADS.get(card)
+        if found is None or found.busy or not found.thread.is_alive():
+            found = _CARD_THREADS[card] = _CardThread(card)
+        return found
 
 
 def preload(modules: list[str]) -> None:
@@ -411,7 +408,7 @@ def watch(
 
     else:
         out: queue.Queue = queue.Queue()
-        done = _worker().submit(work, args, out, beat)
+        done = _card_thread(card).submit(work, args, out, beat)
 
         def next_message() -> Any:
             try:
