@@ -328,47 +328,6 @@ def _thread(work: Work, args: tuple, out: queue.Queue, beat: Beat) -> None:
     _serve(work, args, out.put, beat, lambda exc: exc)
 
 
-class _CardThread:
-    """One daemon thread per card that serves its watched calls one after another. A fresh thread
-    per call cost a ResNet34 forward about half again on the CPU (each new thread builds its own
-    OpenMP team; measured: 47.9 ms bare, 74.0 ms watched); a card's own thread also keeps what the
-    runtime makes per thread (the current device and stream). A thread left inside a hung call is
-    never given another: the next call on that card gets a new one."""
-
-    def __init__(self, card: str) -> None:
-        self.inbox: queue.Queue = queue.Queue()
-        self.busy = False
-        self.thread = threading.Thread(target=self._loop, name=f"r34-{card}", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            work, args, out, beat, done = self.inbox.get()
-            try:
-                _thread(work, args, out, beat)
-            finally:
-                self.busy = False
-                done.set()
-
-    def submit(self, work: Work, args: tuple, out: queue.Queue, beat: Beat) -> threading.Event:
-        done = threading.Event()
-        self.busy = True
-        self.inbox.put((work, args, out, beat, done))
-        return done
-
-
-_CARD_THREADS: dict[str, _CardThread] = {}
-_CARD_THREADS_LOCK = threading.Lock()
-
-
-def _card_thread(card: str) -> _CardThread:
-    with _CARD_THREADS_LOCK:
-        found = _CARD_THREADS.get(card)
-        if found is None or found.busy or not found.thread.is_alive():
-            found = _CARD_THREADS[card] = _CardThread(card)
-        return found
-
-
 def preload(modules: list[str]) -> None:
     """Import ``modules`` once in the forkserver, so that each child starts without importing them."""
     multiprocessing.get_context("forkserver").set_forkserver_preload(modules)
@@ -408,7 +367,8 @@ def watch(
 
     else:
         out: queue.Queue = queue.Queue()
-        done = _card_thread(card).submit(work, args, out, beat)
+        thread = threading.Thread(target=_thread, args=(work, args, out, beat), name=f"r34-{card}", daemon=True)
+        thread.start()
 
         def next_message() -> Any:
             try:
@@ -417,7 +377,7 @@ def watch(
                 return None
 
         def alive() -> bool:
-            return not done.is_set() or not out.empty()
+            return thread.is_alive()
 
     try:
         while True:
