@@ -78,8 +78,7 @@ BURN_IN_ERROR = pytest.StashKey[str]()
 CARD_FAILURE = pytest.StashKey[dict]()
 ISOLATED = pytest.StashKey[bool]()
 CARDS_DOWN_FILE = pytest.StashKey[str]()
-CARDS_DOWN_BEFORE = pytest.StashKey[Any]()
-PYTHONPATH_BEFORE = pytest.StashKey[Any]()
+ENV_BEFORE = pytest.StashKey[dict]()
 BENCHMARKS_SKIPPED = "benchmarks run only when asked for: pytest -m benchmark"
 
 
@@ -112,8 +111,7 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         home = os.path.dirname(os.path.dirname(os.path.abspath(resnet34_npu.__file__)))
         paths = os.environ.get("PYTHONPATH", "").split(os.pathsep)
         if home not in paths:
-            config.stash[PYTHONPATH_BEFORE] = os.environ.get("PYTHONPATH")
-            os.environ["PYTHONPATH"] = os.pathsep.join([home, *filter(None, paths)])
+            _set_env(config, "PYTHONPATH", os.pathsep.join([home, *filter(None, paths)]))
         config.option.numprocesses = 1
         if getattr(config.option, "maxworkerrestart", None) is None:
             config.option.maxworkerrestart = 64  # a replaced worker skips the dead cards: one restart per card
@@ -125,8 +123,14 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
         handle, path = tempfile.mkstemp(prefix="r34-cards-down-", suffix=".jsonl")
         os.close(handle)
         config.stash[CARDS_DOWN_FILE] = path
-        config.stash[CARDS_DOWN_BEFORE] = os.environ.get(CARDS_DOWN_ENV)
-        os.environ[CARDS_DOWN_ENV] = path
+        _set_env(config, CARDS_DOWN_ENV, path)
+
+
+def _set_env(config: pytest.Config, name: str, value: str) -> None:
+    """Set ``name`` for this run's processes (the workers inherit it); ``pytest_unconfigure`` puts
+    back what was there before."""
+    config.stash.setdefault(ENV_BEFORE, {}).setdefault(name, os.environ.get(name))
+    os.environ[name] = value
 
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook, on the controller: a worker died running ``crashitem``
@@ -219,20 +223,14 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    if PYTHONPATH_BEFORE in config.stash:
-        before = config.stash[PYTHONPATH_BEFORE]
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
     if CARDS_DOWN_FILE in config.stash:
         with contextlib.suppress(OSError):
             os.remove(config.stash[CARDS_DOWN_FILE])
-        before = config.stash[CARDS_DOWN_BEFORE]
+    for name, before in config.stash.get(ENV_BEFORE, {}).items():
         if before is None:
-            os.environ.pop(CARDS_DOWN_ENV, None)
+            os.environ.pop(name, None)
         else:
-            os.environ[CARDS_DOWN_ENV] = before
+            os.environ[name] = before
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if NOTHING_RAN in config.stash and reporter is not None:
         # the reason the run fails, as its last line: below the skips and pytest's counts
